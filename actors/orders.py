@@ -1,0 +1,154 @@
+"""Orders: place every pending order at the order API exactly once, then follow it
+until the API says it succeeded or failed.
+
+Replaces the order-queue service (a one-minute poll) and the OrderCreated
+consumer. The order's ``request_id`` is the idempotency key, so a second delivery
+of the same message can never place a second order. Orders whose message was
+lost (worker killed, queue purged) are claimed again by discover when their lease
+ends.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+
+import dramatiq
+from dramatiq.middleware import CurrentMessage
+from sqlalchemy import update
+
+from backlane.clients.order_api import OrderApiClient
+from backlane.db.claims import ORDERS_DUE, claim_due_orders, claim_one
+from backlane.db.models import UNSETTLED_ORDER_STATUSES, Order, OrderStatus
+from backlane.errors import MalformedMessage, NotReady, PermanentError, UnknownItem
+from backlane.pipeline import Context, Pipeline, Purpose
+from backlane.processing import FinalFailure, run_item
+from backlane.registry import register
+from backlane.settings import OrdersSettings, Settings
+from contracts.orders import ORDER_CREATED_ACTOR, ORDER_CREATED_QUEUE, OrderCreated
+
+FINAL_REMOTE_STATUSES = {"succeeded": OrderStatus.SUCCEEDED, "failed": OrderStatus.FAILED}
+
+
+def orders_settings(settings: Settings) -> OrdersSettings:
+    return settings.orders
+
+
+def fetch(ctx: Context, limit: int) -> list[int]:
+    config: OrdersSettings = ctx.config
+    with ctx.db.transaction() as session:
+        return claim_due_orders(
+            session,
+            now=ctx.clock.now(),
+            limit=limit,
+            lease=timedelta(seconds=config.lease_seconds),
+            recent_window=timedelta(hours=config.recent_window_hours),
+        )
+
+
+def _order_id(item: Any) -> int:
+    if isinstance(item, bool) or not isinstance(item, int) or item <= 0:
+        raise MalformedMessage(f"an order item must be a positive integer id, got {item!r}")
+    return item
+
+
+def process(ctx: Context, item: Any) -> None:
+    order_id = _order_id(item)
+    config: OrdersSettings = ctx.config
+    with ctx.db.transaction() as session:
+        order = session.get(Order, order_id)
+    if order is None:
+        raise UnknownItem(f"order {order_id} does not exist")
+    if order.status not in UNSETTLED_ORDER_STATUSES:
+        ctx.log.info("order %s is already %s; nothing to do", order_id, order.status)
+        return
+
+    api = OrderApiClient(ctx.settings.order_api)
+    external_id = order.external_order_id
+    if external_id is None:
+        placed = api.place(order.request_id, {"customer": order.customer, **order.payload})
+        external_id = placed.external_id
+        _update(ctx, order_id, Order.external_order_id.is_(None),
+                external_order_id=external_id, status=OrderStatus.PLACED.value)
+
+    remote = api.status(external_id)
+    final = FINAL_REMOTE_STATUSES.get(remote.status)
+    if final is None:
+        if remote.status != "pending":
+            raise PermanentError(f"order API reports unknown status {remote.status!r} for {external_id}")
+        now = ctx.clock.now()
+        _update(ctx, order_id, None, lease_until=now + timedelta(seconds=config.status_poll_seconds + config.lease_seconds))
+        raise NotReady(f"order {external_id} is still pending", config.status_poll_seconds)
+    _update(ctx, order_id, None, status=final.value, settled_at=ctx.clock.now(),
+            failure_reason=None if final is OrderStatus.SUCCEEDED else "rejected by the order API")
+
+
+def on_failure(ctx: Context, item: Any, reason: str) -> None:
+    if isinstance(item, int):
+        _update(ctx, item, None, status=OrderStatus.FAILED.value, failure_reason=reason, settled_at=ctx.clock.now())
+
+
+def _update(ctx: Context, order_id: int, condition: Any, **values: Any) -> None:
+    """Write to an unsettled order only: a settled order is never touched again."""
+    query = update(Order).where(Order.id == order_id, ORDERS_DUE)
+    if condition is not None:
+        query = query.where(condition)
+    with ctx.db.transaction() as session:
+        session.execute(query.values(updated_at=ctx.clock.now(), **values))
+
+
+ORDERS = register(
+    Pipeline(
+        name="orders",
+        purpose=Purpose.EXPORT,
+        settings=orders_settings,
+        fetch=fetch,
+        process=process,
+        on_failure=on_failure,
+        description="place pending orders at the order API and follow them until settled",
+    )
+)
+
+
+def handle_order_created(payload: Any) -> None:
+    """Validate an OrderCreated and hand its order to the per-order actor, once."""
+    ctx = ORDERS.context()
+    event = OrderCreated.model_validate(payload)
+    config: OrdersSettings = ctx.config
+    with ctx.db.transaction() as session:
+        claimed = claim_one(session, Order, event.order_id, due=ORDERS_DUE, now=ctx.clock.now(),
+                            lease=timedelta(seconds=config.lease_seconds))
+        exists = claimed or session.get(Order, event.order_id) is not None
+    if claimed:
+        ORDERS.process_actor.send(event.order_id)
+        return
+    if exists:
+        ctx.log.info("order %s is settled or already in flight; OrderCreated ignored", event.order_id)
+        return
+    message = CurrentMessage.get_current_message()
+    first_seen_ms = message.message_timestamp if message is not None else time.time() * 1000
+    waited = time.time() - first_seen_ms / 1000
+    if waited < config.created_grace_seconds:
+        raise NotReady(f"order {event.order_id} not visible yet", config.created_recheck_seconds)
+    raise UnknownItem(f"order {event.order_id} does not exist (waited {waited:.0f}s for it to appear)")
+
+
+def order_created(*args: Any, **kwargs: Any) -> None:
+    ctx = ORDERS.context()
+
+    def work() -> None:
+        if len(args) != 1 or kwargs:
+            raise MalformedMessage("OrderCreated must be the single positional argument of the message")
+        handle_order_created(args[0])
+
+    run_item(ORDER_CREATED_ACTOR, args[0] if len(args) == 1 else None, work, ORDERS.retry_policy(ctx))
+
+
+order_created_actor = dramatiq.actor(
+    order_created,
+    actor_name=ORDER_CREATED_ACTOR,
+    queue_name=ORDER_CREATED_QUEUE,
+    broker=ORDERS.process_actor.broker,
+    throws=(FinalFailure,),
+)

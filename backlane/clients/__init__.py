@@ -1,0 +1,1 @@
+"""Clients of the external APIs, built on httpx with their base URLs from settings."""

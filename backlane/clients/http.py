@@ -1,0 +1,51 @@
+"""The shared HTTP plumbing every external client uses.
+
+One :class:`httpx.Client` per base URL and thread-safe reuse (keep-alive matters
+at a thousand calls a second); responses that are errors become backlane's
+classified errors right here, so callers only see success or a
+:class:`~backlane.errors.BacklaneError`.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import httpx
+
+from backlane.errors import classify, classify_response
+
+_clients: dict[tuple[str, float, str | None], httpx.Client] = {}
+_lock = threading.Lock()
+
+
+def shared_client(base_url: str, *, timeout: float, token: str | None = None) -> httpx.Client:
+    """A pooled client for ``base_url`` (httpx clients are thread-safe)."""
+    key = (base_url, timeout, token)
+    with _lock:
+        client = _clients.get(key)
+        if client is None:
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            client = httpx.Client(
+                base_url=base_url,
+                timeout=timeout,
+                headers=headers,
+                limits=httpx.Limits(max_connections=100, max_keepalive_connections=50),
+            )
+            _clients[key] = client
+        return client
+
+
+def request_json(client: httpx.Client, method: str, url: str, **kwargs: Any) -> Any:
+    """Send a request; return the decoded JSON body or raise a classified error."""
+    try:
+        response = client.request(method, url, **kwargs)
+    except httpx.HTTPError as exc:
+        raise classify(exc) from exc
+    error = classify_response(response)
+    if error is not None:
+        raise error
+    try:
+        return response.json() if response.content else None
+    except ValueError as exc:
+        raise classify(exc) from exc

@@ -1,0 +1,1 @@
+"""The database: engine and sessions, typed models, and the claim queries discover runs."""

@@ -1,0 +1,164 @@
+"""backlane's whole error vocabulary, and the one place exceptions are classified.
+
+Every exception raised while processing an item ends up as one of three kinds:
+
+* :class:`TransientError` — try again later with exponential backoff
+  (network trouble, 5xx, timeouts, database unavailable);
+* :class:`DelayedRetry` — try again after exactly the delay someone named
+  (:class:`RateLimited` by a server's "wait for X seconds" / Retry-After,
+  :class:`CircuitOpen` until the breaker's trial time);
+* :class:`PermanentError` — retrying cannot help (malformed message, 4xx,
+  unknown item): the item is marked failed and the message dead-lettered.
+
+:func:`classify` maps library exceptions (httpx, SQLAlchemy, pydantic) onto them,
+so actors never decide this on their own.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import httpx
+import pydantic
+import sqlalchemy.exc
+
+
+class BacklaneError(Exception):
+    """Base of all classified errors; ``reason`` is meant for a person."""
+
+    kind = "error"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class TransientError(BacklaneError):
+    """Worth retrying with backoff."""
+
+    kind = "transient"
+
+
+class DelayedRetry(TransientError):
+    """Worth retrying, but not before ``delay_seconds``."""
+
+    kind = "delayed"
+
+    def __init__(self, reason: str, delay_seconds: float) -> None:
+        super().__init__(reason)
+        self.delay_seconds = max(0.0, delay_seconds)
+
+
+class RateLimited(DelayedRetry):
+    """The server told us to wait."""
+
+    kind = "rate_limited"
+
+
+class CircuitOpen(DelayedRetry):
+    """A circuit breaker is open; calls resume at its trial time."""
+
+    kind = "circuit_open"
+
+
+class NotReady(DelayedRetry):
+    """The item is not in a state to work on yet (e.g. an order still settling)."""
+
+    kind = "not_ready"
+
+
+class PermanentError(BacklaneError):
+    """Retrying cannot help; fail the item and dead-letter the message."""
+
+    kind = "permanent"
+
+
+class MalformedMessage(PermanentError):
+    """The message itself is invalid (bad JSON, wrong fields, unknown version)."""
+
+    kind = "malformed"
+
+
+class UnknownItem(PermanentError):
+    """The message names an item that does not exist."""
+
+    kind = "unknown_item"
+
+
+_WAIT_FOR = re.compile(r"wait\s+for\s+(\d+(?:\.\d+)?)\s*s", re.IGNORECASE)
+
+
+def retry_after_seconds(response: httpx.Response) -> float | None:
+    """The delay a server asked for: Retry-After header or a "wait for X seconds" body."""
+    header = response.headers.get("Retry-After")
+    if header:
+        try:
+            return max(0.0, float(header))
+        except ValueError:
+            pass
+    match = _WAIT_FOR.search(response.text[:2000])
+    if match:
+        return float(match.group(1))
+    return None
+
+
+def _describe_response(response: httpx.Response) -> str:
+    body = response.text[:300].strip()
+    try:
+        parsed = json.loads(body) if body else None
+        if isinstance(parsed, dict):
+            body = str(parsed.get("message") or parsed.get("error") or body)
+    except ValueError:
+        pass
+    return f"{response.request.method} {response.request.url.path} answered {response.status_code}: {body}"
+
+
+def classify_response(response: httpx.Response) -> BacklaneError | None:
+    """The error an HTTP response stands for, or None when it is a success."""
+    status = response.status_code
+    if status < 400:
+        return None
+    reason = _describe_response(response)
+    delay = retry_after_seconds(response)
+    if status == 429 or (delay is not None and status == 503):
+        return RateLimited(reason, delay if delay is not None else 60.0)
+    if status >= 500 or status in (408, 425):
+        return TransientError(reason)
+    return PermanentError(reason)
+
+
+def classify(exc: BaseException) -> BacklaneError:
+    """Map any exception onto backlane's vocabulary. Unknown exceptions are transient:
+    a bug then shows up as retries and finally a failed item, never as lost work."""
+    if isinstance(exc, BacklaneError):
+        return exc
+    if isinstance(exc, httpx.HTTPStatusError):
+        return classify_response(exc.response) or TransientError(str(exc))
+    if isinstance(exc, httpx.TransportError):  # connect, read, timeouts, protocol errors
+        return TransientError(f"{exc.__class__.__name__}: {exc or 'network error'}")
+    if isinstance(exc, pydantic.ValidationError):
+        return MalformedMessage(_describe_validation(exc))
+    if isinstance(exc, json.JSONDecodeError):
+        return MalformedMessage(f"not valid JSON: {exc}")
+    if isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
+        return TransientError(f"database unavailable: {exc.orig or exc}")
+    if isinstance(exc, sqlalchemy.exc.IntegrityError):
+        return PermanentError(f"database integrity error: {exc.orig or exc}")
+    if isinstance(exc, TimeoutError):
+        return TransientError(f"timed out: {exc}")
+    return TransientError(f"{exc.__class__.__name__}: {exc}")
+
+
+def _describe_validation(exc: pydantic.ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err["loc"]) or "message"
+        parts.append(f"{where}: {err['msg']}")
+    return f"invalid {exc.title}: " + "; ".join(parts)
+
+
+def delay_ms(error: DelayedRetry) -> int:
+    """Dramatiq wants whole milliseconds; never round a server's delay down."""
+    return math.ceil(error.delay_seconds * 1000)

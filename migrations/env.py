@@ -1,0 +1,40 @@
+"""Alembic environment: the URL comes from backlane's settings (or the caller)."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from backlane.db.engine import create_db_engine
+from backlane.db.models import Base
+
+config = context.config
+
+
+def _url() -> str:
+    url = config.get_main_option("sqlalchemy.url")
+    if url:
+        return url
+    from backlane.settings import get_settings
+
+    return get_settings().database.url.get_secret_value()
+
+
+def run_migrations_offline() -> None:
+    context.configure(url=_url(), target_metadata=Base.metadata, literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    engine = create_db_engine(_url())
+    with engine.connect() as connection:
+        context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

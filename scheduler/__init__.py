@@ -1,0 +1,13 @@
+"""The discover actors and their cron schedules, read from settings.
+
+``periodiq scheduler`` runs the one clock; workers run ``dramatiq actors
+scheduler`` so they can execute the discover actors the clock sends.
+"""
+
+from actors import broker
+from backlane.discovery import declare_discover_actors
+from backlane.registry import REGISTRY
+
+discover_actors = declare_discover_actors(REGISTRY)
+
+__all__ = ["broker", "discover_actors"]
