@@ -69,8 +69,13 @@ def process(ctx: Context, item: Any) -> None:
     if external_id is None:
         placed = api.place(order.request_id, {"customer": order.customer, **order.payload})
         external_id = placed.external_id
-        _update(ctx, order_id, Order.external_order_id.is_(None),
-                external_order_id=external_id, status=OrderStatus.PLACED.value)
+        _update(
+            ctx,
+            order_id,
+            Order.external_order_id.is_(None),
+            external_order_id=external_id,
+            status=OrderStatus.PLACED.value,
+        )
 
     remote = api.status(external_id)
     final = FINAL_REMOTE_STATUSES.get(remote.status)
@@ -78,10 +83,18 @@ def process(ctx: Context, item: Any) -> None:
         if remote.status != "pending":
             raise PermanentError(f"order API reports unknown status {remote.status!r} for {external_id}")
         now = ctx.clock.now()
-        _update(ctx, order_id, None, lease_until=now + timedelta(seconds=config.status_poll_seconds + config.lease_seconds))
+        _update(
+            ctx, order_id, None, lease_until=now + timedelta(seconds=config.status_poll_seconds + config.lease_seconds)
+        )
         raise NotReady(f"order {external_id} is still pending", config.status_poll_seconds)
-    _update(ctx, order_id, None, status=final.value, settled_at=ctx.clock.now(),
-            failure_reason=None if final is OrderStatus.SUCCEEDED else "rejected by the order API")
+    _update(
+        ctx,
+        order_id,
+        None,
+        status=final.value,
+        settled_at=ctx.clock.now(),
+        failure_reason=None if final is OrderStatus.SUCCEEDED else "rejected by the order API",
+    )
 
 
 def on_failure(ctx: Context, item: Any, reason: str) -> None:
@@ -117,8 +130,14 @@ def handle_order_created(payload: Any) -> None:
     event = OrderCreated.model_validate(payload)
     config: OrdersSettings = ctx.config
     with ctx.db.transaction() as session:
-        claimed = claim_one(session, Order, event.order_id, due=ORDERS_DUE, now=ctx.clock.now(),
-                            lease=timedelta(seconds=config.lease_seconds))
+        claimed = claim_one(
+            session,
+            Order,
+            event.order_id,
+            due=ORDERS_DUE,
+            now=ctx.clock.now(),
+            lease=timedelta(seconds=config.lease_seconds),
+        )
         exists = claimed or session.get(Order, event.order_id) is not None
     if claimed:
         ORDERS.process_actor.send(event.order_id)

@@ -13,6 +13,7 @@ On top of :class:`dramatiq.brokers.rabbitmq.RabbitmqBroker` this adds:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -138,10 +139,8 @@ class BacklaneBroker(RabbitmqBroker):
                 publisher = getattr(self._local_publisher, "publisher", None)
                 if publisher is not None:
                     self._drop_publisher(publisher)
-                try:
+                with contextlib.suppress(Exception):  # the connection may be gone already
                     del self.connection
-                except Exception:  # the connection is already gone
-                    pass
                 if time.monotonic() + pause > deadline:
                     logger.error("RabbitMQ unreachable for %.0fs; giving up to %s", self.reconnect_timeout, what)
                     raise

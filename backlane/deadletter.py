@@ -138,8 +138,11 @@ class DeadLetteringConsumer(_RabbitmqConsumer):
         # The copy must be safe in .XQ before the original is let go.
         self.broker.publish([dead_letter_outgoing(self.queue_name, envelope, info)])
         logger.warning(
-            "dead-lettered message %s (%s) to %s: %s", message.message_id, message.actor_name,
-            xq_name(q_name(self.queue_name)), reason,
+            "dead-lettered message %s (%s) to %s: %s",
+            message.message_id,
+            message.actor_name,
+            xq_name(q_name(self.queue_name)),
+            reason,
         )
         try:
             self.known_tags.remove(message._tag)

@@ -44,7 +44,10 @@ def discover(registered: Registered) -> TickResult:
     if cut:
         logger.warning(
             "pipeline %s: fetch returned %d items for a limit of %d; %d cut off until a later tick",
-            registered.name, len(items), limit, cut,
+            registered.name,
+            len(items),
+            limit,
+            cut,
         )
         items = items[:limit]
     actor = registered.process_actor

@@ -66,12 +66,20 @@ def run_item(
         elapsed = time.monotonic() - started
         err = TransientError("time limit exceeded") if isinstance(exc, TimeLimitExceeded) else classify(exc)
         if isinstance(err, DelayedRetry):
-            outcomes.record(name, item, "waiting", attempt=attempt, duration_s=elapsed, kind=err.kind,
-                            reason=err.reason, delay_s=err.delay_seconds)
+            outcomes.record(
+                name,
+                item,
+                "waiting",
+                attempt=attempt,
+                duration_s=elapsed,
+                kind=err.kind,
+                reason=err.reason,
+                delay_s=err.delay_seconds,
+            )
             raise dramatiq.Retry(err.reason, delay=max(1, delay_ms(err))) from exc
         if isinstance(err, PermanentError) or failures >= policy.max_retries:
-            reason = err.reason if isinstance(err, PermanentError) else (
-                f"gave up after {attempt} attempts: {err.reason}"
+            reason = (
+                err.reason if isinstance(err, PermanentError) else (f"gave up after {attempt} attempts: {err.reason}")
             )
             if on_failure is not None:
                 on_failure(reason)  # if this raises (database down) the message is retried instead
@@ -79,7 +87,15 @@ def run_item(
             raise FinalFailure(reason, err.kind) from exc
         options[FAILURES_OPTION] = failures + 1
         backoff = policy.backoff_ms(failures)
-        outcomes.record(name, item, "retry", attempt=attempt, duration_s=elapsed, kind=err.kind,
-                        reason=err.reason, delay_s=backoff / 1000)
+        outcomes.record(
+            name,
+            item,
+            "retry",
+            attempt=attempt,
+            duration_s=elapsed,
+            kind=err.kind,
+            reason=err.reason,
+            delay_s=backoff / 1000,
+        )
         raise dramatiq.Retry(err.reason, delay=backoff) from exc
     outcomes.record(name, item, "succeeded", attempt=attempt, duration_s=time.monotonic() - started)

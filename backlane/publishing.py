@@ -94,9 +94,7 @@ class BatchPublisher:
 
     def _on_confirm(self, frame: Any) -> None:
         method = frame.method
-        tags = (
-            [t for t in self._outstanding if t <= method.delivery_tag] if method.multiple else [method.delivery_tag]
-        )
+        tags = [t for t in self._outstanding if t <= method.delivery_tag] if method.multiple else [method.delivery_tag]
         for tag in tags:
             message_id = self._outstanding.pop(tag, None)
             if message_id is not None and isinstance(method, Basic.Nack):

@@ -79,12 +79,11 @@ def claim_due_orders(
     return recent + older
 
 
-def claim_one(session: Session, model: Any, item_id: Any, *, due: ColumnElement[bool], now: datetime,
-              lease: timedelta) -> bool:
+def claim_one(
+    session: Session, model: Any, item_id: Any, *, due: ColumnElement[bool], now: datetime, lease: timedelta
+) -> bool:
     """Lease one row if it is due and free; False when it is settled or already in flight."""
     result = session.execute(
-        update(model)
-        .where(model.id == item_id, due, lease_is_free(model, now))
-        .values(lease_until=now + lease)
+        update(model).where(model.id == item_id, due, lease_is_free(model, now)).values(lease_until=now + lease)
     )
     return bool(result.rowcount)

@@ -1,0 +1,152 @@
+"""The ``backlane`` command: demo, migrate, pipelines, trigger, status, dead letters, schemas.
+
+Each subcommand is a thin shell over a module that does the work, so the
+same operations are importable from tests and scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from backlane.settings import SettingsError
+
+
+def _pipelines(args: argparse.Namespace) -> int:
+    import scheduler  # noqa: F401  (registers every pipeline)
+    from backlane.pipeline import Purpose
+    from backlane.registry import REGISTRY
+
+    purpose = Purpose(args.purpose) if args.purpose else None
+    rows = []
+    for reg in REGISTRY.by_purpose(purpose):
+        config = reg.context().config
+        rows.append(
+            {
+                "name": reg.name,
+                "purpose": reg.pipeline.purpose.value,
+                "queue": reg.pipeline.queue_name,
+                "schedule": config.tick,
+                "max_items": config.max_items,
+                "enabled": config.enabled,
+                "description": reg.pipeline.description,
+            }
+        )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'NAME':<22} {'PURPOSE':<10} {'QUEUE':<22} {'SCHEDULE':<14} {'MAX':>5}  ENABLED")
+    for row in rows:
+        print(
+            f"{row['name']:<22} {row['purpose']:<10} {row['queue']:<22} {row['schedule']:<14} "
+            f"{row['max_items']:>5}  {'yes' if row['enabled'] else 'no'}"
+        )
+    return 0
+
+
+def _trigger(args: argparse.Namespace) -> int:
+    import scheduler  # noqa: F401
+    from backlane.registry import REGISTRY
+
+    reg = REGISTRY.get(args.pipeline)
+    assert reg.discover_actor is not None
+    reg.discover_actor.send()
+    print(f"discover for {args.pipeline} queued on 'discover'")
+    return 0
+
+
+def _declare_queues(args: argparse.Namespace) -> int:
+    import scheduler
+    from backlane.queues import declare_all
+
+    for name in declare_all(scheduler.broker):
+        print(f"declared {name} (+ {name}.DQ, {name}.XQ)")
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from backlane.db.migrate import upgrade
+
+    upgrade(args.url)
+    print("database is at the latest revision")
+    return 0
+
+
+def _schemas(args: argparse.Namespace) -> int:
+    from backlane.schemas import write_schemas
+
+    for path in write_schemas(args.out):
+        print(path)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from backlane.demo import DemoOptions, run_demo
+
+    return run_demo(
+        DemoOptions(
+            orders=args.orders,
+            failure_rate=args.failure_rate,
+            processes=args.processes,
+            threads=args.threads,
+            keep=args.keep,
+        )
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="backlane", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run the demo pipeline end to end (simulator, worker, clock)")
+    demo.add_argument("--orders", type=int, default=100)
+    demo.add_argument("--failure-rate", type=float, default=0.2)
+    demo.add_argument("--processes", type=int, default=2)
+    demo.add_argument("--threads", type=int, default=8)
+    demo.add_argument("--keep", action="store_true", help="keep the demo database and logs afterwards")
+    demo.set_defaults(func=_demo)
+
+    migrate = sub.add_parser("migrate", help="apply the database migrations")
+    migrate.add_argument("--url", help="database URL (default: BACKLANE_DATABASE__URL)")
+    migrate.set_defaults(func=_migrate)
+
+    declare = sub.add_parser("declare-queues", help="declare every queue on RabbitMQ (run once per deploy)")
+    declare.set_defaults(func=_declare_queues)
+
+    pipelines = sub.add_parser("pipelines", help="list the registered pipelines")
+    pipelines.add_argument("--purpose", choices=["ingestion", "internal", "export"])
+    pipelines.add_argument("--json", action="store_true")
+    pipelines.set_defaults(func=_pipelines)
+
+    trigger = sub.add_parser("trigger", help="run a pipeline's discover now")
+    trigger.add_argument("pipeline")
+    trigger.set_defaults(func=_trigger)
+
+    schemas = sub.add_parser("schemas", help="write the JSON Schema of every message contract")
+    schemas.add_argument("--out", default="contracts/schemas")
+    schemas.set_defaults(func=_schemas)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except SettingsError as exc:
+        print(f"backlane: {exc}", file=sys.stderr)
+        return 2
+    except KeyError as exc:
+        print(f"backlane: {exc.args[0]}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
