@@ -20,6 +20,6 @@ def alembic_config(url: str | None = None) -> Config:
     return config
 
 
-def upgrade(url: str | None = None, revision: str = "head") -> None:
+def upgrade(url: str | None = None, revision: str = "heads") -> None:
     """Bring the database at ``url`` (default: settings) up to ``revision``."""
     command.upgrade(alembic_config(url), revision)

@@ -1,9 +1,4 @@
-"""Typed tables. The row is the source of truth; messages carry only its id.
-
-Times are stored as UTC. Every table a discover actor claims from has a
-``lease_until`` column and a partial index matching its due condition, declared
-beside the table so the claim query in :mod:`backlane.db.claims` stays O(batch).
-"""
+"""The orders table: one row per order to place at the external order API."""
 
 from __future__ import annotations
 
@@ -11,15 +6,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, String, Text, text
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import JSON, Index, String, Text, text
+from sqlalchemy.orm import Mapped, mapped_column
 
-#: Integer primary keys: BIGINT on PostgreSQL, INTEGER (rowid alias) on SQLite.
-BigId = BigInteger().with_variant(Integer, "sqlite")
-
-
-class Base(DeclarativeBase):
-    type_annotation_map = {datetime: DateTime(timezone=True), dict[str, Any]: JSON}
+from backlane.db.models.base import Base, BigId
 
 
 class OrderStatus(StrEnum):

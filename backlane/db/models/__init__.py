@@ -1,0 +1,12 @@
+"""Typed tables, one module per pipeline. The row is the source of truth; messages
+carry only its id.
+
+Times are stored as UTC. Every table a discover actor claims from has a
+``lease_until`` column and a partial index matching its due condition, declared
+beside the table so the claim queries in :mod:`backlane.db.claims` stay O(batch).
+"""
+
+from backlane.db.models.base import Base, BigId
+from backlane.db.models.orders import UNSETTLED_ORDER_STATUSES, Order, OrderStatus
+
+__all__ = ["UNSETTLED_ORDER_STATUSES", "Base", "BigId", "Order", "OrderStatus"]
