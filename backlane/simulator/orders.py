@@ -64,7 +64,12 @@ def create_order(
     key = headers.get("Idempotency-Key")
     if not key:
         raise HttpError(400, {"error": "missing Idempotency-Key"})
-    canonical = json.dumps(json_object(body), sort_keys=True, separators=(",", ":"))
+    parsed = json_object(body)
+    items = parsed.get("items")
+    if not isinstance(items, list) or not items:
+        # Validation, as a real order API does: a client error that no retry can fix.
+        raise HttpError(422, {"error": "an order needs a non-empty list of items"})
+    canonical = json.dumps(parsed, sort_keys=True, separators=(",", ":"))
     with state.lock:
         store: OrdersState = state.service("orders")
         entry = store.key_stats.setdefault(key, {"id": None, "creations": 0, "calls": 0})
