@@ -1,0 +1,93 @@
+"""Acceptance fixtures: the real processes an operator runs (``dramatiq actors
+scheduler`` workers, ``periodiq scheduler`` clocks, the simulator), against a
+private RabbitMQ node and a real database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from backlane.clock import SystemClock
+from backlane.db.engine import Database
+from backlane.db.migrate import upgrade
+from backlane.db.models import Order
+from backlane.sample import create_orders
+from backlane.stack import Stack
+
+
+@dataclass
+class System:
+    stack: Stack
+    db: Database
+    simulator_url: str
+    rabbitmq: Any
+
+    def create_orders(self, count: int) -> list[int]:
+        return create_orders(self.db, count, SystemClock().now())
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "backlane.cli", *args],
+            env={**os.environ, **self.stack.env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    def sim(self, path: str, payload: dict[str, Any] | None = None) -> Any:
+        if payload is None:
+            return httpx.get(f"{self.simulator_url}{path}", timeout=10).json()
+        return httpx.post(f"{self.simulator_url}{path}", json=payload, timeout=10).json()
+
+    def settled(self) -> int:
+        with self.db.transaction() as session:
+            return len(list(session.scalars(select(Order.id).where(Order.status.in_(["succeeded", "failed"])))))
+
+    def creations(self) -> list[int]:
+        by_key = self.sim("/_admin/stats")["orders"]["by_key"]
+        with self.db.transaction() as session:
+            keys = list(session.scalars(select(Order.request_id)))
+        return [by_key.get(k, {}).get("creations", 0) for k in keys]
+
+
+@pytest.fixture
+def system(rabbitmq: Any, database_url: str, tmp_path: Path) -> Iterator[System]:
+    upgrade(database_url)
+    stack = Stack(
+        tmp_path / "logs",
+        {
+            "BACKLANE_BROKER__URL": rabbitmq.amqp_url,
+            "BACKLANE_BROKER__MANAGEMENT_URL": rabbitmq.management_url,
+            "BACKLANE_DATABASE__URL": database_url,
+            "BACKLANE_RETRIES__MIN_BACKOFF_MS": "100",
+            "BACKLANE_RETRIES__MAX_BACKOFF_MS": "1000",
+            "BACKLANE_ORDERS__STATUS_POLL_SECONDS": "0.2",
+            "BACKLANE_WORKER__METRICS_PORT": "0",
+        },
+    )
+    _, sim_url = stack.start_simulator()
+    stack.env["BACKLANE_ORDER_API__BASE_URL"] = sim_url
+    db = Database(database_url)
+    system = System(stack, db, sim_url, rabbitmq)
+    assert system.cli("declare-queues").returncode == 0
+    _purge_all(rabbitmq)
+    yield system
+    stack.stop_all(timeout=15)
+    _purge_all(rabbitmq)
+    db.dispose()
+
+
+def _purge_all(rabbitmq: Any) -> None:
+    auth = ("guest", "guest")
+    queues = httpx.get(f"{rabbitmq.management_url}/api/queues", auth=auth, timeout=10).json()
+    for queue in queues:
+        httpx.delete(f"{rabbitmq.management_url}/api/queues/%2F/{queue['name']}/contents", auth=auth, timeout=10)
