@@ -121,6 +121,78 @@ class OrdersSettings(PipelineSettings):
     created_recheck_seconds: float = Field(default=2.0, gt=0)
 
 
+class StorageSettings(Section):
+    #: Directory holding stored objects (track audio, waveforms) by key; relative to the working dir.
+    root: str = "storage"
+
+
+class TracksSettings(PipelineSettings):
+    #: Every 5 minutes, as the physical-deletion service did.
+    tick: str = "*/5 * * * *"
+    #: At most 50 tracks per tick, as before.
+    max_items: int = Field(default=50, ge=1)
+    #: A claimed track is not claimed again before this many seconds (its lease).
+    lease_seconds: float = Field(default=600.0, gt=0)
+
+
+class ProductApiSettings(Section):
+    #: Base URL of the product API the export pages through (the simulator in demo and tests).
+    base_url: str = "http://127.0.0.1:8085"
+    #: Sent as a bearer token when set.
+    api_key: SecretStr | None = None
+    #: Per-request timeout for product pages, seconds.
+    timeout: float = Field(default=30.0, gt=0)
+
+
+class ExportsSettings(PipelineSettings):
+    #: Discover looks for due exports every minute; each export runs on its own interval.
+    tick: str = "* * * * *"
+    #: Time between two runs of one export, seconds (5 min, as the export worker).
+    interval_seconds: float = Field(default=300.0, gt=0)
+    #: A new export first runs this long after it is created or first seen, seconds.
+    initial_delay_seconds: float = Field(default=30.0, ge=0)
+    #: 3 attempts per run: 2 retries after the first failure.
+    max_retries: int | None = Field(default=2, ge=0)
+    #: First backoff 30 s, doubling ...
+    min_backoff_ms: int | None = Field(default=30_000, ge=1)
+    #: ... to at most 300 s.
+    max_backoff_ms: int | None = Field(default=300_000, ge=1)
+    #: The product-API breaker opens after this many failures in a row ...
+    breaker_failure_threshold: int = Field(default=3, ge=1)
+    #: ... for this many seconds.
+    breaker_open_seconds: float = Field(default=30.0, gt=0)
+    #: The health check (GET /health) gives up after this many seconds and counts as down.
+    health_timeout_seconds: float = Field(default=10.0, gt=0)
+    #: Products per page requested from the product API.
+    page_size: int = Field(default=100, ge=1)
+    #: A claimed export is not claimed again before this many seconds; renewed on every page.
+    lease_seconds: float = Field(default=600.0, gt=0)
+    #: Directory export files are written to (an export's relative path is under it).
+    output_dir: str = "exports"
+
+
+class StagingSettings(PipelineSettings):
+    """One registration of the staging-batch handler (one vendor); each has its own section."""
+
+    #: Base URL of the vendor's scraper API (the simulator in demo and tests).
+    base_url: str = "http://127.0.0.1:8085"
+    #: Per-request timeout, seconds.
+    timeout: float = Field(default=30.0, gt=0)
+    #: A claimed batch is not claimed again before this many seconds (its lease).
+    lease_seconds: float = Field(default=600.0, gt=0)
+
+
+# One subclass per registration, so an env var setting one field keeps the others' defaults.
+class StagingAcmeSettings(StagingSettings):
+    #: Vendor acme: 5 batches per cycle.
+    max_items: int = Field(default=5, ge=1)
+
+
+class StagingGlobexSettings(StagingSettings):
+    #: Vendor globex: 10 batches per cycle.
+    max_items: int = Field(default=10, ge=1)
+
+
 class WorkerSettings(Section):
     #: Port of the worker's health and Prometheus metrics endpoint (0 = off).
     metrics_port: int = Field(default=9191, ge=0, le=65535)
@@ -142,6 +214,12 @@ class Settings(BaseSettings):
     order_api: OrderApiSettings = OrderApiSettings()
     orders: OrdersSettings = OrdersSettings()
     worker: WorkerSettings = WorkerSettings()
+    storage: StorageSettings = StorageSettings()
+    tracks: TracksSettings = TracksSettings()
+    product_api: ProductApiSettings = ProductApiSettings()
+    exports: ExportsSettings = ExportsSettings()
+    staging_acme: StagingAcmeSettings = StagingAcmeSettings()
+    staging_globex: StagingGlobexSettings = StagingGlobexSettings()
     #: Logging level of backlane's loggers.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
