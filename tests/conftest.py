@@ -1,0 +1,103 @@
+"""Session fixtures for the real infrastructure: a private RabbitMQ node and PostgreSQL server.
+
+Tests run against the real broker and databases (see DESIGN.md), so a
+missing server is a failure that names the fix, never a skip: a skipped
+suite looks green while proving nothing. Servers start only when a test asks
+for them, once per session. Set BACKLANE_TEST_AMQP_URL with
+BACKLANE_TEST_MANAGEMENT_URL, or BACKLANE_TEST_POSTGRES_URL, to use servers
+you run yourself instead (those cannot be restarted by fault tests).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from backlane.infra.postgres import ExternalPostgres, MissingPostgres, PostgresNode, find_pg_bin
+from backlane.infra.rabbitmq import ExternalRabbitMQ, MissingRabbitMQ, RabbitMQNode, find_rabbitmq_server
+
+
+@pytest.fixture(scope="session")
+def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitMQNode | ExternalRabbitMQ]:
+    """A running broker for the whole session: a private node, or the one named by env vars.
+
+    Tests may ``stop()``/``start()``/``kill()`` a private node to prove
+    reconnection; it comes back on the same URLs with the same data.
+    """
+    amqp_url = os.environ.get("BACKLANE_TEST_AMQP_URL")
+    management_url = os.environ.get("BACKLANE_TEST_MANAGEMENT_URL")
+    if amqp_url or management_url:
+        if not (amqp_url and management_url):
+            pytest.fail("set both BACKLANE_TEST_AMQP_URL and BACKLANE_TEST_MANAGEMENT_URL, or neither", pytrace=False)
+        yield ExternalRabbitMQ(amqp_url, management_url)
+        return
+    if find_rabbitmq_server() is None:
+        pytest.fail(str(MissingRabbitMQ()), pytrace=False)
+    node = RabbitMQNode(tmp_path_factory.mktemp("rabbitmq"))
+    node.start()
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
+@pytest.fixture
+def amqp_url(rabbitmq: RabbitMQNode | ExternalRabbitMQ) -> str:
+    """The session broker's AMQP URL, started again if an earlier test left it stopped."""
+    if not rabbitmq.is_running():
+        rabbitmq.start()
+    return rabbitmq.amqp_url
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresNode | ExternalPostgres]:
+    """A PostgreSQL server for the session: private (under /tmp), or BACKLANE_TEST_POSTGRES_URL's.
+
+    The private server's directory is made with mkdtemp in /tmp rather than
+    pytest's tmp_path: as root the server runs as user postgres, which cannot
+    enter pytest's 0700 base directory.
+    """
+    url = os.environ.get("BACKLANE_TEST_POSTGRES_URL")
+    if url:
+        yield ExternalPostgres(url)
+        return
+    if find_pg_bin() is None:
+        pytest.fail(str(MissingPostgres()), pytrace=False)
+    base_dir = Path(tempfile.mkdtemp(prefix="backlane-pg-", dir="/tmp"))
+    node = PostgresNode(base_dir)
+    try:
+        node.start()
+        yield node
+    finally:
+        node.stop()
+        shutil.rmtree(base_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def fresh_postgres_url(postgres: PostgresNode | ExternalPostgres) -> Iterator[str]:
+    """SQLAlchemy URL of a new, empty database on the session server; dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    url = postgres.create_database(name)
+    yield url
+    with contextlib.suppress(Exception):  # a test that broke the server must not hide its own failure
+        postgres.drop_database(name)
+
+
+@pytest.fixture
+def fresh_sqlite_url(tmp_path: Path) -> str:
+    """SQLAlchemy URL of a new SQLite file in the test's own tmp dir."""
+    return f"sqlite:///{tmp_path}/backlane.db"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """A fresh database URL, once per backend; PostgreSQL starts only when this reaches it."""
+    fixture = "fresh_sqlite_url" if request.param == "sqlite" else "fresh_postgres_url"
+    return str(request.getfixturevalue(fixture))
