@@ -53,7 +53,7 @@ def client(sim: Simulator) -> Iterator[httpx.Client]:
 
 def place(client: httpx.Client, key: str | None, body: Any = None) -> httpx.Response:
     headers = {"Idempotency-Key": key} if key is not None else {}
-    return client.post("/orders", json={"sku": "A1"} if body is None else body, headers=headers)
+    return client.post("/orders", json={"items": [{"sku": "A1"}]} if body is None else body, headers=headers)
 
 
 def stats(client: httpx.Client) -> dict[str, Any]:
@@ -68,7 +68,7 @@ def test_idempotent_create_and_replay(client: httpx.Client) -> None:
     again = place(client, "k1")
     assert again.status_code == 200 and again.json() == first.json()
     assert place(client, "k2").json()["id"] == "ext-2"
-    reused = place(client, "k1", {"sku": "B2"})
+    reused = place(client, "k1", {"items": [{"sku": "B2"}]})
     assert reused.status_code == 422
     assert reused.json() == {"error": "idempotency key reused with a different body"}
     orders = stats(client)["orders"]
@@ -278,3 +278,9 @@ def test_main_runs_until_sigterm() -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_an_order_without_items_is_a_client_error(client: httpx.Client) -> None:
+    response = place(client, "no-items", {"items": []})
+    assert response.status_code == 422
+    assert stats(client)["orders"]["created"] == 0

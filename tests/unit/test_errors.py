@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import httpx
+import pydantic
+import pytest
+import sqlalchemy.exc
+
+from backlane.errors import (
+    MalformedMessage,
+    PermanentError,
+    RateLimited,
+    TransientError,
+    classify,
+    classify_response,
+    delay_ms,
+)
+from contracts.orders import OrderCreated
+
+
+def response(status: int, body: str = "", headers: dict[str, str] | None = None) -> httpx.Response:
+    return httpx.Response(status, text=body, headers=headers, request=httpx.Request("POST", "http://api/orders"))
+
+
+def test_success_is_no_error() -> None:
+    assert classify_response(response(201)) is None
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 408])
+def test_server_errors_are_transient(status: int) -> None:
+    assert type(classify_response(response(status))) is TransientError
+
+
+@pytest.mark.parametrize("status", [400, 401, 404, 409, 422])
+def test_client_errors_are_permanent(status: int) -> None:
+    error = classify_response(response(status, '{"error": "no such thing"}'))
+    assert isinstance(error, PermanentError)
+    assert "no such thing" in error.reason and str(status) in error.reason
+
+
+def test_retry_after_header_is_the_delay() -> None:
+    error = classify_response(response(429, headers={"Retry-After": "17"}))
+    assert isinstance(error, RateLimited) and error.delay_seconds == 17
+
+
+def test_wait_for_x_seconds_body_is_the_delay() -> None:
+    error = classify_response(response(429, '{"message": "wait for 1234.5 seconds"}'))
+    assert isinstance(error, RateLimited) and delay_ms(error) == 1_234_500
+
+
+def test_network_errors_and_timeouts_are_transient() -> None:
+    request = httpx.Request("GET", "http://api")
+    assert isinstance(classify(httpx.ConnectError("refused", request=request)), TransientError)
+    assert isinstance(classify(httpx.ReadTimeout("slow", request=request)), TransientError)
+
+
+def test_validation_errors_are_malformed_messages_with_the_field() -> None:
+    with pytest.raises(pydantic.ValidationError) as raised:
+        OrderCreated.model_validate({"version": 2, "order_id": 1})
+    error = classify(raised.value)
+    assert isinstance(error, MalformedMessage)
+    assert "version" in error.reason
+
+
+def test_database_unavailable_is_transient() -> None:
+    exc = sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("connection refused"))
+    assert isinstance(classify(exc), TransientError)
+
+
+def test_unknown_exceptions_are_transient_so_work_is_never_dropped() -> None:
+    assert isinstance(classify(ZeroDivisionError("oops")), TransientError)
