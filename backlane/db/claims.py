@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from backlane.db.models import Order
+from backlane.db.models import Export, Order, StagingBatch, StagingStatus, Track
 
 
 def lease_is_free(model: Any, now: datetime) -> ColumnElement[bool]:
@@ -87,3 +87,73 @@ def claim_one(
         update(model).where(model.id == item_id, due, lease_is_free(model, now)).values(lease_until=now + lease)
     )
     return bool(result.rowcount)
+
+
+#: Must match the predicate of ix_tracks_due word for word.
+TRACKS_DUE = text("tracks.status = 'deleted'")
+
+
+def claim_due_tracks(session: Session, *, now: datetime, limit: int, lease: timedelta) -> list[int]:
+    """Deleted tracks whose scheduled deletion time has come, longest overdue first."""
+    return claim(
+        session,
+        Track,
+        due=and_(TRACKS_DUE, Track.delete_after <= now),
+        order_by=[Track.delete_after, Track.id],
+        limit=limit,
+        now=now,
+        lease=lease,
+    )
+
+
+def schedule_new_exports(session: Session, *, now: datetime, initial_delay: timedelta) -> int:
+    """Give exports never seen before their first run time: now + the initial delay."""
+    result = session.execute(update(Export).where(Export.next_run_at.is_(None)).values(next_run_at=now + initial_delay))
+    return int(result.rowcount or 0)
+
+
+def exports_due(session: Session, *, now: datetime) -> bool:
+    """Whether any export is due and free (a cheap look before asking the product API's health)."""
+    query = select(Export.id).where(Export.next_run_at <= now, lease_is_free(Export, now)).limit(1)
+    return session.scalar(query) is not None
+
+
+def claim_due_exports(session: Session, *, now: datetime, limit: int, lease: timedelta) -> list[int]:
+    """Exports whose next run time has come (ix_exports_due), longest overdue first."""
+    return claim(
+        session,
+        Export,
+        due=Export.next_run_at <= now,
+        order_by=[Export.next_run_at, Export.id],
+        limit=limit,
+        now=now,
+        lease=lease,
+    )
+
+
+#: Must match the predicate of ix_staging_batches_due word for word.
+STAGING_DUE = text("staging_batches.status IN ('pending', 'processing')")
+
+
+def claim_staging_batches(
+    session: Session, *, processor: str, now: datetime, limit: int, lease: timedelta
+) -> list[int]:
+    """Open batches of one processor, oldest first, marked processing. Each processor reads
+    its own slice of ix_staging_batches_due, so a vendor with thousands waiting costs
+    another vendor's claim nothing."""
+    ids = claim(
+        session,
+        StagingBatch,
+        due=and_(STAGING_DUE, StagingBatch.processor == processor),
+        order_by=[StagingBatch.created_at, StagingBatch.id],
+        limit=limit,
+        now=now,
+        lease=lease,
+    )
+    if ids:
+        session.execute(
+            update(StagingBatch)
+            .where(StagingBatch.id.in_(ids))
+            .values(status=StagingStatus.PROCESSING.value, updated_at=now)
+        )
+    return ids

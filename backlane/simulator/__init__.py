@@ -8,7 +8,11 @@ built-in service modules' routes, as importing `actors` registers actors.
 
 from __future__ import annotations
 
-from backlane.simulator import orders  # noqa: F401  (registers the order routes)
+from backlane.simulator import (
+    orders,  # noqa: F401  (registers the order routes)
+    products,  # noqa: F401  (registers the product API routes)
+    vendors,  # noqa: F401  (registers the vendor scraper routes)
+)
 from backlane.simulator.server import HttpError, Simulator, json_object, register_route, unregister_route
 from backlane.simulator.state import SimulatorConfig, SimulatorState, register_service_state
 

@@ -45,6 +45,14 @@ def _number(name: str, value: Any, low: float, high: float | None = None) -> flo
     return float(value)
 
 
+def _whole(name: str, value: Any, low: int = 0) -> int:
+    """Validate a whole-number knob."""
+    number = _number(name, value, low)
+    if number != int(number):
+        raise ValueError(f"{name} must be an integer")
+    return int(number)
+
+
 @dataclass
 class SimulatorConfig:
     """The knobs; every one can be changed at runtime via POST /_admin/config.
@@ -60,6 +68,12 @@ class SimulatorConfig:
     rate_limits: dict[str, tuple[int, float]] = field(default_factory=dict)
     order_settle_polls: int = 1
     order_reject_rate: float = 0.0
+    #: Size of the product API's (stable, deterministic) product list.
+    product_count: int = 250
+    #: GET /products answers 503 for this page (None: never) ...
+    product_fail_page: int | None = None
+    #: ... this many times, then serves it again.
+    product_fail_times: int = 1
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -88,6 +102,10 @@ class SimulatorConfig:
         if polls != int(polls):
             raise ValueError("order_settle_polls must be an integer")
         self.order_settle_polls = int(polls)
+        for name in ("product_count", "product_fail_times"):
+            setattr(self, name, _whole(name, getattr(self, name)))
+        if self.product_fail_page is not None:
+            self.product_fail_page = _whole("product_fail_page", self.product_fail_page, 1)
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
             raise ValueError("seed must be an integer or null")
 
