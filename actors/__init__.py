@@ -5,6 +5,11 @@ from backlane.runtime import setup_broker
 
 broker = setup_broker()
 
-from actors import orders  # noqa: E402  (registration needs the broker first)
+# Registration needs the broker first; one module per pipeline.
+from actors import (  # noqa: E402
+    orders,
+    staging,
+    tracks,
+)
 
-__all__ = ["broker", "orders"]
+__all__ = ["broker", "orders", "staging", "tracks"]
