@@ -16,10 +16,10 @@ from typing import Any
 
 import dramatiq
 from dramatiq.middleware import CurrentMessage
-from sqlalchemy import update
+from sqlalchemy import case, update
 
 from backlane.clients.order_api import OrderApiClient
-from backlane.db.claims import ORDERS_DUE, claim_due_orders, claim_one
+from backlane.db.claims import ORDERS_DUE, claim_due_orders, claim_one, status_counts
 from backlane.db.models import UNSETTLED_ORDER_STATUSES, Order, OrderStatus
 from backlane.errors import MalformedMessage, NotReady, PermanentError, UnknownItem
 from backlane.pipeline import Context, Pipeline, Purpose
@@ -102,6 +102,24 @@ def on_failure(ctx: Context, item: Any, reason: str) -> None:
         _update(ctx, item, None, status=OrderStatus.FAILED.value, failure_reason=reason, settled_at=ctx.clock.now())
 
 
+def reopen(ctx: Context, item: Any) -> None:
+    """A requeued dead letter: a failed order becomes workable again, where it left off."""
+    order_id = _order_id(item)
+    with ctx.db.transaction() as session:
+        session.execute(
+            update(Order)
+            .where(Order.id == order_id, Order.status == OrderStatus.FAILED.value)
+            .values(
+                status=case(
+                    (Order.external_order_id.is_(None), OrderStatus.PENDING.value), else_=OrderStatus.PLACED.value
+                ),
+                failure_reason=None,
+                settled_at=None,
+                updated_at=ctx.clock.now(),
+            )
+        )
+
+
 def _update(ctx: Context, order_id: int, condition: Any, **values: Any) -> None:
     """Write to an unsettled order only: a settled order is never touched again."""
     query = update(Order).where(Order.id == order_id, ORDERS_DUE)
@@ -109,6 +127,18 @@ def _update(ctx: Context, order_id: int, condition: Any, **values: Any) -> None:
         query = query.where(condition)
     with ctx.db.transaction() as session:
         session.execute(query.values(updated_at=ctx.clock.now(), **values))
+
+
+def stats(ctx: Context) -> dict[str, int]:
+    with ctx.db.transaction() as session:
+        return status_counts(
+            session,
+            Order,
+            due=ORDERS_DUE,
+            now=ctx.clock.now(),
+            done=Order.status == OrderStatus.SUCCEEDED.value,
+            failed=Order.status == OrderStatus.FAILED.value,
+        )
 
 
 ORDERS = register(
@@ -119,6 +149,8 @@ ORDERS = register(
         fetch=fetch,
         process=process,
         on_failure=on_failure,
+        reopen=reopen,
+        stats=stats,
         description="place pending orders at the order API and follow them until settled",
     )
 )

@@ -58,6 +58,59 @@ def _trigger(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status(args: argparse.Namespace) -> int:
+    import time
+
+    from backlane.status import collect_status, render
+
+    while True:
+        status = collect_status()
+        if args.json:
+            print(json.dumps(status, indent=2, default=str))
+        else:
+            text = render(status)
+            print(("\033[H\033[2J" + text) if args.watch else text, flush=True)
+        if not args.watch:
+            return 1 if status["errors"] else 0
+        time.sleep(args.watch)
+
+
+def _dead_letters(args: argparse.Namespace) -> int:
+    import scheduler
+    from backlane import deadletter_admin as admin
+    from backlane.runtime import get_runtime
+
+    url = get_runtime().settings.broker.url.get_secret_value()
+    queues = [args.queue] if args.queue else sorted({a.queue_name for a in scheduler.broker.actors.values()})
+    if args.action == "list":
+        letters = admin.list_dead_letters(url, queues)
+        if args.json:
+            print(json.dumps([letter.as_row() for letter in letters], indent=2, default=str))
+        else:
+            for letter in letters:
+                print(
+                    f"{letter.failed_at:<26} {letter.queue:<16} {letter.actor:<18} item={json.dumps(letter.item)}"
+                    f" [{letter.kind}] {letter.reason}"
+                )
+            print(f"{len(letters)} dead letter(s)")
+        return 0
+    if args.action == "requeue":
+        if not args.all and not args.message_id:
+            print("backlane: say which: --message-id ID or --all", file=sys.stderr)
+            return 2
+        done = admin.requeue(scheduler.broker, url, queues, lambda d: args.all or d.message_id == args.message_id)
+        print(f"requeued {len(done)} message(s)")
+        return 0 if done or args.all else 1
+    if not args.yes:
+        answer = input(f"purge every dead letter of {', '.join(queues)}? type 'purge' to confirm: ")
+        if answer.strip() != "purge":
+            print("nothing purged")
+            return 1
+    for queue, count in admin.purge(url, queues).items():
+        print(f"purged {count} from {queue}.XQ")
+    return 0
+
+
 def _declare_queues(args: argparse.Namespace) -> int:
     import scheduler
     from backlane.queues import declare_all
@@ -113,6 +166,20 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="apply the database migrations")
     migrate.add_argument("--url", help="database URL (default: BACKLANE_DATABASE__URL)")
     migrate.set_defaults(func=_migrate)
+
+    status = sub.add_parser("status", help="pipelines, queue depths, breakers and freshness on one screen")
+    status.add_argument("--json", action="store_true")
+    status.add_argument("--watch", type=float, nargs="?", const=2.0, default=None, metavar="SECONDS")
+    status.set_defaults(func=_status)
+
+    dead = sub.add_parser("dead-letters", help="list, requeue or purge dead letters")
+    dead.add_argument("action", choices=["list", "requeue", "purge"])
+    dead.add_argument("--queue", help="one queue (default: all)")
+    dead.add_argument("--message-id", help="requeue this message")
+    dead.add_argument("--all", action="store_true", help="requeue every dead letter")
+    dead.add_argument("--yes", action="store_true", help="purge without asking")
+    dead.add_argument("--json", action="store_true")
+    dead.set_defaults(func=_dead_letters)
 
     declare = sub.add_parser("declare-queues", help="declare every queue on RabbitMQ (run once per deploy)")
     declare.set_defaults(func=_declare_queues)

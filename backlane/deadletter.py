@@ -23,6 +23,7 @@ from dramatiq.errors import ConnectionClosed, DecodeError
 from dramatiq.message import Message
 from dramatiq.middleware import SkipMessage
 
+from backlane import metrics
 from backlane.errors import BacklaneError
 from backlane.publishing import Outgoing
 
@@ -127,6 +128,7 @@ class DeadLetteringConsumer(_RabbitmqConsumer):
             }
         info = dead_letter_info(self.queue_name, "malformed", problem)
         self.broker.publish([dead_letter_outgoing(self.queue_name, envelope, info)])
+        metrics.observe_dead_letter(q_name(self.queue_name), "malformed")
 
     def nack(self, message: _RabbitmqMessage) -> None:
         kind, reason = failure_of(message)
@@ -137,6 +139,7 @@ class DeadLetteringConsumer(_RabbitmqConsumer):
         envelope["queue_name"] = q_name(self.queue_name)
         # The copy must be safe in .XQ before the original is let go.
         self.broker.publish([dead_letter_outgoing(self.queue_name, envelope, info)])
+        metrics.observe_dead_letter(q_name(self.queue_name), kind)
         logger.warning(
             "dead-lettered message %s (%s) to %s: %s",
             message.message_id,

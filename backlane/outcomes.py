@@ -11,6 +11,8 @@ import json
 import logging
 from typing import Any
 
+from backlane import metrics
+
 logger = logging.getLogger("backlane.outcome")
 
 
@@ -41,3 +43,4 @@ def record(
         fields["retry_in_s"] = round(delay_s, 3)
     level = logging.WARNING if outcome == "failed" else logging.INFO
     logger.log(level, "%s", json.dumps(fields, default=str, separators=(",", ":")), extra={"backlane": fields})
+    metrics.observe_outcome(pipeline, outcome, kind, duration_s)

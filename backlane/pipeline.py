@@ -44,6 +44,12 @@ class Pipeline:
     process: Callable[[Context, Item], None]
     #: Record a final failure on the item's row (permanent error or retries spent).
     on_failure: Callable[[Context, Item, str], None] | None = None
+    #: Make a failed item workable again; called when an operator requeues its dead letter.
+    reopen: Callable[[Context, Item], None] | None = None
+    #: Counts for ``backlane status``: due, in_flight, done, failed (see backlane.db.claims.status_counts).
+    stats: Callable[[Context], dict[str, int]] | None = None
+    #: Health rows (name, health = healthy/degraded/unhealthy, ...) for /health and status.
+    health: Callable[[Context], list[dict[str, Any]]] | None = None
     description: str = ""
     #: Defaults to the pipeline's name: one queue per pipeline.
     queue: str = ""

@@ -25,6 +25,8 @@ from backlane.errors import BacklaneError, DelayedRetry, PermanentError, Transie
 
 #: Message option holding how many real failures an item has had.
 FAILURES_OPTION = "backlane_failures"
+#: Message option set on a dead letter an operator requeued.
+REQUEUED_OPTION = "backlane_requeued"
 
 
 class FinalFailure(BacklaneError):

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 
 import dramatiq
 from dramatiq.broker import Broker
+from dramatiq.middleware import CurrentMessage
 
 from backlane.errors import MalformedMessage
 from backlane.pipeline import Context, Item, Pipeline, Purpose
-from backlane.processing import FinalFailure, RetryPolicy, run_item
+from backlane.processing import REQUEUED_OPTION, FinalFailure, RetryPolicy, run_item
 from backlane.runtime import get_runtime
 
 logger = logging.getLogger("backlane.registry")
@@ -60,6 +61,12 @@ class Registered:
         def record_failure(reason: str) -> None:
             if on_failure is not None:
                 on_failure(ctx, item, reason)
+
+        message = CurrentMessage.get_current_message()
+        if message is not None and message.options.pop(REQUEUED_OPTION, False) and self.pipeline.reopen:
+            # An operator requeued this dead letter after fixing its cause: the row's
+            # "failed" must not make the idempotent process skip it.
+            self.pipeline.reopen(ctx, item)
 
         run_item(self.name, item, lambda: self.pipeline.process(ctx, item), self.retry_policy(ctx), record_failure)
 

@@ -28,6 +28,7 @@ from periodiq import PeriodiqMiddleware
 from backlane.broker import BacklaneBroker
 from backlane.clock import Clock, default_clock
 from backlane.db.engine import Database
+from backlane.metrics import build_metrics_middleware
 from backlane.settings import Settings, get_settings
 
 #: A tick message older than this is skipped: the next tick comes soon anyway, seconds.
@@ -62,6 +63,8 @@ def build_middleware(settings: Settings) -> list[Middleware]:
         CurrentMessage(),
         PeriodiqMiddleware(skip_delay=PERIODIQ_SKIP_DELAY),
     ]
+    if settings.worker.metrics_port:
+        middleware.insert(0, build_metrics_middleware(settings))
     return middleware
 
 

@@ -194,8 +194,12 @@ class StagingGlobexSettings(StagingSettings):
 
 
 class WorkerSettings(Section):
-    #: Port of the worker's health and Prometheus metrics endpoint (0 = off).
+    #: Port of the worker's /health and /metrics (Prometheus) endpoint; 0 turns both off.
     metrics_port: int = Field(default=9191, ge=0, le=65535)
+    #: Address that endpoint listens on (0.0.0.0 so a container's port can be published).
+    metrics_host: str = "0.0.0.0"
+    #: Where worker processes share their Prometheus counters (default: a per-port temp dir).
+    metrics_dir: str | None = None
 
 
 class Settings(BaseSettings):

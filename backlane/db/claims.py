@@ -79,6 +79,29 @@ def claim_due_orders(
     return recent + older
 
 
+def status_counts(
+    session: Session,
+    model: Any,
+    *,
+    due: ColumnElement[bool],
+    done: ColumnElement[bool],
+    failed: ColumnElement[bool],
+    now: datetime,
+) -> dict[str, int]:
+    """How many rows are due (waiting for a tick), in flight (leased), done and failed."""
+    from sqlalchemy import func, not_
+
+    def count(condition: ColumnElement[bool]) -> int:
+        return int(session.scalar(select(func.count()).select_from(model).where(condition)) or 0)
+
+    return {
+        "due": count(and_(due, lease_is_free(model, now))),
+        "in_flight": count(and_(due, not_(lease_is_free(model, now)))),
+        "done": count(done),
+        "failed": count(failed),
+    }
+
+
 def claim_one(
     session: Session, model: Any, item_id: Any, *, due: ColumnElement[bool], now: datetime, lease: timedelta
 ) -> bool:
