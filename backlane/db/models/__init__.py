@@ -9,6 +9,7 @@ beside the table so the claim queries in :mod:`backlane.db.claims` stay O(batch)
 from backlane.db.models.base import Base, BigId
 from backlane.db.models.exports import Export, ExportFormat, ExportOutcome, ExportRun, ServiceOutage
 from backlane.db.models.orders import UNSETTLED_ORDER_STATUSES, Order, OrderStatus
+from backlane.db.models.resilience import CircuitBreakerRow, RateLimitRow
 from backlane.db.models.staging import StagingBatch, StagingStatus
 from backlane.db.models.tracks import Track, TrackStatus
 
@@ -16,12 +17,14 @@ __all__ = [
     "UNSETTLED_ORDER_STATUSES",
     "Base",
     "BigId",
+    "CircuitBreakerRow",
     "Export",
     "ExportFormat",
     "ExportOutcome",
     "ExportRun",
     "Order",
     "OrderStatus",
+    "RateLimitRow",
     "ServiceOutage",
     "StagingBatch",
     "StagingStatus",

@@ -1,0 +1,127 @@
+"""Rate limits per endpoint, held across every worker process (one row per key).
+
+Two things stop a call: our own budget (``limit`` calls per ``window_seconds``,
+a sliding-window log of call times) and a wait the server named ("wait for X
+seconds", Retry-After), recorded with :meth:`RateLimiter.hold_until` so every
+worker waits, not just the one that was told. A refused call raises
+:class:`~backlane.errors.RateLimited` with the exact delay until a call is
+allowed, so the message is retried then and no earlier.
+
+The window arithmetic is the pure :func:`take_slot`, unit-tested on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from backlane.clock import as_utc
+from backlane.db.models.resilience import RateLimitRow
+from backlane.errors import RateLimited
+from backlane.resilience.rows import locked_row, peek_row
+
+if TYPE_CHECKING:
+    from backlane.clock import Clock
+    from backlane.db.engine import Database
+
+
+@dataclass(frozen=True)
+class Slot:
+    allowed: bool
+    #: Seconds until a call would be allowed (0 when allowed).
+    wait: float
+    #: The call log to store: calls still inside the window, plus this one when allowed.
+    calls: list[float]
+
+
+def take_slot(calls: list[float], now: float, limit: int, window_seconds: float) -> Slot:
+    """Allow a call when fewer than ``limit`` calls fall in the last ``window_seconds``."""
+    recent = sorted(t for t in calls if t > now - window_seconds)
+    if len(recent) < limit:
+        return Slot(True, 0.0, [*recent, now])
+    return Slot(False, recent[len(recent) - limit] + window_seconds - now, recent)
+
+
+@dataclass(frozen=True)
+class Limit:
+    """``calls`` per ``window_seconds`` on one endpoint key; ``calls=None`` only honours server waits."""
+
+    key: str
+    calls: int | None
+    window_seconds: float = 3600.0
+
+
+class RateLimiter:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self.db = db
+        self.clock = clock
+
+    def acquire(self, key: str, limit: int | None, window_seconds: float) -> None:
+        """Take one call of ``key``'s budget, or raise RateLimited(delay until one is free)."""
+        with self.db.transaction() as session:
+            if limit is None:
+                row = peek_row(session, RateLimitRow, {"key": key})
+                now = self.clock.now()
+                if row is None or row.held_until is None or as_utc(row.held_until) <= now:
+                    return
+            row = locked_row(session, RateLimitRow, {"key": key}, {"calls": [], "updated_at": self.clock.now()})
+            now = self.clock.now()
+            held = as_utc(row.held_until) if row.held_until else None
+            if held is not None and held > now:
+                row.refused += 1
+                wait, why = (held - now).total_seconds(), f"the server asked to wait ({row.hold_reason or 'no reason'})"
+            elif limit is None:
+                return
+            else:
+                slot = take_slot(list(row.calls or []), now.timestamp(), limit, window_seconds)
+                row.calls = slot.calls
+                row.updated_at = now
+                if slot.allowed:
+                    return
+                row.refused += 1
+                wait, why = slot.wait, f"{limit} calls per {window_seconds:g}s used up"
+        raise RateLimited(f"rate limit {key!r}: {why}; next call in {wait:.1f}s", wait)
+
+    def hold_until(self, key: str, until: datetime, reason: str = "") -> None:
+        """No call to ``key`` from any worker before ``until`` (a later hold is never shortened)."""
+        with self.db.transaction() as session:
+            row = locked_row(session, RateLimitRow, {"key": key}, {"calls": [], "updated_at": self.clock.now()})
+            held = as_utc(row.held_until) if row.held_until else None
+            if held is None or until > held:
+                row.held_until = until
+                row.hold_reason = reason[:500] or None
+            row.updated_at = self.clock.now()
+
+    def hold_for(self, key: str, seconds: float, reason: str = "") -> None:
+        self.hold_until(key, self.clock.now() + timedelta(seconds=seconds), reason)
+
+    @contextmanager
+    def guard(self, limit: Limit) -> Iterator[None]:
+        """Take a slot, then run the call; a RateLimited from the call holds every worker off."""
+        self.acquire(limit.key, limit.calls, limit.window_seconds)
+        try:
+            yield
+        except RateLimited as exc:
+            self.hold_for(limit.key, exc.delay_seconds, exc.reason)
+            raise
+
+    def state(self, key: str, window_seconds: float | None = None) -> dict[str, Any]:
+        with self.db.transaction() as session:
+            row = peek_row(session, RateLimitRow, {"key": key})
+        now = self.clock.now()
+        if row is None:
+            return {"key": key, "held_until": None, "calls_in_window": 0, "refused": 0}
+        held = as_utc(row.held_until) if row.held_until else None
+        calls = list(row.calls or [])
+        if window_seconds is not None:
+            calls = [t for t in calls if t > now.timestamp() - window_seconds]
+        return {
+            "key": key,
+            "held_until": held if held and held > now else None,
+            "hold_reason": row.hold_reason if held and held > now else None,
+            "calls_in_window": len(calls),
+            "refused": row.refused,
+        }

@@ -1,0 +1,33 @@
+"""Lock one state row, creating it first if needed, on SQLite and PostgreSQL alike.
+
+Breakers and rate limits are read-modify-write: two processes must never both
+read "one trial left" and both take it. ``INSERT … ON CONFLICT DO NOTHING``
+makes the row exist without racing, and ``SELECT … FOR UPDATE`` (PostgreSQL; on
+SQLite the ``BEGIN IMMEDIATE`` transaction already holds the write lock) makes
+the rest of the transaction the only writer of that row.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+T = TypeVar("T")
+
+
+def locked_row(session: Session, model: type[T], key: dict[str, Any], defaults: dict[str, Any]) -> T:
+    """The row of ``model`` with primary key ``key``, locked for this transaction."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    session.execute(insert(model).values(**key, **defaults).on_conflict_do_nothing())  # type: ignore[arg-type]
+    query = select(model).filter_by(**key).with_for_update()
+    return session.scalars(query.execution_options(populate_existing=True)).one()
+
+
+def peek_row(session: Session, model: type[T], key: dict[str, Any]) -> T | None:
+    """The row without a lock (a cheap look for the common "nothing to do" case)."""
+    return session.scalars(select(model).filter_by(**key)).one_or_none()
