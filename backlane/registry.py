@@ -22,6 +22,9 @@ from backlane.runtime import get_runtime
 
 logger = logging.getLogger("backlane.registry")
 
+#: Per-item actors yield to discover actors (priority 0) inside a worker: lower runs first.
+ITEM_PRIORITY = 10
+
 
 class RegistrationError(ValueError):
     """A pipeline declaration that cannot work (duplicate name, bad queue name)."""
@@ -99,6 +102,7 @@ class Registry:
                 queue_name=pipeline.queue_name,
                 broker=broker,
                 throws=(FinalFailure,),
+                priority=ITEM_PRIORITY,
             )
         except ValueError as exc:
             raise RegistrationError(f"pipeline {pipeline.name!r}: {exc}") from None

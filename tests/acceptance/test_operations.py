@@ -160,3 +160,43 @@ def test_secret_settings_never_appear_in_logs_or_status(system: System, database
     assert any('"outcome":"retry"' in t for t in texts), "the logs must cover failures too"
     leaks = [t[max(0, t.find(secret) - 200) : t.find(secret) + 50] for t in texts if secret in t]
     assert not leaks, f"secret found in output: {leaks[:2]}"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_worker_serves_health_and_per_pipeline_metrics(system: System) -> None:
+    from backlane.infra.ports import free_port
+
+    port = free_port()
+    system.sim("/_admin/config", {"failure_rate": 0.3, "seed": 2})
+    system.create_orders(30)
+    system.stack.start_worker(processes=2, threads=4, extra_env={"BACKLANE_WORKER__METRICS_PORT": str(port)})
+    assert system.cli("trigger", "orders").returncode == 0
+    wait_until(lambda: system.settled() == 30, timeout=90, what="the orders settled")
+
+    def get(path: str) -> httpx.Response | None:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}{path}", timeout=5)
+        except httpx.HTTPError:
+            return None
+
+    health = wait_until(lambda: get("/health"), timeout=30, what="the health endpoint")
+    assert health.status_code == 200
+    assert health.json()["broker"]["health"] == "healthy"
+    metrics = get("/metrics")
+    assert metrics is not None and metrics.status_code == 200
+    lines = metrics.text.splitlines()
+    succeeded = [
+        ln
+        for ln in lines
+        if ln.startswith("backlane_items_total{") and 'outcome="succeeded"' in ln and 'pipeline="orders"' in ln
+    ]
+    assert succeeded and sum(float(ln.rsplit(" ", 1)[1]) for ln in succeeded) >= 30
+    assert any(ln.startswith("backlane_items_total{") and 'outcome="retry"' in ln for ln in lines)
+    assert any(ln.startswith("dramatiq_messages_total{") for ln in lines)
+
+    system.rabbitmq.stop()
+    try:
+        down = wait_until(lambda: (r := get("/health")) is not None and r.status_code == 503 and r, timeout=30)
+        assert down.json()["broker"]["health"] == "unhealthy"
+    finally:
+        system.rabbitmq.start()
