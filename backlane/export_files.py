@@ -1,0 +1,41 @@
+"""What an export file looks like, and where it and its partial file live.
+
+Encoding is pure and deterministic (same products, same bytes), which is what
+lets a resumed export equal an uninterrupted one byte for byte: the pages are
+encoded one by one and simply concatenated, the CSV header belonging to page 1.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from contracts.products import Product
+
+#: Suffix of the file an export is built in, next to its destination.
+PARTIAL_SUFFIX = ".partial"
+COLUMNS = tuple(Product.model_fields)
+
+
+def encode_products(fmt: str, products: Sequence[Product], *, first_page: bool) -> bytes:
+    """One page of an export: CSV (header on the first page) or JSON Lines."""
+    rows = [product.model_dump(mode="json") for product in products]
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        if first_page:
+            writer.writerow(COLUMNS)
+        writer.writerows([row[column] for column in COLUMNS] for row in rows)
+        return buffer.getvalue().encode()
+    if fmt == "jsonl":
+        return "".join(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n" for row in rows).encode()
+    raise ValueError(f"unknown export format {fmt!r} (csv or jsonl)")
+
+
+def export_paths(output_dir: str, path: str) -> tuple[Path, Path]:
+    """The destination (relative paths are under ``output_dir``) and its partial file beside it."""
+    final = Path(output_dir) / path
+    return final, final.with_name(final.name + PARTIAL_SUFFIX)
