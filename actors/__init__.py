@@ -7,9 +7,10 @@ broker = setup_broker()
 
 # Registration needs the broker first; one module per pipeline.
 from actors import (  # noqa: E402
+    exports,
     orders,
     staging,
     tracks,
 )
 
-__all__ = ["broker", "orders", "staging", "tracks"]
+__all__ = ["broker", "exports", "orders", "staging", "tracks"]

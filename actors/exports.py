@@ -1,0 +1,205 @@
+"""Exports: write the product catalogue to a file on an interval, page by page, resumably.
+
+Replaces the product-export worker (every 5 minutes, 30 s after start). Discover
+first asks the product API's health (2xx or 401 is up) and skips the run while
+it is down, logging the outage once however many ticks and processes see it
+(:mod:`backlane.outages`). A run pages through the products and appends each
+page to a partial file beside the destination, recording the page cursor and the
+file's length in the database after every page; the finished file replaces the
+old one atomically. A run that fails resumes where it stopped: a retry continues
+its own run, and after a run fails for good the next one starts at its page
+instead of page 1. Page requests go through the product-API breaker shared by
+every process.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, update
+
+from backlane.clients.product_api import ProductApiClient
+from backlane.clock import as_utc
+from backlane.db.claims import claim_due_exports, exports_due, schedule_new_exports
+from backlane.db.models import Export, ExportOutcome, ExportRun
+from backlane.errors import TransientError, UnknownItem
+from backlane.export_files import encode_products, export_paths
+from backlane.files import append_at, publish
+from backlane.items import row_id
+from backlane.outages import mark_down, mark_up
+from backlane.pipeline import Context, Pipeline, Purpose
+from backlane.registry import register
+from backlane.resilience.breaker import CircuitBreaker
+from backlane.settings import ExportsSettings, Settings
+
+#: Name of the product API in service_outages and of its breaker.
+PRODUCT_API = "product_api"
+
+
+def exports_settings(settings: Settings) -> ExportsSettings:
+    return settings.exports
+
+
+def fetch(ctx: Context, limit: int) -> list[int]:
+    """Claim due exports, but only while the product API is up; nothing starts while it is down."""
+    config: ExportsSettings = ctx.config
+    now = ctx.clock.now()
+    with ctx.db.transaction() as session:
+        schedule_new_exports(session, now=now, initial_delay=timedelta(seconds=config.initial_delay_seconds))
+        if not exports_due(session, now=now):
+            return []
+    health = ProductApiClient(ctx.settings.product_api).health(config.health_timeout_seconds)
+    if not health.up:
+        if mark_down(ctx.db, PRODUCT_API, now, health.detail):
+            ctx.log.warning("product API is down (%s); exports are skipped until it is back", health.detail)
+        return []
+    down_since = mark_up(ctx.db, PRODUCT_API, now)
+    if down_since is not None:
+        ctx.log.warning("product API is back after %s down; exports resume", now - down_since)
+    with ctx.db.transaction() as session:
+        return claim_due_exports(session, now=now, limit=limit, lease=timedelta(seconds=config.lease_seconds))
+
+
+def process(ctx: Context, item: Any) -> None:
+    export_id = row_id(item, "export")
+    config: ExportsSettings = ctx.config
+    with ctx.db.transaction() as session:
+        export = session.get(Export, export_id)
+        run = session.get(ExportRun, export.run_id) if export is not None and export.run_id is not None else None
+    if export is None:
+        raise UnknownItem(f"export {export_id} does not exist")
+    running = run is not None and run.outcome == ExportOutcome.RUNNING
+    due = export.next_run_at is not None and as_utc(export.next_run_at) <= ctx.clock.now()
+    if not (running or due):
+        ctx.log.info("export %s is not due; nothing to do", export.name)
+        return
+    final, partial = export_paths(config.output_dir, export.path)
+    run_id, page, offset, rows = _start_or_resume(ctx, export, run, partial)
+    client = ProductApiClient(ctx.settings.product_api)
+    breaker = CircuitBreaker(
+        ctx.db, ctx.clock, PRODUCT_API, config.breaker_failure_threshold, config.breaker_open_seconds
+    )
+    while True:
+        with breaker.guard():
+            result = client.page(page, config.page_size)
+        offset = append_at(partial, offset, encode_products(export.format, result.items, first_page=page == 1))
+        rows += len(result.items)
+        _save_progress(ctx, export_id, run_id, page=page, offset=offset, rows=rows)
+        if not result.has_next:
+            break
+        page += 1
+    publish(partial, final, offset)
+    _finish(ctx, export_id, run_id, ExportOutcome.SUCCEEDED, pages=page, rows=rows, file_path=str(final))
+    ctx.log.info("export %s written: %d products in %d pages to %s", export.name, rows, page, final)
+
+
+def _start_or_resume(ctx: Context, export: Export, run: ExportRun | None, partial: Path) -> tuple[int, int, int, int]:
+    """(run id, next page, partial file length, rows so far): continue this export's run, or
+    start one — at the page an earlier failed run stopped at when its partial file is intact."""
+    now = ctx.clock.now()
+    page, offset, rows = export.next_page, export.partial_bytes, export.rows_written
+    intact = offset == 0 or (partial.exists() and partial.stat().st_size >= offset)
+    if not intact:
+        ctx.log.warning("export %s: partial file %s lost; starting again at page 1", export.name, partial)
+        page, offset, rows = 1, 0, 0
+    running = run is not None and run.outcome == ExportOutcome.RUNNING
+    if run is not None and running and intact:
+        return run.id, page, offset, rows
+    with ctx.db.transaction() as session:
+        if run is not None and running:
+            session.execute(
+                update(ExportRun)
+                .where(ExportRun.id == run.id)
+                .values(outcome=ExportOutcome.FAILED.value, finished_at=now, error="partial file lost")
+            )
+        run_id = session.execute(
+            insert(ExportRun).returning(ExportRun.id),
+            {"export_id": export.id, "first_page": page, "rows": rows, "pages": page - 1, "started_at": now},
+        ).scalar_one()
+        session.execute(
+            update(Export)
+            .where(Export.id == export.id)
+            .values(run_id=run_id, next_page=page, partial_bytes=offset, rows_written=rows, updated_at=now)
+        )
+    if page > 1:
+        ctx.log.info("export %s resumes at page %d", export.name, page)
+    return run_id, page, offset, rows
+
+
+def _save_progress(ctx: Context, export_id: int, run_id: int, *, page: int, offset: int, rows: int) -> None:
+    """Record ``page`` as written (its bytes are already fsynced) and renew the lease. The cursor
+    only moves from ``page``: a second worker on the same run makes this one stop and retry."""
+    config: ExportsSettings = ctx.config
+    now = ctx.clock.now()
+    with ctx.db.transaction() as session:
+        moved = session.execute(
+            update(Export)
+            .where(Export.id == export_id, Export.run_id == run_id, Export.next_page == page)
+            .values(
+                next_page=page + 1,
+                partial_bytes=offset,
+                rows_written=rows,
+                lease_until=now + timedelta(seconds=config.lease_seconds),
+                updated_at=now,
+            )
+        ).rowcount
+        if not moved:
+            raise TransientError(f"export {export_id}: run {run_id} was advanced by another worker")
+        session.execute(update(ExportRun).where(ExportRun.id == run_id).values(pages=page, rows=rows))
+
+
+def _finish(
+    ctx: Context,
+    export_id: int,
+    run_id: int,
+    outcome: ExportOutcome,
+    *,
+    pages: int | None = None,
+    rows: int | None = None,
+    file_path: str | None = None,
+    error: str | None = None,
+) -> None:
+    """Close the run in the history and schedule the export's next run one interval from now.
+    A success clears the cursor; a failure keeps it, so the next run resumes there."""
+    config: ExportsSettings = ctx.config
+    now = ctx.clock.now()
+    run_values: dict[str, Any] = {"outcome": outcome.value, "finished_at": now, "error": error}
+    export_values: dict[str, Any] = {
+        "next_run_at": now + timedelta(seconds=config.interval_seconds),
+        "lease_until": None,
+        "updated_at": now,
+    }
+    if outcome is ExportOutcome.SUCCEEDED:
+        run_values.update(pages=pages, rows=rows, file_path=file_path)
+        export_values.update(run_id=None, next_page=1, partial_bytes=0, rows_written=0, last_success_at=now)
+    with ctx.db.transaction() as session:
+        session.execute(
+            update(ExportRun)
+            .where(ExportRun.id == run_id, ExportRun.outcome == ExportOutcome.RUNNING.value)
+            .values(**run_values)
+        )
+        session.execute(update(Export).where(Export.id == export_id).values(**export_values))
+
+
+def on_failure(ctx: Context, item: Any, reason: str) -> None:
+    if not isinstance(item, int):
+        return
+    with ctx.db.transaction() as session:
+        export = session.get(Export, item)
+    if export is not None and export.run_id is not None:
+        _finish(ctx, item, export.run_id, ExportOutcome.FAILED, error=reason)
+
+
+EXPORTS = register(
+    Pipeline(
+        name="exports",
+        purpose=Purpose.EXPORT,
+        settings=exports_settings,
+        fetch=fetch,
+        process=process,
+        on_failure=on_failure,
+        description="write the product export (CSV or JSON Lines) on its interval, resuming where it stopped",
+    )
+)
