@@ -142,9 +142,14 @@ def run_demo(options: DemoOptions) -> int:
     )
     try:
         print(f"RabbitMQ management UI: {management_url}  (guest / guest)")
-        _, sim_url = stack.start_simulator(None, "--failure-rate", str(options.failure_rate), "--seed", "7")
+        _, sim_url = stack.start_simulator(
+            None, "--failure-rate", str(options.failure_rate), "--lost-response-rate", "0.05", "--seed", "7"
+        )
         stack.env["BACKLANE_ORDER_API__BASE_URL"] = sim_url
-        print(f"order API simulator: {sim_url}, failing {options.failure_rate:.0%} of calls transiently")
+        print(
+            f"order API simulator: {sim_url}, failing {options.failure_rate:.0%} of calls transiently"
+            " and losing 5% of its answers after placing the order"
+        )
         upgrade(db_url)
         db = Database(db_url)
         ids = create_orders(db, options.orders, SystemClock().now())
