@@ -197,9 +197,8 @@ def order_created(*args: Any, **kwargs: Any) -> None:
 
 
 order_created_actor = dramatiq.actor(
-    order_created,
     actor_name=ORDER_CREATED_ACTOR,
     queue_name=ORDER_CREATED_QUEUE,
     broker=ORDERS.process_actor.broker,
     throws=(FinalFailure,),
-)
+)(order_created)

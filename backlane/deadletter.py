@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pika.exceptions
+from dramatiq.broker import MessageProxy
 from dramatiq.brokers.rabbitmq import _RabbitmqConsumer, _RabbitmqMessage
 from dramatiq.common import q_name, xq_name
 from dramatiq.errors import ConnectionClosed, DecodeError
@@ -104,6 +105,7 @@ class DeadLetteringConsumer(_RabbitmqConsumer):
             self.channel.basic_ack(method.delivery_tag)
             return None
 
+        assert message is not None  # decoded, or dead-lettered above
         if message.queue_name != self.queue_name:
             # A foreign publisher may name another queue; post-processing keys on it.
             message = message.copy(queue_name=self.queue_name)
@@ -130,7 +132,7 @@ class DeadLetteringConsumer(_RabbitmqConsumer):
         self.broker.publish([dead_letter_outgoing(self.queue_name, envelope, info)])
         metrics.observe_dead_letter(q_name(self.queue_name), "malformed")
 
-    def nack(self, message: _RabbitmqMessage) -> None:
+    def nack(self, message: MessageProxy) -> None:
         kind, reason = failure_of(message)
         info = dead_letter_info(self.queue_name, kind, reason, int(message.options.get("retries", 0)))
         envelope = message.asdict()
@@ -148,11 +150,12 @@ class DeadLetteringConsumer(_RabbitmqConsumer):
             reason,
         )
         try:
-            self.known_tags.remove(message._tag)
+            tag = message._tag  # type: ignore[attr-defined]  # a _RabbitmqMessage
+            self.known_tags.remove(tag)
         except KeyError:
             logger.warning("Failed to settle message %s: not in known tags.", message.message_id)
             return
         try:
-            self.connection.add_callback_threadsafe(lambda: self.channel.basic_ack(message._tag))
+            self.connection.add_callback_threadsafe(lambda: self.channel.basic_ack(tag))
         except (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError) as e:
             raise ConnectionClosed(e) from None

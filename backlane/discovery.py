@@ -86,12 +86,11 @@ def declare_discover_actors(registry: Registry, broker: Broker | None = None) ->
         run.__name__ = run.__qualname__ = name
         options = {"periodic": cron(config.tick)} if config.enabled else {}
         registered.discover_actor = dramatiq.actor(
-            run,
             actor_name=name,
             queue_name=DISCOVER_QUEUE,
             broker=broker or registered.process_actor.broker,
             max_retries=0,
             **options,
-        )
+        )(run)
         actors.append(registered.discover_actor)
     return actors

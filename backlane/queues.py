@@ -8,10 +8,10 @@ hit a queue that does not exist yet, so deployments declare them all once
 
 from __future__ import annotations
 
-from dramatiq.broker import Broker
+from typing import Any
 
 
-def declare_all(broker: Broker) -> list[str]:
+def declare_all(broker: Any) -> list[str]:
     """Declare each actor's queue with its delay and dead-letter queues; returns their names."""
     names = sorted({actor.queue_name for actor in broker.actors.values()})
     for name in names:

@@ -97,13 +97,13 @@ class Registry:
         process.__name__ = process.__qualname__ = f"process_{pipeline.name}"
         try:
             actor = dramatiq.actor(
-                process,
                 actor_name=f"process_{pipeline.name}",
                 queue_name=pipeline.queue_name,
                 broker=broker,
                 throws=(FinalFailure,),
                 priority=ITEM_PRIORITY,
-            )
+                **(pipeline.actor_options(get_runtime().settings) if pipeline.actor_options else {}),
+            )(process)
         except ValueError as exc:
             raise RegistrationError(f"pipeline {pipeline.name!r}: {exc}") from None
         registered = Registered(pipeline, actor)

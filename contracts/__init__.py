@@ -4,9 +4,22 @@ No I/O here. Every model has a JSON Schema (``backlane schemas`` writes them);
 other services, in any language, publish against these.
 """
 
+from pydantic import BaseModel
+
+from contracts.catalog import CATALOG_EVENTS_EXCHANGE, CatalogSectionRefreshed
 from contracts.orders import ORDER_CREATED_ACTOR, ORDER_CREATED_QUEUE, OrderCreated
 
 #: Every message contract, by the name its JSON Schema is published under.
-MESSAGE_CONTRACTS = {"OrderCreated": OrderCreated}
+MESSAGE_CONTRACTS: dict[str, type[BaseModel]] = {
+    "OrderCreated": OrderCreated,
+    "CatalogSectionRefreshed": CatalogSectionRefreshed,
+}
 
-__all__ = ["MESSAGE_CONTRACTS", "ORDER_CREATED_ACTOR", "ORDER_CREATED_QUEUE", "OrderCreated"]
+__all__ = [
+    "CATALOG_EVENTS_EXCHANGE",
+    "MESSAGE_CONTRACTS",
+    "ORDER_CREATED_ACTOR",
+    "ORDER_CREATED_QUEUE",
+    "CatalogSectionRefreshed",
+    "OrderCreated",
+]

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, or_, select, text, update
+from sqlalchemy import ColumnElement, CursorResult, TextClause, and_, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from backlane.db.models import Export, Order, StagingBatch, StagingStatus, Track
+
+#: A WHERE condition: an expression, or literal SQL matching a partial index word for word.
+Condition = ColumnElement[bool] | TextClause
 
 
 def lease_is_free(model: Any, now: datetime) -> ColumnElement[bool]:
@@ -31,7 +34,7 @@ def claim(
     session: Session,
     model: Any,
     *,
-    due: ColumnElement[bool],
+    due: Condition,
     order_by: Sequence[Any],
     limit: int,
     now: datetime,
@@ -83,7 +86,7 @@ def status_counts(
     session: Session,
     model: Any,
     *,
-    due: ColumnElement[bool],
+    due: Condition,
     done: ColumnElement[bool],
     failed: ColumnElement[bool],
     now: datetime,
@@ -103,13 +106,13 @@ def status_counts(
 
 
 def claim_one(
-    session: Session, model: Any, item_id: Any, *, due: ColumnElement[bool], now: datetime, lease: timedelta
+    session: Session, model: Any, item_id: Any, *, due: Condition, now: datetime, lease: timedelta
 ) -> bool:
     """Lease one row if it is due and free; False when it is settled or already in flight."""
     result = session.execute(
         update(model).where(model.id == item_id, due, lease_is_free(model, now)).values(lease_until=now + lease)
     )
-    return bool(result.rowcount)
+    return bool(cast(CursorResult[Any], result).rowcount)
 
 
 #: Must match the predicate of ix_tracks_due word for word.
@@ -132,7 +135,7 @@ def claim_due_tracks(session: Session, *, now: datetime, limit: int, lease: time
 def schedule_new_exports(session: Session, *, now: datetime, initial_delay: timedelta) -> int:
     """Give exports never seen before their first run time: now + the initial delay."""
     result = session.execute(update(Export).where(Export.next_run_at.is_(None)).values(next_run_at=now + initial_delay))
-    return int(result.rowcount or 0)
+    return int(cast(CursorResult[Any], result).rowcount or 0)
 
 
 def exports_due(session: Session, *, now: datetime) -> bool:
@@ -180,3 +183,108 @@ def claim_staging_batches(
             .values(status=StagingStatus.PROCESSING.value, updated_at=now)
         )
     return ids
+
+
+# -- catalog sections ---------------------------------------------------------
+# Twelve rows, so claiming locks them all (in name order, so two claimers never
+# deadlock): the count of unexpired leases and the new leases are then decided in
+# one transaction, and max_concurrent holds across every worker and clock.
+
+#: What a refresh message does when it arrives (see start_section_refresh).
+SECTION_GO, SECTION_STALE, SECTION_BUSY, SECTION_PUBLISH = "go", "stale", "busy", "publish"
+
+
+def lock_sections(session: Session, plans: dict[str, tuple[bool, timedelta]], now: datetime) -> list[Any]:
+    """Every section row (created when missing), locked for this transaction, by name."""
+    from backlane.db.models import CatalogSection
+    from backlane.db.rows import insert_missing
+
+    insert_missing(session, CatalogSection, [{"name": name, "updated_at": now} for name in plans])
+    query = select(CatalogSection).order_by(CatalogSection.name).with_for_update()
+    return list(session.scalars(query.execution_options(populate_existing=True)))
+
+
+def _section_states(rows: list[Any], plans: dict[str, tuple[bool, timedelta]]) -> list[Any]:
+    from backlane.catalog.schedule import SectionState
+    from backlane.clock import as_utc
+
+    def utc(value: datetime | None) -> datetime | None:
+        return as_utc(value) if value is not None else None
+
+    return [
+        SectionState(
+            name=row.name,
+            enabled=plans[row.name][0],
+            interval=plans[row.name][1],
+            last_success_at=utc(row.last_success_at),
+            requested_at=utc(row.requested_at),
+            lease_until=utc(row.lease_until),
+            hold_until=utc(row.hold_until),
+        )
+        for row in rows
+        if row.name in plans
+    ]
+
+
+def claim_due_sections(
+    session: Session,
+    *,
+    plans: dict[str, tuple[bool, timedelta]],
+    now: datetime,
+    max_concurrent: int,
+    lease: timedelta,
+    only: str | None = None,
+) -> list[dict[str, str]]:
+    """Lease the most overdue due sections within the free slots; one item per section.
+
+    ``plans`` maps each section to (enabled, interval). With ``only``, claim that
+    section alone if it is claimable (`backlane trigger catalog SECTION`).
+    """
+    import uuid
+
+    from backlane.catalog.schedule import plan_claims
+
+    rows = lock_sections(session, plans, now)
+    states = _section_states(rows, plans)
+    if only is not None:
+        states = [s for s in states if s.name == only or s.lease_until is not None]
+    chosen = set(plan_claims(states, now, max_concurrent))
+    if only is not None:
+        chosen &= {only}
+    items = []
+    for row in rows:
+        if row.name in chosen:
+            row.lease_until, row.lease_token = now + lease, str(uuid.uuid4())
+            row.claimed_at, row.hold_until, row.updated_at = now, None, now
+            items.append({"section": row.name, "token": row.lease_token})
+    return items
+
+
+def start_section_refresh(
+    session: Session,
+    *,
+    name: str,
+    token: str,
+    plans: dict[str, tuple[bool, timedelta]],
+    now: datetime,
+    max_concurrent: int,
+    lease: timedelta,
+    busy_hold: timedelta,
+) -> str:
+    """Decide what a refresh message does: go (lease taken), stale (another message or a
+    finished refresh owns the section), busy (no free slot: retry later) or publish
+    (the refresh is written, only its event is left)."""
+    from backlane.catalog.schedule import may_start
+
+    rows = lock_sections(session, plans, now)
+    row = next((r for r in rows if r.name == name), None)
+    if row is None or row.lease_token != token:
+        return SECTION_STALE
+    if row.event_pending:
+        return SECTION_PUBLISH
+    if not may_start(_section_states(rows, plans), name, now, max_concurrent):
+        row.lease_until, row.hold_until, row.updated_at = None, now + busy_hold, now
+        return SECTION_BUSY
+    row.lease_until, row.hold_until = now + lease, None
+    row.last_attempt_at = row.updated_at = now
+    return SECTION_GO
