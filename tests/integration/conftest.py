@@ -91,3 +91,7 @@ def worker(app: App) -> Iterator[dramatiq.Worker]:
     worker.start()
     yield worker
     worker.stop(timeout=10_000)
+    # A Worker hooks itself into the broker for queues declared later and never
+    # unhooks: left there, a stopped worker would start consuming (and hoarding)
+    # the queues of pipelines registered by later tests.
+    app.broker.middleware[:] = [m for m in app.broker.middleware if getattr(m, "worker", None) is not worker]
