@@ -7,10 +7,11 @@ broker = setup_broker()
 
 # Registration needs the broker first; one module per pipeline.
 from actors import (  # noqa: E402
+    catalog,
     exports,
     orders,
     staging,
     tracks,
 )
 
-__all__ = ["broker", "exports", "orders", "staging", "tracks"]
+__all__ = ["broker", "catalog", "exports", "orders", "staging", "tracks"]

@@ -91,15 +91,21 @@ class BacklaneBroker(RabbitmqBroker):
         for message in messages:
             self.emit_after("enqueue", message, None)
 
-    def publish(self, batch: Sequence[Outgoing]) -> None:
-        """Publish raw bodies with confirms; re-declare and resend what came back unroutable."""
+    def publish(self, batch: Sequence[Outgoing], redeclare: Callable[[], None] | None = None) -> None:
+        """Publish raw bodies with confirms; re-declare and resend what came back unroutable.
+
+        ``redeclare`` restores the topology of messages sent to an exchange of their own
+        (default: declare the queue each routing key names)."""
 
         def attempt() -> None:
             refused = self._publisher().publish(batch)
             if not refused:
                 return
             again = [out for out in batch if out.message_id in refused]
-            for queue in {q_name(out.routing_key) for out in again}:
+            if redeclare is not None:
+                logger.warning("%d message(s) came back unroutable; declaring their exchange again", len(again))
+                redeclare()
+            for queue in {q_name(out.routing_key) for out in again} if redeclare is None else ():
                 logger.warning("queue %r was missing; declaring it again and resending", queue)
                 self.queues_pending.add(queue)
                 self.declare_queue(queue, ensure=True)

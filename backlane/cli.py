@@ -52,6 +52,21 @@ def _trigger(args: argparse.Namespace) -> int:
     from backlane.registry import REGISTRY
 
     reg = REGISTRY.get(args.pipeline)
+    if args.section:
+        if args.pipeline != "catalog":
+            print("backlane: only the catalog pipeline has sections", file=sys.stderr)
+            return 2
+        from actors.catalog import trigger_section
+
+        items = trigger_section(reg.context(), args.section)
+        for item in items:
+            reg.process_actor.send(item)
+        print(
+            f"catalog {args.section}: refresh queued"
+            if items
+            else f"catalog {args.section}: requested; it refreshes when a slot is free (it is running or waiting)"
+        )
+        return 0
     assert reg.discover_actor is not None
     reg.discover_actor.send()
     print(f"discover for {args.pipeline} queued on 'discover'")
@@ -189,8 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     pipelines.add_argument("--json", action="store_true")
     pipelines.set_defaults(func=_pipelines)
 
-    trigger = sub.add_parser("trigger", help="run a pipeline's discover now")
+    trigger = sub.add_parser("trigger", help="run a pipeline's discover now, or refresh one catalog section")
     trigger.add_argument("pipeline")
+    trigger.add_argument("section", nargs="?", help="catalog only: refresh this section now, whatever its interval")
     trigger.set_defaults(func=_trigger)
 
     schemas = sub.add_parser("schemas", help="write the JSON Schema of every message contract")

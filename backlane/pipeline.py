@@ -55,6 +55,8 @@ class Pipeline:
     queue: str = ""
     #: Free-form values for the handler (e.g. the vendor a generic handler serves).
     params: dict[str, Any] = field(default_factory=dict)
+    #: Extra Dramatiq options of the per-item actor, from settings (e.g. its own ``time_limit``).
+    actor_options: Callable[[Settings], dict[str, Any]] | None = None
 
     @property
     def queue_name(self) -> str:

@@ -1,4 +1,4 @@
-"""Lock one state row, creating it first if needed, on SQLite and PostgreSQL alike.
+"""Lock state rows, creating them first if needed, on SQLite and PostgreSQL alike.
 
 Breakers and rate limits are read-modify-write: two processes must never both
 read "one trial left" and both take it. ``INSERT … ON CONFLICT DO NOTHING``
@@ -31,3 +31,14 @@ def locked_row(session: Session, model: type[T], key: dict[str, Any], defaults: 
 def peek_row(session: Session, model: type[T], key: dict[str, Any]) -> T | None:
     """The row without a lock (a cheap look for the common "nothing to do" case)."""
     return session.scalars(select(model).filter_by(**key)).one_or_none()
+
+
+def insert_missing(session: Session, model: type[Any], rows: list[dict[str, Any]]) -> None:
+    """Insert the rows whose primary key is not there yet; leave existing ones alone."""
+    if not rows:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    session.execute(insert(model).values(rows).on_conflict_do_nothing())

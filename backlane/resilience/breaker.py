@@ -26,8 +26,8 @@ from dramatiq.middleware.time_limit import TimeLimitExceeded
 
 from backlane.clock import as_utc
 from backlane.db.models.resilience import CircuitBreakerRow
+from backlane.db.rows import locked_row, peek_row
 from backlane.errors import CircuitOpen, DelayedRetry, PermanentError, classify
-from backlane.resilience.rows import locked_row, peek_row
 
 if TYPE_CHECKING:
     from backlane.clock import Clock

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from backlane.clock import as_utc
 from backlane.db.models.resilience import RateLimitRow
+from backlane.db.rows import locked_row, peek_row
 from backlane.errors import RateLimited
-from backlane.resilience.rows import locked_row, peek_row
 
 if TYPE_CHECKING:
     from backlane.clock import Clock

@@ -9,6 +9,7 @@ built-in service modules' routes, as importing `actors` registers actors.
 from __future__ import annotations
 
 from backlane.simulator import (
+    catalog,  # noqa: F401  (registers the catalog sources' routes)
     orders,  # noqa: F401  (registers the order routes)
     products,  # noqa: F401  (registers the product API routes)
     vendors,  # noqa: F401  (registers the vendor scraper routes)

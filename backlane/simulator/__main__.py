@@ -8,9 +8,12 @@ so stopping it is a normal event, not a failure.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
+import time
+from collections.abc import Callable
 from types import FrameType
 
 from backlane.simulator import Simulator, SimulatorConfig
@@ -43,6 +46,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _clock() -> Callable[[], float]:
+    """Rate-limit windows follow the shared test clock when BACKLANE_CLOCK_FILE names one,
+    so moving time forward for the workers moves it for the simulator too."""
+    if not os.environ.get("BACKLANE_CLOCK_FILE"):
+        return time.monotonic
+    from backlane.clock import default_clock
+
+    clock = default_clock()
+    return lambda: clock.now().timestamp()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Start, announce, wait for a signal, stop cleanly."""
     args = _parser().parse_args(argv)
@@ -67,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    simulator = Simulator(args.host, args.port, config).start()
+    simulator = Simulator(args.host, args.port, config, now=_clock()).start()
     print(f"simulator listening on {simulator.url}", flush=True)
     try:
         while not stop.wait(0.5):

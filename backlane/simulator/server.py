@@ -84,6 +84,15 @@ def unregister_route(route: Route) -> None:
     _ROUTES.remove(route)
 
 
+AdminFunc = Callable[[SimulatorState, "re.Match[str]", bytes], Reply]
+_ADMIN_ROUTES: list[tuple[str, re.Pattern[str], AdminFunc]] = []
+
+
+def register_admin_route(method: str, pattern: str, func: AdminFunc) -> None:
+    """Add a service's own admin endpoint under /_admin/ (e.g. replacing its data from a test)."""
+    _ADMIN_ROUTES.append((method.upper(), re.compile(pattern), func))
+
+
 def _admin(state: SimulatorState, method: str, path: str, body: bytes) -> Reply:
     """Admin endpoints: never delayed, failed, taken down, limited or counted."""
     if path == "/_admin/health" and method == "GET":
@@ -101,6 +110,10 @@ def _admin(state: SimulatorState, method: str, path: str, body: bytes) -> Reply:
         options = json_object(body) if body.strip() else {}
         state.reset(config=bool(options.get("config")))
         return 200, {"ok": True, "config": state.config.to_dict()}, {}
+    for route_method, pattern, func in _ADMIN_ROUTES:
+        match = pattern.fullmatch(path)
+        if match is not None and route_method == method:
+            return func(state, match, body)
     return 404, {"error": "not found"}, {}
 
 

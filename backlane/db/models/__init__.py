@@ -7,6 +7,15 @@ beside the table so the claim queries in :mod:`backlane.db.claims` stay O(batch)
 """
 
 from backlane.db.models.base import Base, BigId
+from backlane.db.models.catalog import (
+    CatalogBrand,
+    CatalogBrandCategory,
+    CatalogCategory,
+    CatalogPrice,
+    CatalogProduct,
+    CatalogRecord,
+    CatalogSection,
+)
 from backlane.db.models.exports import Export, ExportFormat, ExportOutcome, ExportRun, ServiceOutage
 from backlane.db.models.orders import UNSETTLED_ORDER_STATUSES, Order, OrderStatus
 from backlane.db.models.resilience import CircuitBreakerRow, RateLimitRow
@@ -17,6 +26,13 @@ __all__ = [
     "UNSETTLED_ORDER_STATUSES",
     "Base",
     "BigId",
+    "CatalogBrand",
+    "CatalogBrandCategory",
+    "CatalogCategory",
+    "CatalogPrice",
+    "CatalogProduct",
+    "CatalogRecord",
+    "CatalogSection",
     "CircuitBreakerRow",
     "Export",
     "ExportFormat",

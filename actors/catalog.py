@@ -1,0 +1,245 @@
+"""Catalog: keep every section fresh on its own interval, within the sources' rate
+limits and breakers, at most ``max_concurrent`` refreshes at once.
+
+Replaces the brand/category sync (every 30 min, the provider's endpoint allowing
+2 requests an hour) and the multi-source catalog refresher. Discover claims the
+sections whose interval has passed (a lease each, counted against
+``max_concurrent`` in the same transaction) and sends one message per section,
+naming the claim's token. The refresh fetches the section, writes only what
+changed, records the outcome and publishes CatalogSectionRefreshed. A message
+whose token no longer owns the section is stale and does nothing, so a retried
+message and a later claim never refresh twice. A failing attempt gives its slot
+back at once, so a section waiting on a rate limit, a breaker or a backoff never
+holds another one back; its data stays as last written.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+
+from dramatiq.middleware.time_limit import TimeLimitExceeded
+from sqlalchemy import select
+
+from backlane.catalog.health import section_rows
+from backlane.catalog.sections import SECTIONS, section_spec
+from backlane.catalog.store import Counts, apply_section
+from backlane.clients.catalog_sources import fetch_section
+from backlane.clock import as_utc
+from backlane.db.claims import (
+    SECTION_BUSY,
+    SECTION_PUBLISH,
+    SECTION_STALE,
+    claim_due_sections,
+    lock_sections,
+    start_section_refresh,
+)
+from backlane.db.models import CatalogSection
+from backlane.errors import DelayedRetry, MalformedMessage, NotReady, TransientError, classify
+from backlane.events import EventTopology, publish_event
+from backlane.pipeline import Context, Pipeline, Purpose
+from backlane.registry import register
+from backlane.settings import CatalogSettings, Settings
+from contracts.catalog import CatalogSectionRefreshed
+
+
+def catalog_settings(settings: Settings) -> CatalogSettings:
+    return settings.catalog
+
+
+def plans(config: CatalogSettings) -> dict[str, tuple[bool, timedelta]]:
+    """(enabled, interval) of every section."""
+    return {
+        name: (config.sections[name].enabled, timedelta(minutes=config.sections[name].interval_minutes))
+        for name in SECTIONS
+    }
+
+
+def fetch(ctx: Context, limit: int) -> list[dict[str, str]]:
+    config: CatalogSettings = ctx.config
+    with ctx.db.transaction() as session:
+        return claim_due_sections(
+            session,
+            plans=plans(config),
+            now=ctx.clock.now(),
+            max_concurrent=min(config.max_concurrent, limit),
+            lease=timedelta(seconds=config.lease_seconds),
+        )
+
+
+def _parse(item: Any) -> tuple[str, str]:
+    if not isinstance(item, dict) or not isinstance(item.get("token"), str):
+        raise MalformedMessage(f'a catalog item is {{"section": NAME, "token": TOKEN}}, got {item!r}')
+    return section_spec(item.get("section")).name, item["token"]
+
+
+def process(ctx: Context, item: Any) -> None:
+    name, token = _parse(item)
+    config: CatalogSettings = ctx.config
+    with ctx.db.transaction() as session:
+        verdict = start_section_refresh(
+            session,
+            name=name,
+            token=token,
+            plans=plans(config),
+            now=ctx.clock.now(),
+            max_concurrent=config.max_concurrent,
+            lease=timedelta(seconds=config.lease_seconds),
+            busy_hold=timedelta(seconds=config.busy_recheck_seconds),
+        )
+    if verdict == SECTION_STALE:
+        ctx.log.info("catalog %s: this message no longer owns the section; nothing to do", name)
+        return
+    if verdict == SECTION_BUSY:
+        raise NotReady(f"{config.max_concurrent} catalog refreshes already running", config.busy_recheck_seconds)
+    if verdict != SECTION_PUBLISH:
+        _refresh(ctx, config, name, token)
+    _publish_and_release(ctx, config, name, token)
+
+
+def _refresh(ctx: Context, config: CatalogSettings, name: str, token: str) -> None:
+    spec = SECTIONS[name]
+    started = time.monotonic()
+    retention = config.sections[name].retention_days
+    try:
+        items = fetch_section(ctx.db, ctx.clock, config, spec)
+        with ctx.db.transaction() as session:
+            row = _own(session, config, name, token, ctx)
+            now = ctx.clock.now()
+            counts = apply_section(
+                session, spec, items, now=now, retention=timedelta(days=retention) if retention else None
+            )
+            row.last_success_at = row.updated_at = now
+            row.last_duration_ms = round((time.monotonic() - started) * 1000, 1)
+            row.last_outcome, row.last_error, row.last_counts = "succeeded", None, counts.as_dict()
+            row.consecutive_failures, row.event_pending = 0, True
+            if row.requested_at is not None and row.claimed_at is not None and row.requested_at <= row.claimed_at:
+                row.requested_at = None
+    except (Exception, TimeLimitExceeded) as exc:
+        _record_attempt(ctx, config, name, token, exc, time.monotonic() - started)
+        raise
+    ctx.log.info("catalog %s refreshed: %s", name, counts.as_dict())
+
+
+def _own(session: Any, config: CatalogSettings, name: str, token: str, ctx: Context) -> CatalogSection:
+    rows = lock_sections(session, plans(config), ctx.clock.now())
+    row = next(r for r in rows if r.name == name)
+    if row.lease_token != token:
+        raise TransientError(f"catalog {name}: lost its claim while refreshing (lease ran out?)")
+    return row
+
+
+def _record_attempt(
+    ctx: Context, config: CatalogSettings, name: str, token: str, exc: BaseException, elapsed: float
+) -> None:
+    """Give the slot back and say why; discover leaves the section to its retry until ``hold_until``."""
+    error = TransientError("time limit exceeded") if isinstance(exc, TimeLimitExceeded) else classify(exc)
+    if isinstance(error, DelayedRetry):
+        hold, outcome = error.delay_seconds, "waiting"
+    else:
+        hold = (config.max_backoff_ms or ctx.settings.retries.max_backoff_ms) / 1000
+        outcome = "retrying"
+    now = ctx.clock.now()
+    with ctx.db.transaction() as session:
+        row = session.scalars(select(CatalogSection).where(CatalogSection.name == name).with_for_update()).first()
+        if row is None or row.lease_token != token:
+            return
+        row.lease_until, row.hold_until = None, now + timedelta(seconds=hold)
+        row.last_outcome, row.last_error = outcome, f"[{error.kind}] {error.reason}"[:2000]
+        row.last_duration_ms, row.updated_at = round(elapsed * 1000, 1), now
+        if not isinstance(error, DelayedRetry):
+            row.consecutive_failures += 1
+
+
+def _publish_and_release(ctx: Context, config: CatalogSettings, name: str, token: str) -> None:
+    with ctx.db.transaction() as session:
+        row = session.get(CatalogSection, name)
+        assert row is not None and row.last_success_at is not None
+        counts = Counts(**(row.last_counts or {}))
+        event = CatalogSectionRefreshed(
+            version=1,
+            section=name,
+            source=SECTIONS[name].source,
+            refreshed_at=as_utc(row.last_success_at),
+            changed=counts.changed,
+            duration_ms=row.last_duration_ms or 0.0,
+            **counts.as_dict(),
+        )
+    if hasattr(ctx.runtime.broker, "publish"):  # not the StubBroker of unit tests
+        topology = EventTopology(config.event_exchange, config.event_recent_queue, config.event_recent_max_length)
+        publish_event(ctx.runtime.broker, topology, event, routing_key=name)
+    with ctx.db.transaction() as session:
+        row = session.scalars(select(CatalogSection).where(CatalogSection.name == name).with_for_update()).first()
+        if row is not None and row.lease_token == token:
+            row.lease_until = row.lease_token = row.hold_until = None
+            row.event_pending, row.updated_at = False, ctx.clock.now()
+
+
+def on_failure(ctx: Context, item: Any, reason: str) -> None:
+    """Retries spent or a permanent error: free the section until its next interval."""
+    try:
+        name, token = _parse(item)
+    except MalformedMessage:
+        return
+    config: CatalogSettings = ctx.config
+    now = ctx.clock.now()
+    with ctx.db.transaction() as session:
+        row = session.scalars(select(CatalogSection).where(CatalogSection.name == name).with_for_update()).first()
+        if row is None or row.lease_token != token:
+            return
+        row.lease_until = row.lease_token = None
+        row.hold_until = now + timedelta(minutes=config.sections[name].interval_minutes)
+        row.last_outcome, row.last_error, row.updated_at = "failed", reason[:2000], now
+
+
+def health(ctx: Context) -> list[dict[str, Any]]:
+    return section_rows(ctx.db, ctx.clock, ctx.config)
+
+
+def stats(ctx: Context) -> dict[str, int]:
+    rows = health(ctx)
+    return {
+        "due": sum(1 for r in rows if r["due"] and not r["running"]),
+        "in_flight": sum(1 for r in rows if r["running"]),
+        "done": sum(1 for r in rows if r["last_outcome"] == "succeeded"),
+        "failed": sum(1 for r in rows if r["last_outcome"] == "failed"),
+    }
+
+
+def trigger_section(ctx: Context, name: str) -> list[dict[str, str]]:
+    """Mark one section requested (due whatever its interval) and claim it now if a slot is free;
+    otherwise discover takes it at its next tick. Returns the claimed item, if any."""
+    if name not in SECTIONS:
+        raise KeyError(f"no catalog section named {name!r} (known: {', '.join(SECTIONS)})")
+    config: CatalogSettings = ctx.config
+    now = ctx.clock.now()
+    with ctx.db.transaction() as session:
+        rows = lock_sections(session, plans(config), now)
+        row = next(r for r in rows if r.name == name)
+        row.requested_at = row.updated_at = now
+        session.flush()
+        return claim_due_sections(
+            session,
+            plans=plans(config),
+            now=now,
+            max_concurrent=config.max_concurrent,
+            lease=timedelta(seconds=config.lease_seconds),
+            only=name,
+        )
+
+
+CATALOG = register(
+    Pipeline(
+        name="catalog",
+        purpose=Purpose.INGESTION,
+        settings=catalog_settings,
+        fetch=fetch,
+        process=process,
+        on_failure=on_failure,
+        stats=stats,
+        health=health,
+        description="refresh each catalog section from its source on its own interval",
+        actor_options=lambda s: {"time_limit": int(s.catalog.refresh_time_limit_seconds * 1000)},
+    )
+)

@@ -1,0 +1,5 @@
+"""The catalog pipeline's parts that are not the actor: which sections exist and where
+they come from (:mod:`.sections`), the pure arithmetic of due, next-due and health
+(:mod:`.schedule`), writing a fetched section (:mod:`.store`), fetching it through
+the breaker and rate limit (:mod:`.source`), and the per-section status rows
+(:mod:`.health`). The actor itself is ``actors/catalog.py``."""

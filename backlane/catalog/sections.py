@@ -1,0 +1,66 @@
+"""Every catalog section: the source it comes from, where, and how it is stored.
+
+This is structure, not configuration: intervals, retention and the enabled flag
+are in settings (``catalog.sections``), base URLs and rate limits per source in
+``catalog.sources``. A source is also the unit of the circuit breaker and of the
+rate limit: the provider's two sections share one endpoint budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from backlane.errors import MalformedMessage
+
+Kind = Literal["categories", "brands", "records"]
+
+
+@dataclass(frozen=True)
+class SectionSpec:
+    name: str
+    #: Key of ``catalog.sources``; also names the breaker and the rate limit.
+    source: str
+    #: GET path at the source; the answer is ``{"items": [...]}``.
+    path: str
+    kind: Kind = "records"
+    #: History rows stay when the source stops sending them, until retention prunes them;
+    #: rows of other sections are removed when the source no longer has them.
+    history: bool = False
+
+    @property
+    def breaker_name(self) -> str:
+        return f"source:{self.source}"
+
+    @property
+    def rate_key(self) -> str:
+        return f"source:{self.source}"
+
+
+SECTIONS: dict[str, SectionSpec] = {
+    spec.name: spec
+    for spec in (
+        SectionSpec("categories", "catalog", "/catalog/categories", "categories"),
+        SectionSpec("brands", "catalog", "/catalog/brands", "brands"),
+        SectionSpec("erp_stock", "erp", "/erp/stock"),
+        SectionSpec("purchase_history", "erp", "/erp/purchase-history", history=True),
+        SectionSpec("consumed_materials", "erp", "/erp/consumed-materials", history=True),
+        SectionSpec("lots", "erp", "/erp/lots"),
+        SectionSpec("stock_taking", "erp", "/erp/stock-taking"),
+        SectionSpec("suppliers", "erp", "/erp/suppliers"),
+        SectionSpec("attributes", "erp", "/erp/attributes"),
+        SectionSpec("eshop_stock", "eshop", "/eshop/stock"),
+        SectionSpec("sales", "eshop", "/eshop/sales", history=True),
+        SectionSpec("transport", "logistics", "/logistics/transport"),
+    )
+}
+
+
+def section_spec(name: object) -> SectionSpec:
+    if not isinstance(name, str) or name not in SECTIONS:
+        raise MalformedMessage(f"unknown catalog section {name!r} (known: {', '.join(SECTIONS)})")
+    return SECTIONS[name]
+
+
+def sources() -> list[str]:
+    return sorted({spec.source for spec in SECTIONS.values()})
