@@ -48,7 +48,10 @@ def claim(
         query = query.with_for_update(skip_locked=True)
     ids = list(session.scalars(query))
     if ids:
-        session.execute(update(model).where(model.id.in_(ids)).values(lease_until=now + lease))
+        # No ORM synchronisation: nothing in this session holds the rows, and "auto" on
+        # PostgreSQL adds RETURNING and per-row bookkeeping for every claimed id.
+        lease_them = update(model).where(model.id.in_(ids)).values(lease_until=now + lease)
+        session.execute(lease_them.execution_options(synchronize_session=False))
     return ids
 
 
