@@ -23,12 +23,20 @@ from backlane.db.models import (
     CatalogPrice,
     CatalogProduct,
     CatalogRecord,
-    CatalogSection,
 )
 from backlane.discovery import discover
 from backlane.errors import RateLimited, TransientError
-from backlane.registry import REGISTRY, Registered
+from backlane.registry import Registered
 from backlane.resilience import CircuitBreaker
+from tests.integration.catalog_support import (
+    admin,
+    catalog_pipeline,  # noqa: F401  (the `catalog` fixture)
+    only_sections,
+    run_due,
+    section,
+    set_catalog,
+    trigger,
+)
 from tests.integration.conftest import App
 from tests.waiting import wait_until
 
@@ -48,53 +56,6 @@ INTERVALS = {
     "categories": 30,
     "brands": 30,
 }
-
-
-@pytest.fixture
-def catalog(app: App) -> Registered:
-    app.configure("catalog", base_url=app.simulator.url)
-    set_catalog(app, app.runtime.settings.catalog.with_source("catalog", rate_limit_calls=None))
-    return REGISTRY.get("catalog")
-
-
-def set_catalog(app: App, config: Any) -> None:
-    app.runtime.settings = app.runtime.settings.model_copy(update={"catalog": config})
-
-
-def only_sections(app: App, *names: str) -> None:
-    config = app.runtime.settings.catalog
-    for name in config.sections:
-        config = config.with_section(name, enabled=name in names)
-    set_catalog(app, config)
-
-
-def run_due(app: App, catalog: Registered) -> list[list[str]]:
-    """Discover and refresh in this thread until nothing is due; the claimed names per round."""
-    rounds = []
-    while items := catalog.pipeline.fetch(catalog.context(), 500):
-        assert len(items) <= app.runtime.settings.catalog.max_concurrent
-        rounds.append([item["section"] for item in items])
-        for item in items:
-            catalog.pipeline.process(catalog.context(), item)
-    return rounds
-
-
-def trigger(catalog: Registered, name: str) -> None:
-    from actors.catalog import trigger_section
-
-    [item] = trigger_section(catalog.context(), name)
-    catalog.pipeline.process(catalog.context(), item)
-
-
-def section(app: App, name: str) -> CatalogSection:
-    with app.db.transaction() as session:
-        row = session.get(CatalogSection, name)
-        assert row is not None
-        return row
-
-
-def admin(app: App, name: str, change: dict[str, Any]) -> None:
-    httpx.post(f"{app.simulator.url}/_admin/catalog/{name}", json=change, timeout=5).raise_for_status()
 
 
 def test_each_section_refreshes_on_its_own_interval_and_no_other(app: App, catalog: Registered) -> None:
