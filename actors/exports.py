@@ -9,22 +9,23 @@ file's length in the database after every page; the finished file replaces the
 old one atomically. A run that fails resumes where it stopped: a retry continues
 its own run, and after a run fails for good the next one starts at its page
 instead of page 1. Page requests go through the product-API breaker shared by
-every process.
+every process. The health check runs in discover, at most once per tick and only
+when an export is due, so a down API costs one request per tick, not one per export.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, update
+from sqlalchemy import CursorResult, insert, update
 
 from backlane.clients.product_api import ProductApiClient
 from backlane.clock import as_utc
 from backlane.db.claims import claim_due_exports, exports_due, schedule_new_exports
-from backlane.db.models import Export, ExportOutcome, ExportRun
-from backlane.errors import TransientError, UnknownItem
+from backlane.db.models import Export, ExportFormat, ExportOutcome, ExportRun
+from backlane.errors import PermanentError, TransientError, UnknownItem
 from backlane.export_files import encode_products, export_paths
 from backlane.files import append_at, publish
 from backlane.items import row_id
@@ -75,6 +76,8 @@ def process(ctx: Context, item: Any) -> None:
     if not (running or due):
         ctx.log.info("export %s is not due; nothing to do", export.name)
         return
+    if export.format not in set(ExportFormat):
+        raise PermanentError(f"export {export.name} has unknown format {export.format!r} (csv or jsonl)")
     final, partial = export_paths(config.output_dir, export.path)
     run_id, page, offset, rows = _start_or_resume(ctx, export, run, partial)
     client = ProductApiClient(ctx.settings.product_api)
@@ -134,7 +137,7 @@ def _save_progress(ctx: Context, export_id: int, run_id: int, *, page: int, offs
     config: ExportsSettings = ctx.config
     now = ctx.clock.now()
     with ctx.db.transaction() as session:
-        moved = session.execute(
+        result = session.execute(
             update(Export)
             .where(Export.id == export_id, Export.run_id == run_id, Export.next_page == page)
             .values(
@@ -144,8 +147,8 @@ def _save_progress(ctx: Context, export_id: int, run_id: int, *, page: int, offs
                 lease_until=now + timedelta(seconds=config.lease_seconds),
                 updated_at=now,
             )
-        ).rowcount
-        if not moved:
+        )
+        if not cast("CursorResult[Any]", result).rowcount:
             raise TransientError(f"export {export_id}: run {run_id} was advanced by another worker")
         session.execute(update(ExportRun).where(ExportRun.id == run_id).values(pages=page, rows=rows))
 
