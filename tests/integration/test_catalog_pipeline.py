@@ -264,3 +264,7 @@ def eshop_requests(app: App) -> int:
 
 def retried_while_open(app: App) -> bool:
     return all("circuit_open" in (section(app, n).last_error or "") for n in ("eshop_stock", "sales"))
+
+
+def test_refresh_time_limit_comes_from_settings(catalog: Registered) -> None:
+    assert catalog.process_actor.options["time_limit"] == 600_000  # catalog.refresh_time_limit_seconds
