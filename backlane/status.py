@@ -16,6 +16,7 @@ from dramatiq.common import dq_name, xq_name
 
 from backlane.health import worst
 from backlane.management import ManagementClient, QueueDepth
+from backlane.resilience.breaker import all_breaker_states
 
 
 def _queue_row(name: str, depths: dict[str, QueueDepth]) -> dict[str, int]:
@@ -72,11 +73,18 @@ def collect_status() -> dict[str, Any]:
         row["health"] = worst([r.get("health", "healthy") for r in row["health_rows"]])
         pipelines.append(row)
 
+    try:
+        breakers = all_breaker_states(runtime.database, runtime.clock.now())
+    except Exception as exc:
+        breakers = []
+        errors.append(f"breakers unreadable ({exc.__class__.__name__})")
+
     other_queues = sorted({a.queue_name for a in scheduler.broker.actors.values()} - {p["queue"] for p in pipelines})
     return {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "pipelines": pipelines,
         "queues": {name: _queue_row(name, depths) for name in other_queues},
+        "breakers": breakers,
         "errors": errors,
     }
 
@@ -105,6 +113,12 @@ def render(status: dict[str, Any]) -> str:
         if p["health_rows"]:
             lines += ["", f"{p['name']}:"]
             lines += ["  " + _health_line(row) for row in p["health_rows"]]
+    if status["breakers"]:
+        lines += ["", "breakers:"]
+        for b in status["breakers"]:
+            detail = f"opens again for calls in {b['retry_in_s']:.0f}s" if b["state"] == "open" else ""
+            lines.append(f"  {b['name']:<28} {b['state']:<10} failures in a row {b['consecutive_failures']:<3} "
+                         f"opened {b['times_opened']}x {detail}")
     if status["errors"]:
         lines += ["", *("! " + e for e in status["errors"])]
     return "\n".join(lines)

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from dramatiq.middleware.time_limit import TimeLimitExceeded
+from sqlalchemy import select
 
 from backlane.clock import as_utc
 from backlane.db.models.resilience import CircuitBreakerRow
@@ -212,6 +213,13 @@ class CircuitBreaker:
 
     def _locked(self, session: Any) -> CircuitBreakerRow:
         return locked_row(session, CircuitBreakerRow, {"name": self.name}, {"updated_at": self.clock.now()})
+
+
+def all_breaker_states(db: Database, now: datetime) -> list[dict[str, Any]]:
+    """Every breaker any worker has used, for ``backlane status``."""
+    with db.transaction() as session:
+        rows = session.scalars(select(CircuitBreakerRow).order_by(CircuitBreakerRow.name))
+        return [breaker_row_state(row, now) for row in rows]
 
 
 def breaker_row_state(row: CircuitBreakerRow, now: datetime) -> dict[str, Any]:
