@@ -19,12 +19,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, insert, update
+from sqlalchemy import CursorResult, and_, insert, select, update
 
 from backlane.clients.product_api import ProductApiClient
 from backlane.clock import as_utc
-from backlane.db.claims import claim_due_exports, exports_due, schedule_new_exports
-from backlane.db.models import Export, ExportFormat, ExportOutcome, ExportRun
+from backlane.db.claims import claim_due_exports, exports_due, schedule_new_exports, status_counts
+from backlane.db.models import Export, ExportFormat, ExportOutcome, ExportRun, ServiceOutage
 from backlane.errors import PermanentError, TransientError, UnknownItem
 from backlane.export_files import encode_products, export_paths
 from backlane.files import append_at, publish
@@ -195,6 +195,40 @@ def on_failure(ctx: Context, item: Any, reason: str) -> None:
         _finish(ctx, item, export.run_id, ExportOutcome.FAILED, error=reason)
 
 
+def stats(ctx: Context) -> dict[str, int]:
+    """Exports due, in flight, whose last run succeeded, and waiting to resume a failed run."""
+    failed_runs = select(ExportRun.id).where(ExportRun.outcome == ExportOutcome.FAILED.value)
+    with ctx.db.transaction() as session:
+        return status_counts(
+            session,
+            Export,
+            due=Export.next_run_at <= ctx.clock.now(),
+            now=ctx.clock.now(),
+            done=and_(Export.run_id.is_(None), Export.last_success_at.is_not(None)),
+            failed=Export.run_id.in_(failed_runs),
+        )
+
+
+def health(ctx: Context) -> list[dict[str, Any]]:
+    """The product API as exports see it: known outage and breaker state."""
+    config: ExportsSettings = ctx.config
+    with ctx.db.transaction() as session:
+        outage = session.get(ServiceOutage, PRODUCT_API)
+    down_since = outage.down_since if outage is not None else None
+    breaker = CircuitBreaker(
+        ctx.db, ctx.clock, PRODUCT_API, config.breaker_failure_threshold, config.breaker_open_seconds
+    ).state()["state"]
+    healthy = down_since is None and breaker == "closed"
+    return [
+        {
+            "name": PRODUCT_API,
+            "health": "healthy" if healthy else "degraded",
+            "down_since": down_since,
+            "breaker": breaker,
+        }
+    ]
+
+
 EXPORTS = register(
     Pipeline(
         name="exports",
@@ -203,6 +237,8 @@ EXPORTS = register(
         fetch=fetch,
         process=process,
         on_failure=on_failure,
+        stats=stats,
+        health=health,
         description="write the product export (CSV or JSON Lines) on its interval, resuming where it stopped",
     )
 )

@@ -15,10 +15,10 @@ import operator
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import and_, update
 
 from backlane.clients.vendor_api import VendorScraperClient
-from backlane.db.claims import STAGING_DUE, claim_staging_batches
+from backlane.db.claims import STAGING_DUE, claim_staging_batches, status_counts
 from backlane.db.models import StagingBatch, StagingStatus
 from backlane.errors import PermanentError, UnknownItem
 from backlane.items import row_id
@@ -76,6 +76,19 @@ def _settle(ctx: Context, batch_id: int, status: StagingStatus, reason: str) -> 
         )
 
 
+def stats(ctx: Context) -> dict[str, int]:
+    mine = StagingBatch.processor == ctx.pipeline.name
+    with ctx.db.transaction() as session:
+        return status_counts(
+            session,
+            StagingBatch,
+            due=and_(STAGING_DUE, mine),
+            now=ctx.clock.now(),
+            done=and_(mine, StagingBatch.status == StagingStatus.COMPLETED.value),
+            failed=and_(mine, StagingBatch.status == StagingStatus.FAILED.value),
+        )
+
+
 def staging_pipeline(name: str, vendor: str, description: str) -> Pipeline:
     """One registration of the handler: same functions, its own name, vendor and settings section."""
     return Pipeline(
@@ -85,6 +98,7 @@ def staging_pipeline(name: str, vendor: str, description: str) -> Pipeline:
         fetch=fetch,
         process=process,
         on_failure=on_failure,
+        stats=stats,
         description=description,
         params={"vendor": vendor},
     )

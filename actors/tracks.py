@@ -13,10 +13,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, update
+from sqlalchemy import and_, delete, false, update
 
 from backlane.clock import as_utc
-from backlane.db.claims import TRACKS_DUE, claim_due_tracks
+from backlane.db.claims import TRACKS_DUE, claim_due_tracks, status_counts
 from backlane.db.models import Track, TrackStatus
 from backlane.items import row_id
 from backlane.pipeline import Context, Pipeline, Purpose
@@ -68,6 +68,19 @@ def on_failure(ctx: Context, item: Any, reason: str) -> None:
             )
 
 
+def stats(ctx: Context) -> dict[str, int]:
+    now = ctx.clock.now()
+    with ctx.db.transaction() as session:
+        return status_counts(
+            session,
+            Track,
+            due=and_(TRACKS_DUE, Track.delete_after <= now),
+            now=now,
+            done=false(),  # a deleted track's row is gone
+            failed=Track.status == TrackStatus.DELETION_FAILED.value,
+        )
+
+
 TRACKS = register(
     Pipeline(
         name="tracks",
@@ -76,6 +89,7 @@ TRACKS = register(
         fetch=fetch,
         process=process,
         on_failure=on_failure,
+        stats=stats,
         description="physically delete deleted tracks and their stored objects once due",
     )
 )

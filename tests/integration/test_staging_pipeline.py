@@ -80,6 +80,10 @@ def test_each_registration_processes_only_its_own_batches_within_its_limit(app: 
     vendors = app.sim_stats()["vendors"]
     assert (vendors["acme"]["scraped"], vendors["globex"]["scraped"]) == (5, 10)
     assert vendors["acme"]["replays"] == vendors["globex"]["replays"] == 0
+    for registered, done in ((acme_pipeline(), 5), (globex_pipeline(), 10)):
+        assert registered.pipeline.stats is not None
+        counts = registered.pipeline.stats(registered.context())
+        assert (counts["due"], counts["done"], counts["failed"]) == (30 - done, done, 0)
 
 
 def test_a_rejected_batch_ends_failed_with_the_reason(app: App, worker: Any) -> None:

@@ -128,6 +128,9 @@ def test_a_failing_track_is_retried_alone_and_never_stops_the_others(
     # Settled for good: the next tick does not pick them up again.
     app.clock.advance(seconds=app.runtime.settings.tracks.lease_seconds + 1)
     assert discover(REGISTRY.get("tracks")).enqueued == 0
+    tracks_pipeline = REGISTRY.get("tracks")
+    assert tracks_pipeline.pipeline.stats is not None
+    assert tracks_pipeline.pipeline.stats(tracks_pipeline.context())["failed"] == 2
 
 
 def test_at_most_max_items_per_tick_and_claimed_tracks_are_not_enqueued_twice(
