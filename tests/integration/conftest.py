@@ -78,9 +78,10 @@ def app(app_broker: Any, rabbitmq: Any, database_url: str, simulator: Simulator)
     db = Database(database_url)
     clock = FrozenClock(datetime.now(UTC).replace(microsecond=0))
     runtime = install(Runtime(settings=fast_settings(simulator.url), broker=app_broker, clock=clock, _database=db))
-    app_broker.flush_all()
+    # Reconnect first if an earlier test restarted the broker under this connection.
+    app_broker.with_reconnect(app_broker.flush_all, "purge the test queues")
     yield App(runtime, db, simulator, clock, app_broker, rabbitmq)
-    app_broker.flush_all()
+    app_broker.with_reconnect(app_broker.flush_all, "purge the test queues")
     db.dispose()
 
 

@@ -113,7 +113,9 @@ def test_two_discovers_at_once_claim_disjoint_orders(app: App, worker: Any) -> N
     for thread in threads:
         thread.join()
 
-    assert sorted(r.enqueued for r in results) == [50, 150]
+    # How the 200 split between the two depends on timing; that they never overlap does not.
+    assert sum(r.enqueued for r in results) == 200
+    assert all(r.enqueued <= 150 for r in results)
     wait_until(lambda: all_settled(app, 200), timeout=60, what="all orders settled")
     assert creations_per_order(app) == [1] * 200
 
