@@ -1,0 +1,152 @@
+"""Discover cost: one orders tick claiming and enqueueing 1,000 orders, by table size (PostgreSQL).
+
+    python benchmarks/discover_cost.py [ROWS ...] [--due=5000] [--batch=1000] [--repeat=9]
+
+For each table size (default 100,000 and 1,000,000 rows) a fresh database is
+bulk-loaded with ``INSERT ... SELECT generate_series``: ``--due`` pending orders
+(created over the last 48 hours, so both the recent and the older claim run)
+and the rest settled over the last 90 days. Then the real tick,
+:func:`backlane.discovery.discover`, runs in this process ``--repeat`` times:
+claim ``--batch`` orders with a lease (``FOR UPDATE SKIP LOCKED``) and publish
+one message each with publisher confirms. Between repetitions the leases are
+cleared and the queue purged, so every tick does the same work. One warm-up
+tick is not counted. The last column is each size's median over the first's.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+import _harness as h
+from pydantic import SecretStr
+from sqlalchemy import text
+
+from backlane.clock import SystemClock
+from backlane.db.engine import Database
+from backlane.settings import Settings
+
+LOAD_SQL = """
+INSERT INTO orders (request_id, customer, payload, status, external_order_id, failure_reason,
+                    lease_until, created_at, updated_at, settled_at)
+SELECT 'bench-' || i,
+       'customer-' || (i % 97),
+       '{"items": [{"sku": "SKU-1", "quantity": 1}]}'::json,
+       CASE WHEN i <= :due THEN 'pending' ELSE 'succeeded' END,
+       CASE WHEN i <= :due THEN NULL ELSE 'ext-' || i END,
+       NULL,
+       NULL,
+       CASE WHEN i <= :due THEN now() - (i * interval '48 hours' / :due)
+            ELSE now() - (i * interval '90 days' / :rows) END,
+       now(),
+       CASE WHEN i <= :due THEN NULL ELSE now() END
+FROM generate_series(1, :rows) AS i
+"""
+
+
+def load(url: str, rows: int, due: int) -> float:
+    """Fill the table; returns the seconds it took."""
+    db = Database(url)
+    started = time.monotonic()
+    with db.transaction() as session:
+        session.execute(text(LOAD_SQL), {"rows": rows, "due": due})
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE orders"))
+    db.dispose()
+    return time.monotonic() - started
+
+
+def ticks(url: str, batch: int, repeat: int, queues: h.Queues) -> tuple[list[float], list[float]]:
+    """(tick seconds, claim-only seconds) of ``repeat`` ticks, after one warm-up tick."""
+    import scheduler
+    from backlane.discovery import discover
+    from backlane.registry import REGISTRY
+    from backlane.runtime import Runtime, install
+
+    settings = Settings()
+    settings = settings.model_copy(
+        update={
+            "database": settings.database.model_copy(update={"url": SecretStr(url)}),
+            "orders": settings.orders.model_copy(update={"max_items": batch}),
+        }
+    )
+    runtime = install(Runtime(settings=settings, broker=scheduler.broker, clock=SystemClock()))
+    registered = REGISTRY.get("orders")
+    pipeline = registered.pipeline
+    durations: list[float] = []
+    claims: list[float] = []
+    for i in range(repeat + 1):
+        with runtime.database.transaction() as session:
+            session.execute(text("UPDATE orders SET lease_until = NULL WHERE lease_until IS NOT NULL"))
+        queues.purge("orders")
+        started = time.perf_counter()
+        result = discover(registered)
+        elapsed = time.perf_counter() - started
+        assert result.enqueued == batch, f"the tick enqueued {result.enqueued}, expected {batch}"
+        with runtime.database.transaction() as session:
+            session.execute(text("UPDATE orders SET lease_until = NULL WHERE lease_until IS NOT NULL"))
+        started = time.perf_counter()
+        claimed = pipeline.fetch(registered.context(), batch)
+        claim_elapsed = time.perf_counter() - started
+        assert len(claimed) == batch
+        if i:  # the first tick warms the connection pool and the publisher channel
+            durations.append(elapsed)
+            claims.append(claim_elapsed)
+    queues.purge("orders")
+    runtime.database.dispose()
+    return durations, claims
+
+
+def main() -> None:
+    sizes = h.sizes([100_000, 1_000_000])
+    due = int(h.option("due", "5000"))
+    batch = int(h.option("batch", "1000"))
+    repeat = int(h.option("repeat", "9"))
+    rows = []
+    with h.Infra() as infra:
+        os.environ.update(BACKLANE_BROKER__URL=infra.amqp_url, BACKLANE_WORKER__METRICS_PORT="0")
+        import scheduler
+
+        scheduler.broker.declare_queue("orders", ensure=True)
+        queues = h.Queues(infra.amqp_url)
+        first = None
+        for size in sizes:
+            url = infra.database("postgresql", f"discover_{size}")
+            h.log(f"loading {size:,} rows ({due:,} due) ...")
+            seconds = load(url, size, due)
+            h.log(f"  loaded in {seconds:.1f} s; {repeat} ticks of {batch} ...")
+            durations, claims = ticks(url, batch, repeat, queues)
+            median = statistics.median(durations)
+            first = first or median
+            rows.append(
+                [
+                    size,
+                    due,
+                    batch,
+                    median * 1000,
+                    min(durations) * 1000,
+                    max(durations) * 1000,
+                    statistics.median(claims) * 1000,
+                    f"{median / first:.2f}x",
+                ]
+            )
+            h.log(f"  median {median * 1000:.1f} ms")
+        queues.close()
+    print(
+        h.table(
+            f"Discover tick on PostgreSQL: claim + publish with confirms ({h.machine()}; load {h.load()})",
+            ["rows", "due", "batch", "tick ms (median)", "min", "max", "claim only ms", "vs first"],
+            rows,
+            [
+                f"median of {repeat} ticks after one warm-up; leases cleared and queue purged between ticks",
+                "tick = backlane.discovery.discover(orders): claim_due_orders (2 queries on ix_orders_due,"
+                " FOR UPDATE SKIP LOCKED, lease UPDATE) + enqueue_many with one wait for all confirms",
+                "claim only = the pipeline's fetch (same claim, no publishing), measured separately",
+            ],
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""Latency-bound drain: the order API answers in 50 ms; throughput against the bound.
+
+    python benchmarks/latency.py [N ...] [--latency-ms=50] [--shapes=2x8,2x32] [--database=postgresql]
+
+With every call to the order API taking ``--latency-ms``, a worker of P
+processes x T threads can settle at most P x T / (calls per order x latency)
+orders per second: each order makes two calls (POST /orders, then GET
+/orders/{id}, final at the first GET). N pending orders go through one discover
+tick, RabbitMQ, the per-order actor, the simulator and the database, timed from
+the tick's send until the N-th order is settled; the table gives the share of
+the bound reached for each worker shape.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime
+
+import _harness as h
+
+from backlane.db.engine import Database
+from backlane.sample import create_orders
+
+#: POST /orders then GET /orders/{id}.
+CALLS_PER_ORDER = 2
+
+
+def drain(infra: h.Infra, kind: str, n: int, processes: int, threads: int, latency_ms: float) -> float:
+    import scheduler  # noqa: F401  (declares the discover actors)
+    from backlane.registry import REGISTRY
+
+    db_url = infra.database(kind, f"latency_{processes}x{threads}")
+    db = Database(db_url)
+    stack = infra.stack(
+        f"latency-{processes}x{threads}",
+        db_url,
+        BACKLANE_ORDERS__MAX_ITEMS=str(n),
+        BACKLANE_ORDERS__STATUS_POLL_SECONDS="0.1",
+        # Each thread holds at most one connection; more threads than the default pool need more.
+        BACKLANE_DATABASE__POOL_SIZE=str(max(10, threads)),
+    )
+    queues = h.Queues(infra.amqp_url)
+    with h.stopping(stack):
+        h.start_simulator(stack, "--order-settle-polls", "0", "--latency-ms", str(latency_ms))
+        create_orders(db, n, datetime.now(UTC))
+        worker = stack.start_worker(processes, threads)
+        queues.wait_consumers("orders", processes, worker)
+        queues.wait_consumers("discover", processes, worker)
+        started = time.monotonic()
+        REGISTRY.get("orders").discover_actor.send()
+        done = h.wait_for(lambda: h.settled(db) >= n, timeout=3600, interval=0.1, procs=[worker])
+    queues.close()
+    db.dispose()
+    return n / (done - started)
+
+
+def main() -> None:
+    counts = h.sizes([3_000])
+    latency_ms = float(h.option("latency-ms", "50"))
+    shapes = [tuple(int(x) for x in s.split("x")) for s in h.option("shapes", "2x8,2x32").split(",")]
+    kind = h.option("database", "postgresql")
+    rows = []
+    with h.Infra(with_postgres=kind == "postgresql") as infra:
+        os.environ.update(BACKLANE_BROKER__URL=infra.amqp_url, BACKLANE_WORKER__METRICS_PORT="0")
+        for n in counts:
+            for processes, threads in shapes:
+                bound = processes * threads / (CALLS_PER_ORDER * latency_ms / 1000)
+                h.log(f"{n} orders, {processes}x{threads}, bound {bound:,.0f}/s ...")
+                rate = drain(infra, kind, n, processes, threads, latency_ms)
+                h.log(f"  {rate:,.0f} orders/s")
+                rows.append([kind, n, f"{processes}x{threads}", bound, rate, f"{rate / bound:.0%}"])
+    print(
+        h.table(
+            f"Latency-bound drain: order API answering in {latency_ms:.0f} ms ({h.machine()}; load {h.load()})",
+            ["database", "orders", "processes x threads", "bound orders/s", "backlane orders/s", "of bound"],
+            rows,
+            [
+                f"bound = processes x threads / ({CALLS_PER_ORDER} calls per order x {latency_ms:.0f} ms)",
+                "one discover tick (max_items = N) -> RabbitMQ -> process_orders -> simulator -> database,"
+                " from the tick's send to the N-th settled row; simulator --order-settle-polls 0",
+            ],
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

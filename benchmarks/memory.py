@@ -1,0 +1,99 @@
+"""Backlog memory: the worker's resident memory while 100,000 messages wait in its queue.
+
+    python benchmarks/memory.py [MESSAGES] [--duration=600] [--every=10] [--latency-ms=1000]
+                                [--processes=2] [--threads=8] [--database=postgresql]
+
+MESSAGES pending orders (default 100,000) are created and one per-order message
+each is published to the ``orders`` queue (as earlier ticks or OrderCreated
+would have), then a worker starts. The order API answers in ``--latency-ms``,
+so the worker works through the backlog slowly and it stays (nearly) whole for
+the whole run. The resident memory of every worker process (from
+/proc/<pid>/status VmRSS) is sampled every ``--every`` seconds for
+``--duration`` seconds; the table shows the first sample, one per minute and
+the last, and the notes the growth from the first sample to the last.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime
+
+import _harness as h
+
+from backlane.db.engine import Database
+from backlane.sample import create_orders
+
+MB = 1024 * 1024
+#: Messages published per confirmed batch while filling the queue.
+PUBLISH_BATCH = 5_000
+
+
+def main() -> None:
+    (count,) = h.sizes([100_000])[:1]
+    duration = float(h.option("duration", "600"))
+    every = float(h.option("every", "10"))
+    latency_ms = h.option("latency-ms", "1000")
+    processes = int(h.option("processes", str(h.PROCESSES)))
+    threads = int(h.option("threads", str(h.THREADS)))
+    kind = h.option("database", "postgresql")
+    samples: list[tuple[float, int, int, list[int]]] = []
+    with h.Infra(with_postgres=kind == "postgresql") as infra:
+        os.environ.update(BACKLANE_BROKER__URL=infra.amqp_url, BACKLANE_WORKER__METRICS_PORT="0")
+        import scheduler
+        from backlane.registry import REGISTRY
+
+        db_url = infra.database(kind, "memory")
+        db = Database(db_url)
+        stack = infra.stack("memory", db_url)
+        queues = h.Queues(infra.amqp_url)
+        with h.stopping(stack):
+            h.start_simulator(stack, "--order-settle-polls", "0", "--latency-ms", latency_ms)
+            h.log(f"creating {count:,} orders and publishing one message each ...")
+            ids = create_orders(db, count, datetime.now(UTC))
+            actor = REGISTRY.get("orders").process_actor
+            for start in range(0, len(ids), PUBLISH_BATCH):
+                scheduler.broker.enqueue_many([actor.message(i) for i in ids[start : start + PUBLISH_BATCH]])
+            h.log(f"  {queues.state('orders')[0]:,} messages ready; starting the worker")
+            worker = stack.start_worker(processes, threads)
+            queues.wait_consumers("orders", processes, worker)
+            assert worker.proc is not None
+            began = time.monotonic()
+            while True:
+                elapsed = time.monotonic() - began
+                pids = [p for p in h.process_tree(worker.proc.pid) if p != worker.proc.pid]
+                rss = [h.rss_bytes(p) for p in sorted(pids)]
+                ready = queues.state("orders")[0]
+                samples.append((elapsed, ready, h.settled(db), rss))
+                h.log(f"  t={elapsed:5.0f}s ready={ready:,} rss={[round(r / MB) for r in rss]} MB")
+                if elapsed >= duration or not worker.alive:
+                    break
+                time.sleep(max(0.0, began + len(samples) * every - time.monotonic()))
+            parent_rss = h.rss_bytes(worker.proc.pid)
+        queues.close()
+        db.dispose()
+    shown = [s for i, s in enumerate(samples) if i == 0 or i == len(samples) - 1 or int(s[0]) % 60 < every]
+    rows = [[f"{t:.0f}", ready, settled, *(f"{r / MB:.0f}" for r in rss)] for t, ready, settled, rss in shown]
+    width = max(len(s[3]) for s in samples)
+    first, last = samples[0][3], samples[-1][3]
+    peak = [max(s[3][i] for s in samples if len(s[3]) > i) for i in range(width)]
+    growth = ", ".join(f"{(b - a) / MB:+.1f} MB" for a, b in zip(first, last, strict=False))
+    print(
+        h.table(
+            f"Worker memory under a backlog of {count:,} messages ({processes} processes x {threads} threads;"
+            f" {h.machine()}; load {h.load()})",
+            ["t (s)", "ready in queue", "orders settled", *(f"RSS MB, process {i + 1}" for i in range(width))],
+            rows,
+            [
+                f"sampled every {every:.0f} s for {duration:.0f} s; order API latency {latency_ms} ms keeps the backlog"
+                " in place",
+                f"growth first -> last sample per worker process: {growth}; peak: "
+                + ", ".join(f"{p / MB:.0f} MB" for p in peak),
+                f"the dramatiq parent process (forks the workers, relays their logs): {parent_rss / MB:.0f} MB",
+            ],
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
