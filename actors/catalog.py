@@ -214,14 +214,16 @@ def trigger_section(ctx: Context, name: str) -> list[dict[str, str]]:
         raise KeyError(f"no catalog section named {name!r} (known: {', '.join(SECTIONS)})")
     config: CatalogSettings = ctx.config
     now = ctx.clock.now()
+    requested = plans(config)
+    requested[name] = (True, requested[name][1])  # an operator's request refreshes a disabled section too
     with ctx.db.transaction() as session:
-        rows = lock_sections(session, plans(config), now)
+        rows = lock_sections(session, requested, now)
         row = next(r for r in rows if r.name == name)
         row.requested_at = row.updated_at = now
         session.flush()
         return claim_due_sections(
             session,
-            plans=plans(config),
+            plans=requested,
             now=now,
             max_concurrent=config.max_concurrent,
             lease=timedelta(seconds=config.lease_seconds),
