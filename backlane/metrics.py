@@ -8,7 +8,8 @@ dramatiq CLI:
 
 * ``GET /metrics`` — everything above, in the Prometheus text format;
 * ``GET /health`` — JSON: the broker and database reachable, and each
-  pipeline's own health rows; 200 when healthy or degraded, 503 otherwise.
+  pipeline's own health rows, with the worst of all as ``status``; HTTP 200
+  while the worker can work (broker and database reachable), 503 when not.
 """
 
 from __future__ import annotations
@@ -106,7 +107,10 @@ def health_report() -> tuple[int, dict[str, Any]]:
     from backlane.health import overall_health
 
     report = overall_health()
-    return (200 if report["status"] in ("healthy", "degraded") else 503), report
+    # The status code answers "can this worker work?" (what a liveness/readiness probe asks):
+    # a stale catalog section is worth reporting, not worth restarting the worker over.
+    can_work = report["broker"]["health"] == "healthy" and report["database"]["health"] == "healthy"
+    return (200 if can_work else 503), report
 
 
 class _Handler(BaseHTTPRequestHandler):
