@@ -16,7 +16,7 @@ from typing import Any
 
 import dramatiq
 from dramatiq.middleware import CurrentMessage
-from sqlalchemy import case, update
+from sqlalchemy import case, select, update
 
 from backlane.clients.order_api import OrderApiClient
 from backlane.db.claims import ORDERS_DUE, claim_due_orders, claim_one, status_counts
@@ -56,8 +56,12 @@ def _order_id(item: Any) -> int:
 def process(ctx: Context, item: Any) -> None:
     order_id = _order_id(item)
     config: OrdersSettings = ctx.config
-    with ctx.db.transaction() as session:
-        order = session.get(Order, order_id)
+    with ctx.db.connection() as connection:
+        order = connection.execute(
+            select(Order.request_id, Order.customer, Order.payload, Order.status, Order.external_order_id).where(
+                Order.id == order_id
+            )
+        ).one_or_none()
     if order is None:
         raise UnknownItem(f"order {order_id} does not exist")
     if order.status not in UNSETTLED_ORDER_STATUSES:
@@ -65,48 +69,44 @@ def process(ctx: Context, item: Any) -> None:
         return
 
     api = OrderApiClient(ctx.settings.order_api)
-    external_id = order.external_order_id
-    if external_id is None:
-        placed = api.place(order.request_id, {"customer": order.customer, **order.payload})
-        external_id = placed.external_id
-        _update(
-            ctx,
-            order_id,
-            Order.external_order_id.is_(None),
-            external_order_id=external_id,
-            status=OrderStatus.PLACED.value,
-        )
+    placed_now: dict[str, Any] = {}
+    if order.external_order_id is None:
+        # The request id is the idempotency key: placing again after a crash returns the same
+        # order, so the external id needs no write of its own before we follow it.
+        remote = api.place(order.request_id, {"customer": order.customer, **order.payload})
+        placed_now = {"external_order_id": remote.external_id}
+        if remote.status == "pending":
+            remote = api.status(remote.external_id)
+    else:
+        remote = api.status(order.external_order_id)
 
-    remote = api.status(external_id)
     final = FINAL_REMOTE_STATUSES.get(remote.status)
     if final is None:
         if remote.status != "pending":
-            raise PermanentError(f"order API reports unknown status {remote.status!r} for {external_id}")
-        now = ctx.clock.now()
-        _update(
-            ctx, order_id, None, lease_until=now + timedelta(seconds=config.status_poll_seconds + config.lease_seconds)
-        )
-        raise NotReady(f"order {external_id} is still pending", config.status_poll_seconds)
+            raise PermanentError(f"order API reports unknown status {remote.status!r} for {remote.external_id}")
+        lease_until = ctx.clock.now() + timedelta(seconds=config.status_poll_seconds + config.lease_seconds)
+        _update(ctx, order_id, status=OrderStatus.PLACED.value, lease_until=lease_until, **placed_now)
+        raise NotReady(f"order {remote.external_id} is still pending", config.status_poll_seconds)
     _update(
         ctx,
         order_id,
-        None,
         status=final.value,
         settled_at=ctx.clock.now(),
         failure_reason=None if final is OrderStatus.SUCCEEDED else "rejected by the order API",
+        **placed_now,
     )
 
 
 def on_failure(ctx: Context, item: Any, reason: str) -> None:
     if isinstance(item, int):
-        _update(ctx, item, None, status=OrderStatus.FAILED.value, failure_reason=reason, settled_at=ctx.clock.now())
+        _update(ctx, item, status=OrderStatus.FAILED.value, failure_reason=reason, settled_at=ctx.clock.now())
 
 
 def reopen(ctx: Context, item: Any) -> None:
     """A requeued dead letter: a failed order becomes workable again, where it left off."""
     order_id = _order_id(item)
-    with ctx.db.transaction() as session:
-        session.execute(
+    with ctx.db.connection() as connection:
+        connection.execute(
             update(Order)
             .where(Order.id == order_id, Order.status == OrderStatus.FAILED.value)
             .values(
@@ -120,14 +120,12 @@ def reopen(ctx: Context, item: Any) -> None:
         )
 
 
-def _update(ctx: Context, order_id: int, condition: Any, **values: Any) -> None:
+def _update(ctx: Context, order_id: int, **values: Any) -> None:
     """Write to an unsettled order only: a settled order is never touched again."""
-    query = update(Order).where(Order.id == order_id, ORDERS_DUE)
-    if condition is not None:
-        query = query.where(condition)
-    with ctx.db.transaction() as session:
-        # A statement, not an object change: no ORM synchronisation to pay for (no RETURNING).
-        session.execute(query.values(updated_at=ctx.clock.now(), **values).execution_options(synchronize_session=False))
+    with ctx.db.connection() as connection:
+        connection.execute(
+            update(Order).where(Order.id == order_id, ORDERS_DUE).values(updated_at=ctx.clock.now(), **values)
+        )
 
 
 def stats(ctx: Context) -> dict[str, int]:
