@@ -94,6 +94,15 @@ class Runtime:
         return self._database
 
 
+def _apply_worker_settings(settings: Settings) -> None:
+    """Dramatiq reads its prefetch from the environment when it is imported, before our
+    settings exist; the worker reads the module value when it starts, after importing us."""
+    if settings.broker.prefetch:
+        import dramatiq.worker
+
+        dramatiq.worker.QUEUE_PREFETCH = settings.broker.prefetch
+
+
 _lock = threading.Lock()
 _runtime: Runtime | None = None
 
@@ -113,6 +122,7 @@ def get_runtime() -> Runtime:
         if _runtime is None:
             settings = get_settings()
             logging.getLogger("backlane").setLevel(settings.log_level)
+            _apply_worker_settings(settings)
             _runtime = Runtime(settings=settings, broker=build_broker(settings), clock=default_clock())
             dramatiq.set_broker(_runtime.broker)
         return _runtime

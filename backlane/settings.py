@@ -48,8 +48,8 @@ class BrokerSettings(Section):
     management_password: SecretStr = SecretStr("guest")
     #: "classic" for a single node, "quorum" for a replicated RabbitMQ cluster.
     queue_type: Literal["classic", "quorum"] = "classic"
-    #: Messages each worker process prefetches per queue (RabbitMQ basic.qos).
-    prefetch: int = Field(default=4, ge=1)
+    #: Messages a worker process holds per queue (RabbitMQ basic.qos); 0 = Dramatiq's 2 x threads.
+    prefetch: int = Field(default=0, ge=0, le=65535)
     #: How long to keep trying to publish while RabbitMQ is unreachable, seconds.
     reconnect_timeout: float = Field(default=120.0, gt=0)
     #: Dead letters are kept this long in the .XQ queues, milliseconds (7 days).
