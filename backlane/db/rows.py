@@ -17,13 +17,20 @@ from sqlalchemy.orm import Session
 T = TypeVar("T")
 
 
+def _insert(session: Session, model: type[Any]) -> Any:
+    """INSERT with ON CONFLICT DO NOTHING for the session's backend (both spell it the same)."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(model)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(model)
+
+
 def locked_row(session: Session, model: type[T], key: dict[str, Any], defaults: dict[str, Any]) -> T:
     """The row of ``model`` with primary key ``key``, locked for this transaction."""
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    session.execute(insert(model).values(**key, **defaults).on_conflict_do_nothing())  # type: ignore[arg-type]
+    session.execute(_insert(session, model).values(**key, **defaults).on_conflict_do_nothing())
     query = select(model).filter_by(**key).with_for_update()
     return session.scalars(query.execution_options(populate_existing=True)).one()
 
@@ -37,8 +44,4 @@ def insert_missing(session: Session, model: type[Any], rows: list[dict[str, Any]
     """Insert the rows whose primary key is not there yet; leave existing ones alone."""
     if not rows:
         return
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    session.execute(insert(model).values(rows).on_conflict_do_nothing())
+    session.execute(_insert(session, model).values(rows).on_conflict_do_nothing())
