@@ -287,11 +287,13 @@ class CatalogSettings(PipelineSettings):
     event_recent_max_length: int = Field(default=1000, ge=1)
     #: Interval, enabled flag and retention of each section (defaults: CATALOG_SECTION_DEFAULTS).
     sections: dict[str, CatalogSectionSettings] = Field(
-        default_factory=lambda: {k: CatalogSectionSettings(**v) for k, v in CATALOG_SECTION_DEFAULTS.items()}
+        default_factory=lambda: {
+            k: CatalogSectionSettings.model_validate(v) for k, v in CATALOG_SECTION_DEFAULTS.items()
+        }
     )
     #: Base URL, timeout and rate limit of each source (defaults: CATALOG_SOURCE_DEFAULTS).
     sources: dict[str, CatalogSourceSettings] = Field(
-        default_factory=lambda: {k: CatalogSourceSettings(**v) for k, v in CATALOG_SOURCE_DEFAULTS.items()}
+        default_factory=lambda: {k: CatalogSourceSettings.model_validate(v) for k, v in CATALOG_SOURCE_DEFAULTS.items()}
     )
 
     _sections = field_validator("sections", mode="before")(_merge_defaults(CATALOG_SECTION_DEFAULTS, "sections"))

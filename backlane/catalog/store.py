@@ -172,11 +172,11 @@ def _apply_records(
     counts: Counts,
 ) -> None:
     query = select(CatalogRecord).where(CatalogRecord.section == spec.name)
-    stored = {r.external_id: r for r in session.scalars(query)}
+    stored: dict[str, CatalogRecord] = {r.external_id: r for r in session.scalars(query)}
     if cutoff is not None:  # rows are all loaded anyway: prune them here, no DELETE when none is due
         expired = [r for r in stored.values() if r.occurred_at is not None and as_utc(r.occurred_at) < cutoff]
-        for row in expired:
-            session.delete(stored.pop(row.external_id))
+        for old in expired:
+            session.delete(stored.pop(old.external_id))
         counts.pruned += len(expired)
     for item in _unique(items, key=lambda i: i.external_id):
         occurred = as_utc(item.occurred_at) if item.occurred_at is not None else None
