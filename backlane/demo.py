@@ -10,7 +10,6 @@ checks at the simulator that each was placed exactly once, and stops everything.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import subprocess
@@ -27,6 +26,7 @@ from backlane.clock import SystemClock
 from backlane.db.engine import Database
 from backlane.db.migrate import upgrade
 from backlane.db.models import Order
+from backlane.health import check_broker
 from backlane.infra.rabbitmq import (
     MissingRabbitMQ,
     RabbitMQNode,
@@ -53,19 +53,7 @@ class DemoOptions:
 
 
 def amqp_reachable(url: str) -> bool:
-    params = pika.URLParameters(url)
-    params.connection_attempts = 1
-    params.socket_timeout = 2
-    pika_logger = logging.getLogger("pika")
-    level = pika_logger.level
-    pika_logger.setLevel(logging.CRITICAL)  # a refused connection is an answer here, not an error
-    try:
-        pika.BlockingConnection(params).close()
-        return True
-    except pika.exceptions.AMQPError:
-        return False
-    finally:
-        pika_logger.setLevel(level)
+    return check_broker(url)["health"] == "healthy"
 
 
 def find_or_start_rabbitmq(workdir: Path) -> tuple[str, str, RabbitMQNode | None]:

@@ -59,21 +59,23 @@ class System:
         return [by_key.get(k, {}).get("creations", 0) for k in keys]
 
 
+def stack_env(rabbitmq: Any, database_url: str, **extra: str) -> dict[str, str]:
+    """What every process of a test system shares: the test broker and database, fast retries."""
+    return {
+        "BACKLANE_BROKER__URL": rabbitmq.amqp_url,
+        "BACKLANE_BROKER__MANAGEMENT_URL": rabbitmq.management_url,
+        "BACKLANE_DATABASE__URL": database_url,
+        "BACKLANE_RETRIES__MIN_BACKOFF_MS": "100",
+        "BACKLANE_RETRIES__MAX_BACKOFF_MS": "1000",
+        "BACKLANE_WORKER__METRICS_PORT": "0",
+        **extra,
+    }
+
+
 @pytest.fixture
 def system(rabbitmq: Any, database_url: str, tmp_path: Path) -> Iterator[System]:
     upgrade(database_url)
-    stack = Stack(
-        tmp_path / "logs",
-        {
-            "BACKLANE_BROKER__URL": rabbitmq.amqp_url,
-            "BACKLANE_BROKER__MANAGEMENT_URL": rabbitmq.management_url,
-            "BACKLANE_DATABASE__URL": database_url,
-            "BACKLANE_RETRIES__MIN_BACKOFF_MS": "100",
-            "BACKLANE_RETRIES__MAX_BACKOFF_MS": "1000",
-            "BACKLANE_ORDERS__STATUS_POLL_SECONDS": "0.2",
-            "BACKLANE_WORKER__METRICS_PORT": "0",
-        },
-    )
+    stack = Stack(tmp_path / "logs", stack_env(rabbitmq, database_url, BACKLANE_ORDERS__STATUS_POLL_SECONDS="0.2"))
     _, sim_url = stack.start_simulator()
     stack.env["BACKLANE_ORDER_API__BASE_URL"] = sim_url
     db = Database(database_url)

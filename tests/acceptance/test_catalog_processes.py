@@ -28,7 +28,7 @@ from backlane.db.engine import Database
 from backlane.db.migrate import upgrade
 from backlane.db.models import CatalogSection, RateLimitRow
 from backlane.stack import Stack
-from tests.acceptance.conftest import _purge_all
+from tests.acceptance.conftest import _purge_all, stack_env
 
 MINUTE = 60.0
 
@@ -86,18 +86,8 @@ def catalog_system(rabbitmq: Any, database_url: str, tmp_path: Path) -> Iterator
     upgrade(database_url)
     clock_file = tmp_path / "clock"
     clock_file.write_text("0")
-    stack = Stack(
-        tmp_path / "logs",
-        {
-            "BACKLANE_BROKER__URL": rabbitmq.amqp_url,
-            "BACKLANE_BROKER__MANAGEMENT_URL": rabbitmq.management_url,
-            "BACKLANE_DATABASE__URL": database_url,
-            "BACKLANE_RETRIES__MIN_BACKOFF_MS": "100",
-            "BACKLANE_RETRIES__MAX_BACKOFF_MS": "1000",
-            "BACKLANE_WORKER__METRICS_PORT": "0",
-            "BACKLANE_CLOCK_FILE": str(clock_file),  # workers, CLI and simulator share one time
-        },
-    )
+    # Workers, CLI and simulator share one time through the clock file.
+    stack = Stack(tmp_path / "logs", stack_env(rabbitmq, database_url, BACKLANE_CLOCK_FILE=str(clock_file)))
     _, sim_url = stack.start_simulator(None, "--rate-limit", "catalog=2/3600")
     stack.env["BACKLANE_CATALOG__BASE_URL"] = sim_url
     db = Database(database_url)
