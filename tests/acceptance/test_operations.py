@@ -39,6 +39,7 @@ def db_counts(system: System) -> Counter[str]:
 
 
 def test_status_json_agrees_with_rabbitmq_and_the_database(system: System) -> None:
+    system.sim("/_admin/config", {"latency_ms": 200})  # slow enough that the backlog stays visible
     system.create_orders(300)
     system.stack.env["BACKLANE_ORDERS__MAX_ITEMS"] = "200"
     assert system.cli("trigger", "orders").returncode == 0
