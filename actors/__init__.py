@@ -1,7 +1,7 @@
 """Per-item actors, one module per pipeline. Importing this package sets up the
 broker and registers every pipeline, which is what ``dramatiq actors`` needs."""
 
-from backlane.runtime import setup_broker
+from backlane.core.runtime import setup_broker
 
 broker = setup_broker()
 

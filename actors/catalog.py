@@ -22,11 +22,10 @@ from typing import Any
 from dramatiq.middleware.time_limit import TimeLimitExceeded
 from sqlalchemy import select
 
-from backlane.catalog.health import section_rows
-from backlane.catalog.sections import SECTIONS, section_spec
-from backlane.catalog.store import Counts, apply_section
 from backlane.clients.catalog_sources import fetch_section
-from backlane.clock import as_utc
+from backlane.core.clock import as_utc
+from backlane.core.pipeline import Context, Pipeline, Purpose
+from backlane.core.registry import register
 from backlane.db.claims import (
     SECTION_BUSY,
     SECTION_PUBLISH,
@@ -37,9 +36,10 @@ from backlane.db.claims import (
 )
 from backlane.db.models import CatalogSection
 from backlane.errors import DelayedRetry, MalformedMessage, NotReady, TransientError, classify
-from backlane.events import EventTopology, publish_event
-from backlane.pipeline import Context, Pipeline, Purpose
-from backlane.registry import register
+from backlane.messaging.events import EventTopology, publish_event
+from backlane.pipelines.catalog.health import section_rows
+from backlane.pipelines.catalog.sections import SECTIONS, section_spec
+from backlane.pipelines.catalog.store import Counts, apply_section
 from backlane.settings import CatalogSettings, Settings
 from contracts.catalog import CatalogSectionRefreshed
 

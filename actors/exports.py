@@ -3,7 +3,7 @@
 Replaces the product-export worker (every 5 minutes, 30 s after start). Discover
 first asks the product API's health (2xx or 401 is up) and skips the run while
 it is down, logging the outage once however many ticks and processes see it
-(:mod:`backlane.outages`). A run pages through the products and appends each
+(:mod:`backlane.pipelines.exports.outages`). A run pages through the products and appends each
 page to a partial file beside the destination, recording the page cursor and the
 file's length in the database after every page; the finished file replaces the
 old one atomically. A run that fails resumes where it stopped: a retry continues
@@ -21,17 +21,17 @@ from typing import Any, cast
 
 from sqlalchemy import CursorResult, and_, insert, select, update
 
+from backlane.clients.files import append_at, publish
 from backlane.clients.product_api import ProductApiClient
-from backlane.clock import as_utc
+from backlane.core.clock import as_utc
+from backlane.core.items import row_id
+from backlane.core.pipeline import Context, Pipeline, Purpose
+from backlane.core.registry import register
 from backlane.db.claims import claim_due_exports, exports_due, schedule_new_exports, status_counts
 from backlane.db.models import Export, ExportFormat, ExportOutcome, ExportRun, ServiceOutage
 from backlane.errors import PermanentError, TransientError, UnknownItem
-from backlane.export_files import encode_products, export_paths
-from backlane.files import append_at, publish
-from backlane.items import row_id
-from backlane.outages import mark_down, mark_up
-from backlane.pipeline import Context, Pipeline, Purpose
-from backlane.registry import register
+from backlane.pipelines.exports.files import encode_products, export_paths
+from backlane.pipelines.exports.outages import mark_down, mark_up
 from backlane.resilience.breaker import CircuitBreaker
 from backlane.settings import ExportsSettings, Settings
 

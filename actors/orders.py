@@ -19,12 +19,12 @@ from dramatiq.middleware import CurrentMessage
 from sqlalchemy import case, select, update
 
 from backlane.clients.order_api import OrderApiClient
+from backlane.core.pipeline import Context, Pipeline, Purpose
+from backlane.core.processing import FinalFailure, run_item
+from backlane.core.registry import register
 from backlane.db.claims import ORDERS_DUE, claim_due_orders, claim_one, status_counts
 from backlane.db.models import UNSETTLED_ORDER_STATUSES, Order, OrderStatus
 from backlane.errors import MalformedMessage, NotReady, PermanentError, UnknownItem
-from backlane.pipeline import Context, Pipeline, Purpose
-from backlane.processing import FinalFailure, run_item
-from backlane.registry import register
 from backlane.settings import OrdersSettings, Settings
 from contracts.orders import ORDER_CREATED_ACTOR, ORDER_CREATED_QUEUE, OrderCreated
 

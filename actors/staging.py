@@ -18,12 +18,12 @@ from typing import Any
 from sqlalchemy import and_, update
 
 from backlane.clients.vendor_api import VendorScraperClient
+from backlane.core.items import row_id
+from backlane.core.pipeline import Context, Pipeline, Purpose
+from backlane.core.registry import register
 from backlane.db.claims import STAGING_DUE, claim_staging_batches, status_counts
 from backlane.db.models import StagingBatch, StagingStatus
 from backlane.errors import PermanentError, UnknownItem
-from backlane.items import row_id
-from backlane.pipeline import Context, Pipeline, Purpose
-from backlane.registry import register
 from backlane.settings import StagingSettings
 
 #: Batches in these states are settled; a repeated message does nothing.

@@ -15,14 +15,14 @@ from typing import Any
 
 from sqlalchemy import and_, delete, false, update
 
-from backlane.clock import as_utc
+from backlane.clients.storage import storage_from_settings
+from backlane.core.clock import as_utc
+from backlane.core.items import row_id
+from backlane.core.pipeline import Context, Pipeline, Purpose
+from backlane.core.registry import register
 from backlane.db.claims import TRACKS_DUE, claim_due_tracks, status_counts
 from backlane.db.models import Track, TrackStatus
-from backlane.items import row_id
-from backlane.pipeline import Context, Pipeline, Purpose
-from backlane.registry import register
 from backlane.settings import Settings, TracksSettings
-from backlane.storage import storage_from_settings
 
 
 def tracks_settings(settings: Settings) -> TracksSettings:

@@ -1,4 +1,4 @@
-"""The ``backlane`` command: demo, migrate, pipelines, trigger, status, dead letters, schemas.
+"""The ``backlane`` command: migrate, pipelines, trigger, status, dead letters, schemas.
 
 Each subcommand is a thin shell over a module that does the work, so the
 same operations are importable from tests and scripts.
@@ -17,8 +17,8 @@ from backlane.settings import SettingsError
 
 def _pipelines(args: argparse.Namespace) -> int:
     import scheduler  # noqa: F401  (registers every pipeline)
-    from backlane.pipeline import Purpose
-    from backlane.registry import REGISTRY
+    from backlane.core.pipeline import Purpose
+    from backlane.core.registry import REGISTRY
 
     purpose = Purpose(args.purpose) if args.purpose else None
     rows = []
@@ -49,7 +49,7 @@ def _pipelines(args: argparse.Namespace) -> int:
 
 def _trigger(args: argparse.Namespace) -> int:
     import scheduler  # noqa: F401
-    from backlane.registry import REGISTRY
+    from backlane.core.registry import REGISTRY
 
     reg = REGISTRY.get(args.pipeline)
     if args.section:
@@ -76,7 +76,7 @@ def _trigger(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     import time
 
-    from backlane.status import collect_status, render
+    from backlane.operations.status import collect_status, render
 
     while True:
         status = collect_status()
@@ -92,8 +92,8 @@ def _status(args: argparse.Namespace) -> int:
 
 def _dead_letters(args: argparse.Namespace) -> int:
     import scheduler
-    from backlane import deadletter_admin as admin
-    from backlane.runtime import get_runtime
+    from backlane.core.runtime import get_runtime
+    from backlane.operations import deadletter_admin as admin
 
     url = get_runtime().settings.broker.url.get_secret_value()
     queues = [args.queue] if args.queue else sorted({a.queue_name for a in scheduler.broker.actors.values()})
@@ -128,7 +128,7 @@ def _dead_letters(args: argparse.Namespace) -> int:
 
 def _declare_queues(args: argparse.Namespace) -> int:
     import scheduler
-    from backlane.queues import declare_all
+    from backlane.messaging.queues import declare_all
 
     for name in declare_all(scheduler.broker):
         print(f"declared {name} (+ {name}.DQ, {name}.XQ)")
@@ -144,39 +144,17 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _schemas(args: argparse.Namespace) -> int:
-    from backlane.schemas import write_schemas
+    from backlane.operations.schemas import write_schemas
 
     for path in write_schemas(args.out):
         print(path)
     return 0
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from backlane.demo import DemoOptions, run_demo
-
-    return run_demo(
-        DemoOptions(
-            orders=args.orders,
-            failure_rate=args.failure_rate,
-            processes=args.processes,
-            threads=args.threads,
-            keep=args.keep,
-        )
-    )
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="backlane", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
-
-    demo = sub.add_parser("demo", help="run the demo pipeline end to end (simulator, worker, clock)")
-    demo.add_argument("--orders", type=int, default=100)
-    demo.add_argument("--failure-rate", type=float, default=0.2)
-    demo.add_argument("--processes", type=int, default=2)
-    demo.add_argument("--threads", type=int, default=8)
-    demo.add_argument("--keep", action="store_true", help="keep the demo database and logs afterwards")
-    demo.set_defaults(func=_demo)
 
     migrate = sub.add_parser("migrate", help="apply the database migrations")
     migrate.add_argument("--url", help="database URL (default: BACKLANE_DATABASE__URL)")

@@ -3,7 +3,7 @@
 Every benchmark starts its own RabbitMQ node (and PostgreSQL server when it
 needs one) in a temporary directory under /tmp, runs the real processes an
 operator runs (``dramatiq actors scheduler`` workers, the simulator) through
-:class:`backlane.stack.Stack`, and prints one table. Nothing here is imported by
+:class:`devtools.stack.Stack`, and prints one table. Nothing here is imported by
 backlane itself; benchmarks are run by hand (see BENCHMARKS.md).
 """
 
@@ -32,9 +32,9 @@ from sqlalchemy import func, select  # noqa: E402
 from backlane.db.engine import Database  # noqa: E402
 from backlane.db.migrate import upgrade  # noqa: E402
 from backlane.db.models import Order  # noqa: E402
-from backlane.infra.postgres import PostgresNode  # noqa: E402
-from backlane.infra.rabbitmq import RabbitMQNode  # noqa: E402
-from backlane.stack import ManagedProcess, Stack  # noqa: E402
+from devtools.infra.postgres import PostgresNode  # noqa: E402
+from devtools.infra.rabbitmq import RabbitMQNode  # noqa: E402
+from devtools.stack import ManagedProcess, Stack  # noqa: E402
 
 #: Worker shape used by every benchmark unless told otherwise: one process per core.
 PROCESSES = 2
@@ -106,7 +106,7 @@ class Infra:
         return url
 
     def stack(self, name: str, db_url: str, **env: str) -> Stack:
-        """A stack whose processes share one env, as backlane.demo builds it."""
+        """A stack whose processes share one env, as devtools.demo builds it."""
         return Stack(
             self.workdir / "logs" / name,
             {

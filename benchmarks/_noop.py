@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dramatiq
 
-from backlane.runtime import setup_broker
+from backlane.core.runtime import setup_broker
 
 broker = setup_broker()
 

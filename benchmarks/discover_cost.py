@@ -6,7 +6,7 @@ For each table size (default 100,000 and 1,000,000 rows) a fresh database is
 bulk-loaded with ``INSERT ... SELECT generate_series``: ``--due`` pending orders
 (created over the last 48 hours, so both the recent and the older claim run)
 and the rest settled over the last 90 days. Then the real tick,
-:func:`backlane.discovery.discover`, runs in this process ``--repeat`` times:
+:func:`backlane.core.discovery.discover`, runs in this process ``--repeat`` times:
 claim ``--batch`` orders with a lease (``FOR UPDATE SKIP LOCKED``) and publish
 one message each with publisher confirms. Between repetitions the leases are
 cleared and the queue purged, so every tick does the same work. One warm-up
@@ -23,7 +23,7 @@ import _harness as h
 from pydantic import SecretStr
 from sqlalchemy import text
 
-from backlane.clock import SystemClock
+from backlane.core.clock import SystemClock
 from backlane.db.engine import Database
 from backlane.settings import Settings
 
@@ -60,9 +60,9 @@ def load(url: str, rows: int, due: int) -> float:
 def ticks(url: str, batch: int, repeat: int, queues: h.Queues) -> tuple[list[float], list[float]]:
     """(tick seconds, claim-only seconds) of ``repeat`` ticks, after one warm-up tick."""
     import scheduler
-    from backlane.discovery import discover
-    from backlane.registry import REGISTRY
-    from backlane.runtime import Runtime, install
+    from backlane.core.discovery import discover
+    from backlane.core.registry import REGISTRY
+    from backlane.core.runtime import Runtime, install
 
     settings = Settings()
     settings = settings.model_copy(
@@ -140,7 +140,7 @@ def main() -> None:
             rows,
             [
                 f"median of {repeat} ticks after one warm-up; leases cleared and queue purged between ticks",
-                "tick = backlane.discovery.discover(orders): claim_due_orders (2 queries on ix_orders_due,"
+                "tick = backlane.core.discovery.discover(orders): claim_due_orders (2 queries on ix_orders_due,"
                 " FOR UPDATE SKIP LOCKED, lease UPDATE) + enqueue_many with one wait for all confirms",
                 "claim only = the pipeline's fetch (same claim, no publishing), measured separately",
             ],

@@ -29,8 +29,8 @@ from sqlalchemy import select, update
 from backlane.clients.order_api import OrderApiClient
 from backlane.db.engine import Database
 from backlane.db.models import Order, OrderStatus
-from backlane.sample import create_orders
 from backlane.settings import OrderApiSettings
+from devtools.sample import create_orders
 
 #: Orders the polling loop takes per round, as the order-queue service's batch.
 POLL_BATCH = 500
@@ -63,7 +63,7 @@ def backlane(infra: h.Infra, kind: str, n: int, processes: int, threads: int) ->
     """Settled orders per second through discover -> RabbitMQ -> actor -> simulator -> database,
     and the CPU milliseconds per order each part of the system used."""
     import scheduler  # noqa: F401  (declares the discover actors)
-    from backlane.registry import REGISTRY
+    from backlane.core.registry import REGISTRY
 
     db_url = infra.database(kind, f"drain_{kind}")
     db = Database(db_url)

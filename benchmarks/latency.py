@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 import _harness as h
 
 from backlane.db.engine import Database
-from backlane.sample import create_orders
+from devtools.sample import create_orders
 
 #: POST /orders then GET /orders/{id}.
 CALLS_PER_ORDER = 2
@@ -28,7 +28,7 @@ CALLS_PER_ORDER = 2
 
 def drain(infra: h.Infra, kind: str, n: int, processes: int, threads: int, latency_ms: float) -> float:
     import scheduler  # noqa: F401  (declares the discover actors)
-    from backlane.registry import REGISTRY
+    from backlane.core.registry import REGISTRY
 
     db_url = infra.database(kind, f"latency_{processes}x{threads}")
     db = Database(db_url)

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 import _harness as h
 
 from backlane.db.engine import Database
-from backlane.sample import create_orders
+from devtools.sample import create_orders
 
 MB = 1024 * 1024
 #: Messages published per confirmed batch while filling the queue.
@@ -41,7 +41,7 @@ def main() -> None:
     with h.Infra(with_postgres=kind == "postgresql") as infra:
         os.environ.update(BACKLANE_BROKER__URL=infra.amqp_url, BACKLANE_WORKER__METRICS_PORT="0")
         import scheduler
-        from backlane.registry import REGISTRY
+        from backlane.core.registry import REGISTRY
 
         db_url = infra.database(kind, "memory")
         db = Database(db_url)

@@ -5,8 +5,8 @@ scheduler`` so they can execute the discover actors the clock sends.
 """
 
 from actors import broker
-from backlane.discovery import declare_discover_actors
-from backlane.registry import REGISTRY
+from backlane.core.discovery import declare_discover_actors
+from backlane.core.registry import REGISTRY
 
 discover_actors = declare_discover_actors(REGISTRY)
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from backlane.infra.postgres import ExternalPostgres, MissingPostgres, PostgresNode, find_pg_bin
-from backlane.infra.rabbitmq import ExternalRabbitMQ, MissingRabbitMQ, RabbitMQNode, find_rabbitmq_server
+from devtools.infra.postgres import ExternalPostgres, MissingPostgres, PostgresNode, find_pg_bin
+from devtools.infra.rabbitmq import ExternalRabbitMQ, MissingRabbitMQ, RabbitMQNode, find_rabbitmq_server
 
 
 @pytest.fixture(scope="session")

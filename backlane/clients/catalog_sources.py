@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from backlane.catalog.sections import SectionSpec
 from backlane.clients.http import request_json, shared_client
+from backlane.pipelines.catalog.sections import SectionSpec
 from backlane.resilience import CircuitBreaker, Limit, RateLimiter
 from contracts.catalog import SectionPayload
 
 if TYPE_CHECKING:
-    from backlane.clock import Clock
+    from backlane.core.clock import Clock
     from backlane.db.engine import Database
     from backlane.settings import CatalogSettings
 

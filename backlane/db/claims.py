@@ -108,9 +108,7 @@ def status_counts(
     }
 
 
-def claim_one(
-    session: Session, model: Any, item_id: Any, *, due: Condition, now: datetime, lease: timedelta
-) -> bool:
+def claim_one(session: Session, model: Any, item_id: Any, *, due: Condition, now: datetime, lease: timedelta) -> bool:
     """Lease one row if it is due and free; False when it is settled or already in flight."""
     result = session.execute(
         update(model).where(model.id == item_id, due, lease_is_free(model, now)).values(lease_until=now + lease)
@@ -208,8 +206,8 @@ def lock_sections(session: Session, plans: dict[str, tuple[bool, timedelta]], no
 
 
 def _section_states(rows: list[Any], plans: dict[str, tuple[bool, timedelta]]) -> list[Any]:
-    from backlane.catalog.schedule import SectionState
-    from backlane.clock import as_utc
+    from backlane.core.clock import as_utc
+    from backlane.pipelines.catalog.schedule import SectionState
 
     def utc(value: datetime | None) -> datetime | None:
         return as_utc(value) if value is not None else None
@@ -245,7 +243,7 @@ def claim_due_sections(
     """
     import uuid
 
-    from backlane.catalog.schedule import plan_claims
+    from backlane.pipelines.catalog.schedule import plan_claims
 
     rows = lock_sections(session, plans, now)
     states = _section_states(rows, plans)
@@ -277,7 +275,7 @@ def start_section_refresh(
     """Decide what a refresh message does: go (lease taken), stale (another message or a
     finished refresh owns the section), busy (no free slot: retry later) or publish
     (the refresh is written, only its event is left)."""
-    from backlane.catalog.schedule import may_start
+    from backlane.pipelines.catalog.schedule import may_start
 
     rows = lock_sections(session, plans, now)
     row = next((r for r in rows if r.name == name), None)

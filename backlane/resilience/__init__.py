@@ -4,7 +4,7 @@ Both keep their state in the database (:mod:`backlane.db.models.resilience`),
 so a limit of "2 requests an hour" or "one trial call" holds for the whole
 deployment, not per process. Both refuse a call by raising a
 :class:`~backlane.errors.DelayedRetry` (``CircuitOpen`` / ``RateLimited``) that
-names the exact delay, which :mod:`backlane.processing` turns into a retry then.
+names the exact delay, which :mod:`backlane.core.processing` turns into a retry then.
 
 Typical use around one outside call::
 

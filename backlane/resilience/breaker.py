@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING, Any
 from dramatiq.middleware.time_limit import TimeLimitExceeded
 from sqlalchemy import select
 
-from backlane.clock import as_utc
+from backlane.core.clock import as_utc
 from backlane.db.models.resilience import CircuitBreakerRow
 from backlane.db.rows import locked_row, peek_row
 from backlane.errors import CircuitOpen, DelayedRetry, PermanentError, classify
 
 if TYPE_CHECKING:
-    from backlane.clock import Clock
+    from backlane.core.clock import Clock
     from backlane.db.engine import Database
 
 logger = logging.getLogger("backlane.breaker")

@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from backlane.clock import as_utc
+from backlane.core.clock import as_utc
 from backlane.db.models.resilience import RateLimitRow
 from backlane.db.rows import locked_row, peek_row
 from backlane.errors import RateLimited
 
 if TYPE_CHECKING:
-    from backlane.clock import Clock
+    from backlane.core.clock import Clock
     from backlane.db.engine import Database
 
 

@@ -16,12 +16,12 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from backlane.clock import SystemClock
+from backlane.core.clock import SystemClock
 from backlane.db.engine import Database
 from backlane.db.migrate import upgrade
 from backlane.db.models import Order
-from backlane.sample import create_orders
-from backlane.stack import Stack
+from devtools.sample import create_orders
+from devtools.stack import Stack
 
 
 @dataclass

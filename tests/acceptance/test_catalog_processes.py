@@ -23,11 +23,11 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from backlane.clock import FileClock, as_utc
+from backlane.core.clock import FileClock, as_utc
 from backlane.db.engine import Database
 from backlane.db.migrate import upgrade
 from backlane.db.models import CatalogSection, RateLimitRow
-from backlane.stack import Stack
+from devtools.stack import Stack
 from tests.acceptance.conftest import _purge_all, stack_env
 
 MINUTE = 60.0

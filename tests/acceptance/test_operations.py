@@ -165,7 +165,7 @@ def test_secret_settings_never_appear_in_logs_or_status(system: System, database
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_worker_serves_health_and_per_pipeline_metrics(system: System) -> None:
-    from backlane.infra.ports import free_port
+    from devtools.infra.ports import free_port
 
     port = free_port()
     system.sim("/_admin/config", {"failure_rate": 0.3, "seed": 2})

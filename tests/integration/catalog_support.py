@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
+from backlane.core.registry import REGISTRY, Registered
 from backlane.db.models import CatalogSection
-from backlane.registry import REGISTRY, Registered
 from tests.integration.conftest import App
 
 

@@ -14,12 +14,12 @@ import dramatiq
 import httpx
 import pytest
 
-from backlane.clock import FrozenClock
+from backlane.core.clock import FrozenClock
+from backlane.core.runtime import Runtime, install
 from backlane.db.engine import Database
 from backlane.db.migrate import upgrade
-from backlane.runtime import Runtime, install
 from backlane.settings import Settings
-from backlane.simulator import Simulator
+from devtools.simulator import Simulator
 
 
 @pytest.fixture(scope="session")

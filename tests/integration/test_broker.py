@@ -7,8 +7,8 @@ from typing import Any
 import httpx
 import pytest
 
-from backlane.broker import BacklaneBroker
-from backlane.publishing import Outgoing, UnroutableMessages
+from backlane.messaging.broker import BacklaneBroker
+from backlane.messaging.publishing import Outgoing, UnroutableMessages
 
 
 def queue_info(rabbitmq: Any, name: str) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 import pika
 import pytest
 
-from backlane.registry import Registered
+from backlane.core.registry import Registered
 from contracts.catalog import CatalogSectionRefreshed
 from tests.integration.catalog_support import (
     catalog_pipeline,  # noqa: F401  (the `catalog` fixture)

@@ -15,7 +15,9 @@ import httpx
 import pytest
 from sqlalchemy import event, func, select
 
-from backlane.clock import as_utc
+from backlane.core.clock import as_utc
+from backlane.core.discovery import discover
+from backlane.core.registry import Registered
 from backlane.db.models import (
     CatalogBrand,
     CatalogBrandCategory,
@@ -24,9 +26,7 @@ from backlane.db.models import (
     CatalogProduct,
     CatalogRecord,
 )
-from backlane.discovery import discover
 from backlane.errors import RateLimited, TransientError
-from backlane.registry import Registered
 from backlane.resilience import CircuitBreaker
 from tests.integration.catalog_support import (
     admin,

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, select, update
 
+from backlane.core.discovery import TickResult, discover
+from backlane.core.registry import REGISTRY
 from backlane.db.engine import Database
 from backlane.db.models import Export, ExportRun
-from backlane.discovery import TickResult, discover
-from backlane.outages import mark_down, mark_up
-from backlane.registry import REGISTRY
+from backlane.pipelines.exports.outages import mark_down, mark_up
 from tests.integration.conftest import App
 from tests.waiting import wait_until
 
@@ -118,7 +118,7 @@ def test_a_run_that_failed_for_good_is_resumed_by_the_next_run(app: App, worker:
 def test_with_the_product_api_down_no_export_starts_and_the_outage_is_logged_once(
     app: App, worker: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="backlane.pipeline.exports")
+    caplog.set_level(logging.INFO, logger="backlane.core.pipeline.exports")
     app.simulator.configure(outage=["products"])
     export_id = add_export(app, "products")
 

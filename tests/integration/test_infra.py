@@ -10,9 +10,9 @@ import httpx
 import pika
 import sqlalchemy as sa
 
-from backlane.infra.postgres import MissingPostgres
-from backlane.infra.process import live_group_members
-from backlane.infra.rabbitmq import ExternalRabbitMQ, MissingRabbitMQ, RabbitMQNode
+from devtools.infra.postgres import MissingPostgres
+from devtools.infra.process import live_group_members
+from devtools.infra.rabbitmq import ExternalRabbitMQ, MissingRabbitMQ, RabbitMQNode
 
 
 def _channel(url: str) -> tuple[pika.BlockingConnection, pika.adapters.blocking_connection.BlockingChannel]:

@@ -12,12 +12,12 @@ import httpx
 import pika
 from sqlalchemy import select
 
-from backlane.clock import as_utc
+from backlane.core.clock import as_utc
+from backlane.core.discovery import discover
+from backlane.core.registry import REGISTRY
 from backlane.db.models import Order
-from backlane.discovery import discover
-from backlane.registry import REGISTRY
-from backlane.sample import create_orders
 from contracts.orders import ORDER_CREATED_QUEUE, OrderCreated
+from devtools.sample import create_orders
 from tests.integration.conftest import App
 from tests.waiting import wait_until
 

@@ -11,11 +11,11 @@ from typing import Any
 import httpx
 import pytest
 
-from backlane.discovery import declare_discover_actors, discover
-from backlane.pipeline import Context, Pipeline, Purpose
-from backlane.registry import REGISTRY, Registered, register
-from backlane.sample import create_orders
+from backlane.core.discovery import declare_discover_actors, discover
+from backlane.core.pipeline import Context, Pipeline, Purpose
+from backlane.core.registry import REGISTRY, Registered, register
 from backlane.settings import PipelineSettings
+from devtools.sample import create_orders
 from tests.integration.conftest import App
 from tests.waiting import wait_until
 

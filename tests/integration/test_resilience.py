@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from backlane.clock import FrozenClock
+from backlane.core.clock import FrozenClock
 from backlane.db.engine import Database
 from backlane.db.migrate import upgrade
 from backlane.errors import CircuitOpen, PermanentError, RateLimited, TransientError

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, select
 
+from backlane.core.discovery import discover
+from backlane.core.pipeline import Purpose
+from backlane.core.registry import REGISTRY, Registered
 from backlane.db.models import StagingBatch
-from backlane.discovery import discover
-from backlane.pipeline import Purpose
-from backlane.registry import REGISTRY, Registered
 from tests.integration.conftest import App
 from tests.waiting import wait_until
 

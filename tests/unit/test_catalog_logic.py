@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from backlane.catalog.schedule import (
+from backlane.pipelines.catalog.schedule import (
     DEGRADED,
     HEALTHY,
     UNHEALTHY,
@@ -18,7 +18,7 @@ from backlane.catalog.schedule import (
     plan_claims,
     section_health,
 )
-from backlane.catalog.sections import SECTIONS, sources
+from backlane.pipelines.catalog.sections import SECTIONS, sources
 from backlane.settings import CATALOG_SECTION_DEFAULTS, CATALOG_SOURCE_DEFAULTS, CatalogSettings
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)

@@ -253,7 +253,7 @@ def test_worker_healthcheck_asks_the_health_endpoint_on_the_metrics_port(
 
 
 def test_simulator_healthcheck_asks_a_real_simulator_route(compose: dict[str, Any]) -> None:
-    from backlane.simulator import Simulator
+    from devtools.simulator import Simulator
 
     service = compose["services"]["simulator"]
     url = urlsplit(healthcheck_code(service).split("'")[1])

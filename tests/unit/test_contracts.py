@@ -6,7 +6,7 @@ from pathlib import Path
 import pydantic
 import pytest
 
-from backlane.schemas import render
+from backlane.operations.schemas import render
 from contracts import MESSAGE_CONTRACTS
 from contracts.orders import OrderCreated
 

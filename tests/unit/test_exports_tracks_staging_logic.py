@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from backlane.clients.product_api import health_is_up
-from backlane.export_files import COLUMNS, encode_products, export_paths
-from backlane.processing import RetryPolicy
+from backlane.core.processing import RetryPolicy
+from backlane.pipelines.exports.files import COLUMNS, encode_products, export_paths
 from backlane.settings import Settings, load_settings
 from contracts.products import Product
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import dramatiq
 import pytest
 
+from backlane.core.processing import FinalFailure, RetryPolicy, run_item
 from backlane.errors import PermanentError, RateLimited, TransientError
-from backlane.processing import FinalFailure, RetryPolicy, run_item
 
 POLICY = RetryPolicy(max_retries=3, min_backoff_ms=100, max_backoff_ms=1000)
 

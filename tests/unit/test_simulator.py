@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from backlane.simulator import HttpError, Simulator, SimulatorConfig, register_route, unregister_route
+from devtools.simulator import HttpError, Simulator, SimulatorConfig, register_route, unregister_route
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -253,7 +253,7 @@ def test_main_runs_until_sigterm() -> None:
         [
             sys.executable,
             "-m",
-            "backlane.simulator",
+            "devtools.simulator",
             "--port",
             "0",
             "--seed",

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from backlane.clients.files import append_at, atomic_write, publish
+from backlane.clients.storage import DirectoryStorage, InvalidKey, safe_key
 from backlane.errors import PermanentError
-from backlane.files import append_at, atomic_write, publish
-from backlane.storage import DirectoryStorage, InvalidKey, safe_key
 
 
 @pytest.mark.parametrize("key", ["", "  ", "/etc/passwd", "../x", "a/../../x", "a/..", ".", "./", "a\\b", "a\x00b"])

@@ -1,0 +1,91 @@
+"""A pipeline, declared once.
+
+A pipeline is data: a name, a purpose, where its settings live, ``fetch(ctx,
+limit)`` (claim due items) and ``process(ctx, item)`` (do one). The registry turns
+it into a per-item actor on its own queue and the scheduler into a discover actor
+on the ``discover`` queue. Items are JSON values, usually a row id: the row stays
+the source of truth. The same functions may be registered twice under two names
+with two settings sections.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from backlane.settings import PipelineSettings, Settings
+
+if TYPE_CHECKING:
+    from backlane.core.clock import Clock
+    from backlane.core.runtime import Runtime
+    from backlane.db.engine import Database
+
+Item = Any  # a JSON value: an id, or a small dict naming the item
+
+
+class Purpose(StrEnum):
+    INGESTION = "ingestion"  # brings outside data in
+    INTERNAL = "internal"  # works on our own data
+    EXPORT = "export"  # sends our data out
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    name: str
+    purpose: Purpose
+    #: Picks this pipeline's section out of the settings.
+    settings: Callable[[Settings], PipelineSettings]
+    #: Claim up to ``limit`` due items (with a lease) and return them.
+    fetch: Callable[[Context, int], Sequence[Item]]
+    #: Do the work for one item; idempotent; raise to retry or fail (see backlane.errors).
+    process: Callable[[Context, Item], None]
+    #: Record a final failure on the item's row (permanent error or retries spent).
+    on_failure: Callable[[Context, Item, str], None] | None = None
+    #: Make a failed item workable again; called when an operator requeues its dead letter.
+    reopen: Callable[[Context, Item], None] | None = None
+    #: Counts for ``backlane status``: due, in_flight, done, failed (see backlane.db.claims.status_counts).
+    stats: Callable[[Context], dict[str, int]] | None = None
+    #: Health rows (name, health = healthy/degraded/unhealthy, ...) for /health and status.
+    health: Callable[[Context], list[dict[str, Any]]] | None = None
+    description: str = ""
+    #: Defaults to the pipeline's name: one queue per pipeline.
+    queue: str = ""
+    #: Free-form values for the handler (e.g. the vendor a generic handler serves).
+    params: dict[str, Any] = field(default_factory=dict)
+    #: Extra Dramatiq options of the per-item actor, from settings (e.g. its own ``time_limit``).
+    actor_options: Callable[[Settings], dict[str, Any]] | None = None
+
+    @property
+    def queue_name(self) -> str:
+        return self.queue or self.name
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a pipeline's functions get: their declaration, settings and the runtime."""
+
+    pipeline: Pipeline
+    runtime: Runtime
+
+    @property
+    def config(self) -> Any:
+        return self.pipeline.settings(self.runtime.settings)
+
+    @property
+    def settings(self) -> Settings:
+        return self.runtime.settings
+
+    @property
+    def db(self) -> Database:
+        return self.runtime.database
+
+    @property
+    def clock(self) -> Clock:
+        return self.runtime.clock
+
+    @property
+    def log(self) -> logging.Logger:
+        return logging.getLogger(f"backlane.core.pipeline.{self.pipeline.name}")

@@ -1,0 +1,140 @@
+"""The running system as processes: simulator, workers and the clock.
+
+The demo and the acceptance tests start the very commands an operator runs
+(``dramatiq actors scheduler``, ``periodiq scheduler``,
+``python -m devtools.simulator``), each in its own process group with its log in
+a file, so they can be stopped gracefully, or killed as a crash would.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from devtools.infra.ports import free_port
+from devtools.infra.process import die_with_parent, signal_group, stop_group, tail
+
+#: The source checkout holding ``devtools`` (not installed): its processes import from here.
+SOURCE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _bin(name: str) -> str:
+    """A console script installed beside the running interpreter."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+def worker_command(processes: int = 1, threads: int = 8) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "dramatiq",
+        "actors",
+        "scheduler",
+        "--processes",
+        str(processes),
+        "--threads",
+        str(threads),
+    ]
+
+
+def clock_command() -> list[str]:
+    return [_bin("periodiq"), "scheduler"]
+
+
+@dataclass
+class ManagedProcess:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ManagedProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as out:
+            self.proc = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_parent(signal.SIGTERM),
+            )
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 30) -> None:
+        """SIGTERM (let work in flight finish or go back to its queue), SIGKILL after ``timeout``."""
+        if self.proc is not None:
+            stop_group(self.proc, signal.SIGTERM, timeout)
+
+    def kill(self) -> None:
+        """SIGKILL the whole group, as a crash or an OOM kill would."""
+        if self.proc is not None:
+            signal_group(self.proc, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def log_tail(self, lines: int = 30) -> str:
+        return tail(self.log_path, lines)
+
+
+@dataclass
+class Stack:
+    """Environment shared by every process of one running system."""
+
+    workdir: Path
+    env: dict[str, str]
+    processes: list[ManagedProcess] = field(default_factory=list)
+
+    def _spawn(self, name: str, argv: list[str], extra_env: dict[str, str] | None = None) -> ManagedProcess:
+        env = {**os.environ, **self.env, **(extra_env or {}), "PYTHONUNBUFFERED": "1"}
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SOURCE_ROOT), env.get("PYTHONPATH", "")) if p)
+        index = sum(1 for p in self.processes if p.name.startswith(name))
+        proc = ManagedProcess(f"{name}-{index}", argv, env, self.workdir / f"{name}-{index}.log").start()
+        self.processes.append(proc)
+        return proc
+
+    def start_simulator(self, port: int | None = None, *args: str) -> tuple[ManagedProcess, str]:
+        port = port or free_port()
+        proc = self._spawn("simulator", [sys.executable, "-m", "devtools.simulator", "--port", str(port), *args])
+        url = f"http://127.0.0.1:{port}"
+        _wait_http(f"{url}/_admin/health", proc)
+        return proc, url
+
+    def start_worker(
+        self, processes: int = 1, threads: int = 8, extra_env: dict[str, str] | None = None
+    ) -> ManagedProcess:
+        return self._spawn("worker", worker_command(processes, threads), extra_env)
+
+    def start_clock(self, extra_env: dict[str, str] | None = None) -> ManagedProcess:
+        return self._spawn("clock", clock_command(), extra_env)
+
+    def stop_all(self, timeout: float = 30) -> None:
+        for proc in reversed(self.processes):
+            proc.stop(timeout)
+
+
+def _wait_http(url: str, proc: ManagedProcess, timeout: float = 20) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not proc.alive:
+            raise RuntimeError(f"{proc.name} exited early:\n{proc.log_tail()}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{proc.name} did not answer {url} within {timeout}s:\n{proc.log_tail()}")
