@@ -1,9 +1,9 @@
 """Per-item actors, one module per pipeline. Importing this package sets up the
 broker and registers every pipeline, which is what ``dramatiq actors`` needs."""
 
-from backlane.core.runtime import setup_broker
+from backlane.app import setup
 
-broker = setup_broker()
+broker = setup()
 
 # Registration needs the broker first; one module per pipeline.
 from actors import (  # noqa: E402

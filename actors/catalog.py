@@ -166,9 +166,8 @@ def _publish_and_release(ctx: Context, config: CatalogSettings, name: str, token
             duration_ms=row.last_duration_ms or 0.0,
             **counts.as_dict(),
         )
-    if hasattr(ctx.runtime.broker, "publish"):  # not the StubBroker of unit tests
-        topology = EventTopology(config.event_exchange, config.event_recent_queue, config.event_recent_max_length)
-        publish_event(ctx.runtime.broker, topology, event, routing_key=name)
+    topology = EventTopology(config.event_exchange, config.event_recent_queue, config.event_recent_max_length)
+    publish_event(ctx.runtime.broker, topology, event, routing_key=name)
     with ctx.db.transaction() as session:
         row = session.scalars(select(CatalogSection).where(CatalogSection.name == name).with_for_update()).first()
         if row is not None and row.lease_token == token:
@@ -242,6 +241,7 @@ CATALOG = register(
         stats=stats,
         health=health,
         description="refresh each catalog section from its source on its own interval",
+        trigger=trigger_section,
         actor_options=lambda s: {"time_limit": int(s.catalog.refresh_time_limit_seconds * 1000)},
     )
 )

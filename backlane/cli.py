@@ -12,17 +12,17 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from backlane.app import load_app
+from backlane.errors import SetupError
 from backlane.settings import SettingsError
 
 
 def _pipelines(args: argparse.Namespace) -> int:
-    import scheduler  # noqa: F401  (registers every pipeline)
     from backlane.core.pipeline import Purpose
-    from backlane.core.registry import REGISTRY
 
     purpose = Purpose(args.purpose) if args.purpose else None
     rows = []
-    for reg in REGISTRY.by_purpose(purpose):
+    for reg in load_app(args.app).registry.by_purpose(purpose):
         config = reg.context().config
         rows.append(
             {
@@ -48,23 +48,19 @@ def _pipelines(args: argparse.Namespace) -> int:
 
 
 def _trigger(args: argparse.Namespace) -> int:
-    import scheduler  # noqa: F401
-    from backlane.core.registry import REGISTRY
-
-    reg = REGISTRY.get(args.pipeline)
-    if args.section:
-        if args.pipeline != "catalog":
-            print("backlane: only the catalog pipeline has sections", file=sys.stderr)
+    reg = load_app(args.app).registry.get(args.pipeline)
+    if args.target:
+        hook = reg.pipeline.trigger
+        if hook is None:
+            print(f"backlane: pipeline {args.pipeline} takes no trigger argument", file=sys.stderr)
             return 2
-        from actors.catalog import trigger_section
-
-        items = trigger_section(reg.context(), args.section)
+        items = hook(reg.context(), args.target)
         for item in items:
             reg.process_actor.send(item)
         print(
-            f"catalog {args.section}: refresh queued"
+            f"{args.pipeline} {args.target}: {len(items)} item(s) queued"
             if items
-            else f"catalog {args.section}: requested; it refreshes when a slot is free (it is running or waiting)"
+            else f"{args.pipeline} {args.target}: requested; its next discover takes it when it can"
         )
         return 0
     assert reg.discover_actor is not None
@@ -78,8 +74,9 @@ def _status(args: argparse.Namespace) -> int:
 
     from backlane.operations.status import collect_status, render
 
+    app = load_app(args.app)
     while True:
-        status = collect_status()
+        status = collect_status(app.registry, app.runtime)
         if args.json:
             print(json.dumps(status, indent=2, default=str))
         else:
@@ -91,12 +88,11 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _dead_letters(args: argparse.Namespace) -> int:
-    import scheduler
-    from backlane.core.runtime import get_runtime
     from backlane.operations import deadletter_admin as admin
 
-    url = get_runtime().settings.broker.url.get_secret_value()
-    queues = [args.queue] if args.queue else sorted({a.queue_name for a in scheduler.broker.actors.values()})
+    runtime = load_app(args.app).runtime
+    url = runtime.settings.broker.url.get_secret_value()
+    queues = [args.queue] if args.queue else sorted({a.queue_name for a in runtime.broker.actors.values()})
     if args.action == "list":
         letters = admin.list_dead_letters(url, queues)
         if args.json:
@@ -113,7 +109,7 @@ def _dead_letters(args: argparse.Namespace) -> int:
         if not args.all and not args.message_id:
             print("backlane: say which: --message-id ID or --all", file=sys.stderr)
             return 2
-        done = admin.requeue(scheduler.broker, url, queues, lambda d: args.all or d.message_id == args.message_id)
+        done = admin.requeue(runtime.broker, url, queues, lambda d: args.all or d.message_id == args.message_id)
         print(f"requeued {len(done)} message(s)")
         return 0 if done or args.all else 1
     if not args.yes:
@@ -127,10 +123,9 @@ def _dead_letters(args: argparse.Namespace) -> int:
 
 
 def _declare_queues(args: argparse.Namespace) -> int:
-    import scheduler
     from backlane.messaging.queues import declare_all
 
-    for name in declare_all(scheduler.broker):
+    for name in declare_all(load_app(args.app).runtime.broker):
         print(f"declared {name} (+ {name}.DQ, {name}.XQ)")
     return 0
 
@@ -154,6 +149,11 @@ def _schemas(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="backlane", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument(
+        "--app",
+        help="module(s) whose import registers the pipelines, as given to dramatiq "
+        "(default: BACKLANE_APP, else 'scheduler')",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     migrate = sub.add_parser("migrate", help="apply the database migrations")
@@ -182,9 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     pipelines.add_argument("--json", action="store_true")
     pipelines.set_defaults(func=_pipelines)
 
-    trigger = sub.add_parser("trigger", help="run a pipeline's discover now, or refresh one catalog section")
+    trigger = sub.add_parser("trigger", help="run a pipeline's discover now, or its own trigger (catalog: a section)")
     trigger.add_argument("pipeline")
-    trigger.add_argument("section", nargs="?", help="catalog only: refresh this section now, whatever its interval")
+    trigger.add_argument("target", nargs="?", help="handed to the pipeline's trigger hook (catalog: a section name)")
     trigger.set_defaults(func=_trigger)
 
     schemas = sub.add_parser("schemas", help="write the JSON Schema of every message contract")
@@ -201,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
-    except SettingsError as exc:
+    except (SettingsError, SetupError) as exc:
         print(f"backlane: {exc}", file=sys.stderr)
         return 2
     except KeyError as exc:

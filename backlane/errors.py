@@ -87,6 +87,12 @@ class UnknownItem(PermanentError):
     kind = "unknown_item"
 
 
+class SetupError(BacklaneError):
+    """backlane is not set up to do what was asked (no application loaded, no runtime installed)."""
+
+    kind = "setup"
+
+
 _WAIT_FOR = re.compile(r"wait\s+for\s+(\d+(?:\.\d+)?)\s*s", re.IGNORECASE)
 
 

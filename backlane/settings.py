@@ -341,6 +341,8 @@ class Settings(BaseSettings):
     staging_acme: StagingAcmeSettings = StagingAcmeSettings()
     staging_globex: StagingGlobexSettings = StagingGlobexSettings()
     catalog: CatalogSettings = CatalogSettings()
+    #: The application: module(s) whose import registers the pipelines (what `dramatiq` is given).
+    app: str = "scheduler"
     #: Logging level of backlane's loggers.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

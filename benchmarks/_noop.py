@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import dramatiq
 
-from backlane.core.runtime import setup_broker
+from backlane.app import setup
 
-broker = setup_broker()
+broker = setup()
 
 #: Its own queue, so it never mixes with a pipeline's messages.
 NOOP_QUEUE = "bench_noop"

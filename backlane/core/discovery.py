@@ -51,13 +51,7 @@ def discover(registered: Registered) -> TickResult:
         )
         items = items[:limit]
     actor = registered.process_actor
-    broker = actor.broker
-    messages = [actor.message(item) for item in items]
-    if hasattr(broker, "enqueue_many"):
-        broker.enqueue_many(messages)
-    else:  # the StubBroker of unit tests
-        for message in messages:
-            broker.enqueue(message)
+    ctx.runtime.broker.enqueue_many([actor.message(item) for item in items])
     result = TickResult(registered.name, len(items), cut, time.monotonic() - started)
     logger.info(
         "discover %s: enqueued %d item(s) in %.1f ms", registered.name, result.enqueued, result.duration_s * 1000

@@ -55,6 +55,9 @@ class Pipeline:
     queue: str = ""
     #: Free-form values for the handler (e.g. the vendor a generic handler serves).
     params: dict[str, Any] = field(default_factory=dict)
+    #: ``backlane trigger NAME TARGET``: do what an operator asked (catalog: refresh one section now)
+    #: and return the items to send at once (none: the next discover takes it).
+    trigger: Callable[[Context, str], Sequence[Item]] | None = None
     #: Extra Dramatiq options of the per-item actor, from settings (e.g. its own ``time_limit``).
     actor_options: Callable[[Settings], dict[str, Any]] | None = None
 

@@ -1,87 +1,28 @@
-"""Process-wide wiring: settings, broker, database and clock, built once.
+"""The process-wide runtime: settings, broker, database and clock, installed once.
 
-Importing :mod:`actors` calls :func:`setup_broker`, so ``dramatiq actors
-scheduler`` and ``periodiq scheduler`` get the configured broker. Tests build
-their own pieces and install them with :func:`install`.
+The application entry point (:func:`backlane.app.setup`, called by ``actors``)
+builds it from the environment and installs it; tests build their own pieces and
+install them with :func:`install`. The core reads it with :func:`get_runtime`.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 from dataclasses import dataclass
 
 import dramatiq
-from dramatiq.broker import Broker
-from dramatiq.middleware import (
-    AgeLimit,
-    Callbacks,
-    CurrentMessage,
-    Middleware,
-    Pipelines,
-    Retries,
-    ShutdownNotifications,
-    TimeLimit,
-)
-from periodiq import PeriodiqMiddleware
 
-from backlane.core.clock import Clock, default_clock
+from backlane.core.clock import Clock
 from backlane.db.engine import Database
+from backlane.errors import SetupError
 from backlane.messaging.broker import BacklaneBroker
-from backlane.operations.metrics import build_metrics_middleware
-from backlane.settings import Settings, get_settings
-
-#: A tick message older than this is skipped: the next tick comes soon anyway, seconds.
-PERIODIQ_SKIP_DELAY = 30
-
-
-def _retry_when(max_retries: int):  # type: ignore[no-untyped-def]
-    """backlane's actors raise dramatiq.Retry with their own delay and count their own
-    failures (see backlane.core.processing); anything else escaping an actor is retried
-    up to max_retries."""
-
-    def retry_when(retries: int, exception: BaseException) -> bool:
-        return isinstance(exception, dramatiq.Retry) or retries < max_retries
-
-    return retry_when
-
-
-def build_middleware(settings: Settings) -> list[Middleware]:
-    retry = settings.retries
-    middleware: list[Middleware] = [
-        AgeLimit(max_age=retry.max_age_ms),
-        TimeLimit(time_limit=retry.time_limit_ms),
-        ShutdownNotifications(),
-        Callbacks(),
-        Pipelines(),
-        Retries(
-            max_retries=retry.max_retries,
-            min_backoff=retry.min_backoff_ms,
-            max_backoff=retry.max_backoff_ms,
-            retry_when=_retry_when(retry.max_retries),
-        ),
-        CurrentMessage(),
-        PeriodiqMiddleware(skip_delay=PERIODIQ_SKIP_DELAY),
-    ]
-    if settings.worker.metrics_port:
-        middleware.insert(0, build_metrics_middleware(settings))
-    return middleware
-
-
-def build_broker(settings: Settings) -> BacklaneBroker:
-    return BacklaneBroker(
-        url=settings.broker.url.get_secret_value(),
-        middleware=build_middleware(settings),
-        queue_type=settings.broker.queue_type,
-        dead_letter_ttl_ms=settings.broker.dead_letter_ttl_ms,
-        reconnect_timeout=settings.broker.reconnect_timeout,
-    )
+from backlane.settings import Settings
 
 
 @dataclass
 class Runtime:
     settings: Settings
-    broker: Broker
+    broker: BacklaneBroker
     clock: Clock
     _database: Database | None = None
 
@@ -92,15 +33,6 @@ class Runtime:
             db = self.settings.database
             self._database = Database(db.url.get_secret_value(), pool_size=db.pool_size, echo=db.echo)
         return self._database
-
-
-def _apply_worker_settings(settings: Settings) -> None:
-    """Dramatiq reads its prefetch from the environment when it is imported, before our
-    settings exist; the worker reads the module value when it starts, after importing us."""
-    if settings.broker.prefetch:
-        import dramatiq.worker
-
-        dramatiq.worker.QUEUE_PREFETCH = settings.broker.prefetch
 
 
 _lock = threading.Lock()
@@ -115,18 +47,17 @@ def install(runtime: Runtime) -> Runtime:
     return runtime
 
 
-def get_runtime() -> Runtime:
-    """The installed runtime, built from the environment on first use."""
-    global _runtime
+def installed_runtime() -> Runtime | None:
     with _lock:
-        if _runtime is None:
-            settings = get_settings()
-            logging.getLogger("backlane").setLevel(settings.log_level)
-            _apply_worker_settings(settings)
-            _runtime = Runtime(settings=settings, broker=build_broker(settings), clock=default_clock())
-            dramatiq.set_broker(_runtime.broker)
         return _runtime
 
 
-def setup_broker() -> Broker:
-    return get_runtime().broker
+def get_runtime() -> Runtime:
+    """The installed runtime; the application entry point installs it (importing ``actors`` does)."""
+    runtime = installed_runtime()
+    if runtime is None:
+        raise SetupError(
+            "no backlane runtime installed: load the application first "
+            "(backlane.app.load_app(), or import the module that calls backlane.app.setup())"
+        )
+    return runtime

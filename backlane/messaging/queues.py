@@ -8,15 +8,14 @@ hit a queue that does not exist yet, so deployments declare them all once
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+
+from backlane.messaging.broker import BacklaneBroker
 
 
-def declare_all(broker: Any) -> list[str]:
+def declare_all(broker: BacklaneBroker) -> list[str]:
     """Declare each actor's queue with its delay and dead-letter queues; returns their names."""
     names = sorted({actor.queue_name for actor in broker.actors.values()})
     for name in names:
-        if hasattr(broker, "with_reconnect"):
-            broker.with_reconnect(lambda n=name: broker.declare_queue(n, ensure=True), f"declare {name}")
-        else:
-            broker.declare_queue(name)
+        broker.with_reconnect(functools.partial(broker.declare_queue, name, ensure=True), f"declare {name}")
     return names

@@ -13,6 +13,9 @@ from typing import Any
 
 from sqlalchemy import text
 
+from backlane.core.registry import Registry
+from backlane.core.runtime import Runtime
+
 #: Worst first: the overall status is the worst of its parts.
 SEVERITY = {"healthy": 0, "degraded": 1, "unhealthy": 2}
 
@@ -39,7 +42,7 @@ def check_broker(url: str) -> dict[str, Any]:
         pika_logger.setLevel(level)
 
 
-def check_database(runtime: Any) -> dict[str, Any]:
+def check_database(runtime: Runtime) -> dict[str, Any]:
     try:
         with runtime.database.transaction() as session:
             session.execute(text("SELECT 1"))
@@ -48,12 +51,9 @@ def check_database(runtime: Any) -> dict[str, Any]:
         return {"health": "unhealthy", "error": f"database unreachable: {exc.__class__.__name__}"}
 
 
-def pipeline_health() -> dict[str, list[dict[str, Any]]]:
-    import scheduler  # noqa: F401  (registers every pipeline)
-    from backlane.core.registry import REGISTRY
-
+def pipeline_health(registry: Registry) -> dict[str, list[dict[str, Any]]]:
     report = {}
-    for registered in REGISTRY:
+    for registered in registry:
         hook = registered.pipeline.health
         if hook is None:
             continue
@@ -64,13 +64,10 @@ def pipeline_health() -> dict[str, list[dict[str, Any]]]:
     return report
 
 
-def overall_health() -> dict[str, Any]:
-    from backlane.core.runtime import get_runtime
-
-    runtime = get_runtime()
+def overall_health(registry: Registry, runtime: Runtime) -> dict[str, Any]:
     broker = check_broker(runtime.settings.broker.url.get_secret_value())
     database = check_database(runtime)
-    pipelines = pipeline_health() if database["health"] == "healthy" else {}
+    pipelines = pipeline_health(registry) if database["health"] == "healthy" else {}
     statuses = [broker["health"], database["health"]] + [
         row.get("health", "healthy") for rows in pipelines.values() for row in rows
     ]

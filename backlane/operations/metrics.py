@@ -1,27 +1,21 @@
-"""Prometheus metrics and the health endpoint, served by the worker.
+"""Prometheus metrics: Dramatiq's middleware plus backlane's counters.
 
 Dramatiq's Prometheus middleware already counts messages per queue and actor
 in every worker process (multiprocess mode, files in one directory). On top of
 that backlane counts item outcomes per pipeline and error class, their
-durations, and dead letters, and serves, from one process forked by the
-dramatiq CLI:
-
-* ``GET /metrics`` — everything above, in the Prometheus text format;
-* ``GET /health`` — JSON: the broker and database reachable, and each
-  pipeline's own health rows, with the worst of all as ``status``; HTTP 200
-  while the worker can work (broker and database reachable), 503 when not.
+durations, and dead letters. The process that serves them (with ``/health``) is
+:mod:`backlane.operations.endpoint`, forked by the dramatiq CLI.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from typing import Any
 
-from backlane.settings import Settings, get_settings
+from backlane.settings import Settings
 
 logger = logging.getLogger("backlane.operations.metrics")
 
@@ -48,8 +42,9 @@ def prepare_environment(settings: Settings) -> None:
     os.environ["prometheus_multiproc_dir"] = directory  # noqa: SIM112 - older prometheus_client
 
 
-def build_metrics_middleware(settings: Settings) -> Any:
-    """Dramatiq's Prometheus middleware, with backlane's server and counters added."""
+def build_metrics_middleware(settings: Settings, serve: Callable[[], int]) -> Any:
+    """Dramatiq's Prometheus middleware, with backlane's counters and ``serve`` as the
+    process the dramatiq CLI forks to expose them (instead of Dramatiq's own server)."""
     prepare_environment(settings)
     from dramatiq.middleware.prometheus import Prometheus
 
@@ -100,59 +95,3 @@ def observe_outcome(pipeline: str, outcome: str, error_class: str | None, durati
 def observe_dead_letter(queue: str, error_class: str) -> None:
     if _dead_letters is not None:
         _dead_letters.labels(queue, error_class).inc()
-
-
-def health_report() -> tuple[int, dict[str, Any]]:
-    """(HTTP status, body) of the health endpoint."""
-    from backlane.operations.health import overall_health
-
-    report = overall_health()
-    # The status code answers "can this worker work?" (what a liveness/readiness probe asks):
-    # a stale catalog section is worth reporting, not worth restarting the worker over.
-    can_work = report["broker"]["health"] == "healthy" and report["database"]["health"] == "healthy"
-    return (200 if can_work else 503), report
-
-
-class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        if self.path.startswith("/health"):
-            try:
-                status, body = health_report()
-            except Exception as exc:  # a health check must answer, not crash
-                status, body = 503, {"status": "unhealthy", "error": f"{exc.__class__.__name__}: {exc}"}
-            self._send(status, "application/json", json.dumps(body, default=str).encode())
-        elif self.path.startswith("/metrics") or self.path == "/":
-            import prometheus_client as prom
-            from prometheus_client import multiprocess
-
-            registry = prom.CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)
-            self._send(200, prom.CONTENT_TYPE_LATEST, prom.generate_latest(registry))
-        else:
-            self._send(404, "text/plain", b"try /health or /metrics\n")
-
-    def _send(self, status: int, content_type: str, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        logger.debug(format, *args)
-
-
-def serve() -> int:
-    """Entry point of the process the dramatiq CLI forks for us."""
-    settings = get_settings()
-    prepare_environment(settings)
-    server = ThreadingHTTPServer((settings.worker.metrics_host, settings.worker.metrics_port), _Handler)
-    server.daemon_threads = True
-    logger.info("health and metrics on http://%s:%d", settings.worker.metrics_host, settings.worker.metrics_port)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return 0

@@ -14,6 +14,8 @@ from typing import Any
 
 from dramatiq.common import dq_name, xq_name
 
+from backlane.core.registry import Registry
+from backlane.core.runtime import Runtime
 from backlane.operations.health import worst
 from backlane.operations.management import ManagementClient, QueueDepth
 from backlane.resilience.breaker import all_breaker_states
@@ -33,12 +35,7 @@ def _queue_row(name: str, depths: dict[str, QueueDepth]) -> dict[str, int]:
     }
 
 
-def collect_status() -> dict[str, Any]:
-    import scheduler
-    from backlane.core.registry import REGISTRY
-    from backlane.core.runtime import get_runtime
-
-    runtime = get_runtime()
+def collect_status(registry: Registry, runtime: Runtime) -> dict[str, Any]:
     management = ManagementClient(runtime.settings.broker)
     errors: list[str] = []
     try:
@@ -52,7 +49,7 @@ def collect_status() -> dict[str, Any]:
         management.close()
 
     pipelines = []
-    for registered in REGISTRY:
+    for registered in registry:
         ctx = registered.context()
         config = ctx.config
         hooks = registered.pipeline
@@ -79,7 +76,7 @@ def collect_status() -> dict[str, Any]:
         breakers = []
         errors.append(f"breakers unreadable ({exc.__class__.__name__})")
 
-    other_queues = sorted({a.queue_name for a in scheduler.broker.actors.values()} - {p["queue"] for p in pipelines})
+    other_queues = sorted({a.queue_name for a in runtime.broker.actors.values()} - {p["queue"] for p in pipelines})
     return {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "pipelines": pipelines,
