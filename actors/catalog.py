@@ -39,13 +39,9 @@ from backlane.errors import DelayedRetry, MalformedMessage, NotReady, TransientE
 from backlane.messaging.events import EventTopology, publish_event
 from backlane.pipelines.catalog.health import section_rows
 from backlane.pipelines.catalog.sections import SECTIONS, section_spec
+from backlane.pipelines.catalog.settings import CatalogSettings
 from backlane.pipelines.catalog.store import Counts, apply_section
-from backlane.settings import CatalogSettings, Settings
 from contracts.catalog import CatalogSectionRefreshed
-
-
-def catalog_settings(settings: Settings) -> CatalogSettings:
-    return settings.catalog
 
 
 def plans(config: CatalogSettings) -> dict[str, tuple[bool, timedelta]]:
@@ -234,7 +230,7 @@ CATALOG = register(
     Pipeline(
         name="catalog",
         purpose=Purpose.INGESTION,
-        settings=catalog_settings,
+        config=CatalogSettings,
         fetch=fetch,
         process=process,
         on_failure=on_failure,
@@ -242,6 +238,6 @@ CATALOG = register(
         health=health,
         description="refresh each catalog section from its source on its own interval",
         trigger=trigger_section,
-        actor_options=lambda s: {"time_limit": int(s.catalog.refresh_time_limit_seconds * 1000)},
+        actor_options=lambda config: {"time_limit": int(config.refresh_time_limit_seconds * 1000)},
     )
 )

@@ -19,6 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
+from pydantic import Field
 from sqlalchemy import CursorResult, and_, insert, select, update
 
 from backlane.clients.files import append_at, publish
@@ -33,14 +34,38 @@ from backlane.errors import PermanentError, TransientError, UnknownItem
 from backlane.pipelines.exports.files import encode_products, export_paths
 from backlane.pipelines.exports.outages import mark_down, mark_up
 from backlane.resilience.breaker import CircuitBreaker
-from backlane.settings import ExportsSettings, Settings
+from backlane.settings import PipelineSettings
+
+
+class ExportsSettings(PipelineSettings):
+    #: Discover looks for due exports every minute; each export runs on its own interval.
+    tick: str = "* * * * *"
+    #: Time between two runs of one export, seconds (5 min, as the export worker).
+    interval_seconds: float = Field(default=300.0, gt=0)
+    #: A new export first runs this long after it is created or first seen, seconds.
+    initial_delay_seconds: float = Field(default=30.0, ge=0)
+    #: 3 attempts per run: 2 retries after the first failure.
+    max_retries: int | None = Field(default=2, ge=0)
+    #: First backoff 30 s, doubling ...
+    min_backoff_ms: int | None = Field(default=30_000, ge=1)
+    #: ... to at most 300 s.
+    max_backoff_ms: int | None = Field(default=300_000, ge=1)
+    #: The product-API breaker opens after this many failures in a row ...
+    breaker_failure_threshold: int = Field(default=3, ge=1)
+    #: ... for this many seconds.
+    breaker_open_seconds: float = Field(default=30.0, gt=0)
+    #: The health check (GET /health) gives up after this many seconds and counts as down.
+    health_timeout_seconds: float = Field(default=10.0, gt=0)
+    #: Products per page requested from the product API.
+    page_size: int = Field(default=100, ge=1)
+    #: A claimed export is not claimed again before this many seconds; renewed on every page.
+    lease_seconds: float = Field(default=600.0, gt=0)
+    #: Directory export files are written to (an export's relative path is under it).
+    output_dir: str = "exports"
+
 
 #: Name of the product API in service_outages and of its breaker.
 PRODUCT_API = "product_api"
-
-
-def exports_settings(settings: Settings) -> ExportsSettings:
-    return settings.exports
 
 
 def fetch(ctx: Context, limit: int) -> list[int]:
@@ -233,7 +258,7 @@ EXPORTS = register(
     Pipeline(
         name="exports",
         purpose=Purpose.EXPORT,
-        settings=exports_settings,
+        config=ExportsSettings,
         fetch=fetch,
         process=process,
         on_failure=on_failure,

@@ -16,6 +16,7 @@ from typing import Any
 
 import dramatiq
 from dramatiq.middleware import CurrentMessage
+from pydantic import Field
 from sqlalchemy import case, select, update
 
 from backlane.clients.order_api import OrderApiClient
@@ -25,14 +26,26 @@ from backlane.core.registry import register
 from backlane.db.claims import ORDERS_DUE, claim_due_orders, claim_one, status_counts
 from backlane.db.models import UNSETTLED_ORDER_STATUSES, Order, OrderStatus
 from backlane.errors import MalformedMessage, NotReady, PermanentError, UnknownItem
-from backlane.settings import OrdersSettings, Settings
+from backlane.settings import PipelineSettings
 from contracts.orders import ORDER_CREATED_ACTOR, ORDER_CREATED_QUEUE, OrderCreated
 
+
+class OrdersSettings(PipelineSettings):
+    #: Every minute, as the order-queue service did.
+    tick: str = "* * * * *"
+    #: Orders created within this window are claimed first, hours.
+    recent_window_hours: float = Field(default=24.0, gt=0)
+    #: A claimed order is not claimed again before this many seconds (its lease).
+    lease_seconds: float = Field(default=600.0, gt=0)
+    #: Wait between two status checks of a placed order, seconds.
+    status_poll_seconds: float = Field(default=5.0, gt=0)
+    #: An OrderCreated whose row is not visible yet is retried this long, seconds.
+    created_grace_seconds: float = Field(default=60.0, gt=0)
+    #: Delay between two looks for a not-yet-visible order, seconds.
+    created_recheck_seconds: float = Field(default=2.0, gt=0)
+
+
 FINAL_REMOTE_STATUSES = {"succeeded": OrderStatus.SUCCEEDED, "failed": OrderStatus.FAILED}
-
-
-def orders_settings(settings: Settings) -> OrdersSettings:
-    return settings.orders
 
 
 def fetch(ctx: Context, limit: int) -> list[int]:
@@ -144,7 +157,7 @@ ORDERS = register(
     Pipeline(
         name="orders",
         purpose=Purpose.EXPORT,
-        settings=orders_settings,
+        config=OrdersSettings,
         fetch=fetch,
         process=process,
         on_failure=on_failure,

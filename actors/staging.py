@@ -11,10 +11,10 @@ different rows of the index, different claims and different queues.
 
 from __future__ import annotations
 
-import operator
 from datetime import timedelta
 from typing import Any
 
+from pydantic import Field
 from sqlalchemy import and_, update
 
 from backlane.clients.vendor_api import VendorScraperClient
@@ -24,7 +24,19 @@ from backlane.core.registry import register
 from backlane.db.claims import STAGING_DUE, claim_staging_batches, status_counts
 from backlane.db.models import StagingBatch, StagingStatus
 from backlane.errors import PermanentError, UnknownItem
-from backlane.settings import StagingSettings
+from backlane.settings import PipelineSettings
+
+
+class StagingSettings(PipelineSettings):
+    """One registration of the staging-batch handler (one vendor); each has its own section."""
+
+    #: Base URL of the vendor's scraper API (the simulator in demo and tests).
+    base_url: str = "http://127.0.0.1:8085"
+    #: Per-request timeout, seconds.
+    timeout: float = Field(default=30.0, gt=0)
+    #: A claimed batch is not claimed again before this many seconds (its lease).
+    lease_seconds: float = Field(default=600.0, gt=0)
+
 
 #: Batches in these states are settled; a repeated message does nothing.
 SETTLED = (StagingStatus.COMPLETED.value, StagingStatus.FAILED.value)
@@ -89,12 +101,13 @@ def stats(ctx: Context) -> dict[str, int]:
         )
 
 
-def staging_pipeline(name: str, vendor: str, description: str) -> Pipeline:
+def staging_pipeline(name: str, vendor: str, description: str, max_items: int) -> Pipeline:
     """One registration of the handler: same functions, its own name, vendor and settings section."""
     return Pipeline(
         name=name,
         purpose=Purpose.INGESTION,
-        settings=operator.attrgetter(name),
+        config=StagingSettings,
+        defaults={"max_items": max_items},
         fetch=fetch,
         process=process,
         on_failure=on_failure,
@@ -104,7 +117,8 @@ def staging_pipeline(name: str, vendor: str, description: str) -> Pipeline:
     )
 
 
-STAGING_ACME = register(staging_pipeline("staging_acme", "acme", "hand staging batches to vendor acme's scraper"))
+#: Vendor acme: 5 batches per cycle; vendor globex: 10 (each overridable in its own section).
+STAGING_ACME = register(staging_pipeline("staging_acme", "acme", "hand staging batches to vendor acme's scraper", 5))
 STAGING_GLOBEX = register(
-    staging_pipeline("staging_globex", "globex", "hand staging batches to vendor globex's scraper")
+    staging_pipeline("staging_globex", "globex", "hand staging batches to vendor globex's scraper", 10)
 )

@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from pydantic import Field
 from sqlalchemy import and_, delete, false, update
 
 from backlane.clients.storage import storage_from_settings
@@ -22,11 +23,16 @@ from backlane.core.pipeline import Context, Pipeline, Purpose
 from backlane.core.registry import register
 from backlane.db.claims import TRACKS_DUE, claim_due_tracks, status_counts
 from backlane.db.models import Track, TrackStatus
-from backlane.settings import Settings, TracksSettings
+from backlane.settings import PipelineSettings
 
 
-def tracks_settings(settings: Settings) -> TracksSettings:
-    return settings.tracks
+class TracksSettings(PipelineSettings):
+    #: Every 5 minutes, as the physical-deletion service did.
+    tick: str = "*/5 * * * *"
+    #: At most 50 tracks per tick, as before.
+    max_items: int = Field(default=50, ge=1)
+    #: A claimed track is not claimed again before this many seconds (its lease).
+    lease_seconds: float = Field(default=600.0, gt=0)
 
 
 def fetch(ctx: Context, limit: int) -> list[int]:
@@ -85,7 +91,7 @@ TRACKS = register(
     Pipeline(
         name="tracks",
         purpose=Purpose.INTERNAL,
-        settings=tracks_settings,
+        config=TracksSettings,
         fetch=fetch,
         process=process,
         on_failure=on_failure,

@@ -1,7 +1,9 @@
 """The one home of backlane's configuration.
 
-Every default a pipeline runs with lives here, next to a comment saying what it
-means, so that actors never carry magic numbers. Values come from environment
+Every process-wide default lives here (broker, database, retries, the external
+APIs, the worker), next to a comment saying what it means. A pipeline's own
+section is declared beside the pipeline, as a :class:`PipelineSettings` subclass,
+and read from ``BACKLANE_<NAME>__*`` by :mod:`backlane.core.config`. Values come from environment
 variables with the ``BACKLANE_`` prefix and ``__`` between nesting levels, e.g.
 ``BACKLANE_ORDERS__TICK="*/2 * * * *"`` or ``BACKLANE_BROKER__URL=amqp://...``.
 
@@ -13,7 +15,7 @@ as ``**********``.
 from __future__ import annotations
 
 import functools
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -106,33 +108,9 @@ class PipelineSettings(Section):
     _cron = field_validator("tick")(_validate_cron)
 
 
-class OrdersSettings(PipelineSettings):
-    #: Every minute, as the order-queue service did.
-    tick: str = "* * * * *"
-    #: Orders created within this window are claimed first, hours.
-    recent_window_hours: float = Field(default=24.0, gt=0)
-    #: A claimed order is not claimed again before this many seconds (its lease).
-    lease_seconds: float = Field(default=600.0, gt=0)
-    #: Wait between two status checks of a placed order, seconds.
-    status_poll_seconds: float = Field(default=5.0, gt=0)
-    #: An OrderCreated whose row is not visible yet is retried this long, seconds.
-    created_grace_seconds: float = Field(default=60.0, gt=0)
-    #: Delay between two looks for a not-yet-visible order, seconds.
-    created_recheck_seconds: float = Field(default=2.0, gt=0)
-
-
 class StorageSettings(Section):
     #: Directory holding stored objects (track audio, waveforms) by key; relative to the working dir.
     root: str = "storage"
-
-
-class TracksSettings(PipelineSettings):
-    #: Every 5 minutes, as the physical-deletion service did.
-    tick: str = "*/5 * * * *"
-    #: At most 50 tracks per tick, as before.
-    max_items: int = Field(default=50, ge=1)
-    #: A claimed track is not claimed again before this many seconds (its lease).
-    lease_seconds: float = Field(default=600.0, gt=0)
 
 
 class ProductApiSettings(Section):
@@ -142,171 +120,6 @@ class ProductApiSettings(Section):
     api_key: SecretStr | None = None
     #: Per-request timeout for product pages, seconds.
     timeout: float = Field(default=30.0, gt=0)
-
-
-class ExportsSettings(PipelineSettings):
-    #: Discover looks for due exports every minute; each export runs on its own interval.
-    tick: str = "* * * * *"
-    #: Time between two runs of one export, seconds (5 min, as the export worker).
-    interval_seconds: float = Field(default=300.0, gt=0)
-    #: A new export first runs this long after it is created or first seen, seconds.
-    initial_delay_seconds: float = Field(default=30.0, ge=0)
-    #: 3 attempts per run: 2 retries after the first failure.
-    max_retries: int | None = Field(default=2, ge=0)
-    #: First backoff 30 s, doubling ...
-    min_backoff_ms: int | None = Field(default=30_000, ge=1)
-    #: ... to at most 300 s.
-    max_backoff_ms: int | None = Field(default=300_000, ge=1)
-    #: The product-API breaker opens after this many failures in a row ...
-    breaker_failure_threshold: int = Field(default=3, ge=1)
-    #: ... for this many seconds.
-    breaker_open_seconds: float = Field(default=30.0, gt=0)
-    #: The health check (GET /health) gives up after this many seconds and counts as down.
-    health_timeout_seconds: float = Field(default=10.0, gt=0)
-    #: Products per page requested from the product API.
-    page_size: int = Field(default=100, ge=1)
-    #: A claimed export is not claimed again before this many seconds; renewed on every page.
-    lease_seconds: float = Field(default=600.0, gt=0)
-    #: Directory export files are written to (an export's relative path is under it).
-    output_dir: str = "exports"
-
-
-class StagingSettings(PipelineSettings):
-    """One registration of the staging-batch handler (one vendor); each has its own section."""
-
-    #: Base URL of the vendor's scraper API (the simulator in demo and tests).
-    base_url: str = "http://127.0.0.1:8085"
-    #: Per-request timeout, seconds.
-    timeout: float = Field(default=30.0, gt=0)
-    #: A claimed batch is not claimed again before this many seconds (its lease).
-    lease_seconds: float = Field(default=600.0, gt=0)
-
-
-# One subclass per registration, so an env var setting one field keeps the others' defaults.
-class StagingAcmeSettings(StagingSettings):
-    #: Vendor acme: 5 batches per cycle.
-    max_items: int = Field(default=5, ge=1)
-
-
-class StagingGlobexSettings(StagingSettings):
-    #: Vendor globex: 10 batches per cycle.
-    max_items: int = Field(default=10, ge=1)
-
-
-#: Every catalog section: refresh interval in minutes and, for history, retention in days.
-CATALOG_SECTION_DEFAULTS: dict[str, dict[str, float]] = {
-    "erp_stock": {"interval_minutes": 5},
-    "eshop_stock": {"interval_minutes": 10},
-    "stock_taking": {"interval_minutes": 10},
-    "transport": {"interval_minutes": 15},
-    "lots": {"interval_minutes": 15},
-    "sales": {"interval_minutes": 30, "retention_days": 365},
-    "consumed_materials": {"interval_minutes": 30, "retention_days": 720},
-    "purchase_history": {"interval_minutes": 60, "retention_days": 365},
-    "attributes": {"interval_minutes": 60},
-    "suppliers": {"interval_minutes": 120},
-    "categories": {"interval_minutes": 30},
-    "brands": {"interval_minutes": 30},
-}
-#: Each catalog source; the catalog provider's endpoint allows 2 requests an hour.
-CATALOG_SOURCE_DEFAULTS: dict[str, dict[str, float]] = {
-    "catalog": {"rate_limit_calls": 2, "rate_limit_window_seconds": 3600},
-    "erp": {},
-    "eshop": {},
-    "logistics": {},
-}
-
-
-def _merge_defaults(defaults: dict[str, dict[str, float]], kind: str):  # type: ignore[no-untyped-def]
-    """Fill each entry from its defaults, so BACKLANE_CATALOG__SECTIONS__SALES__ENABLED=false
-    changes one field of one section and keeps every other default; unknown names fail."""
-
-    def merge(value: Any) -> Any:
-        if not isinstance(value, dict):
-            return value
-        unknown = sorted(set(value) - set(defaults))
-        if unknown:
-            raise ValueError(f"unknown catalog {kind}: {', '.join(unknown)} (known: {', '.join(defaults)})")
-        merged: dict[str, Any] = {}
-        for name, base in defaults.items():
-            given = value.get(name, {})
-            if isinstance(given, BaseModel):
-                given = given.model_dump(exclude_unset=True)
-            merged[name] = {**base, **given}
-        return merged
-
-    return merge
-
-
-class CatalogSectionSettings(Section):
-    #: Off: discover never claims the section; its data stays as last refreshed.
-    enabled: bool = True
-    #: The section is due when this long has passed since its last success, minutes.
-    interval_minutes: float = Field(gt=0)
-    #: History sections: rows older than this are pruned, days (None: not a history section).
-    retention_days: float | None = Field(default=None, gt=0)
-
-
-class CatalogSourceSettings(Section):
-    #: Base URL of this source (None: catalog.base_url).
-    base_url: str | None = None
-    #: Per-request timeout, seconds.
-    timeout: float = Field(default=30.0, gt=0)
-    #: Calls to this source allowed per window, across every worker (None: no limit of our own).
-    rate_limit_calls: int | None = Field(default=None, ge=1)
-    #: ... per this many seconds.
-    rate_limit_window_seconds: float = Field(default=3600.0, gt=0)
-
-
-class CatalogSettings(PipelineSettings):
-    #: Discover looks every minute; each section runs on its own interval (``sections``).
-    tick: str = "* * * * *"
-    #: At most this many sections refresh at once, across every worker.
-    max_concurrent: int = Field(default=3, ge=1)
-    #: One refresh may run this long before it is interrupted (Dramatiq time limit), seconds.
-    refresh_time_limit_seconds: float = Field(default=600.0, gt=0)
-    #: A claimed section is not claimed again before this long; above the time limit, seconds.
-    lease_seconds: float = Field(default=660.0, gt=0)
-    #: A refresh that finds max_concurrent running tries again after this long, seconds.
-    busy_recheck_seconds: float = Field(default=15.0, gt=0)
-    #: A source's breaker opens after this many failures in a row ...
-    breaker_failure_threshold: int = Field(default=3, ge=1)
-    #: ... for this many seconds, then one trial call decides.
-    breaker_open_seconds: float = Field(default=30.0, gt=0)
-    #: Health: a section is degraded when its last success is older than this, minutes ...
-    degraded_after_minutes: float = Field(default=30.0, gt=0)
-    #: ... or than this many of its intervals, whichever is larger.
-    degraded_interval_factor: float = Field(default=3.0, gt=0)
-    #: Base URL of every source without its own (the simulator in demo and tests).
-    base_url: str = "http://127.0.0.1:8085"
-    #: Fanout exchange CatalogSectionRefreshed is published to; other services bind their queues.
-    event_exchange: str = "catalog.events"
-    #: A bounded queue bound to it, so an event always routes and the latest ones can be read.
-    event_recent_queue: str = "catalog.events.recent"
-    #: Most events kept in that queue (oldest dropped first).
-    event_recent_max_length: int = Field(default=1000, ge=1)
-    #: Interval, enabled flag and retention of each section (defaults: CATALOG_SECTION_DEFAULTS).
-    sections: dict[str, CatalogSectionSettings] = Field(
-        default_factory=lambda: {
-            k: CatalogSectionSettings.model_validate(v) for k, v in CATALOG_SECTION_DEFAULTS.items()
-        }
-    )
-    #: Base URL, timeout and rate limit of each source (defaults: CATALOG_SOURCE_DEFAULTS).
-    sources: dict[str, CatalogSourceSettings] = Field(
-        default_factory=lambda: {k: CatalogSourceSettings.model_validate(v) for k, v in CATALOG_SOURCE_DEFAULTS.items()}
-    )
-
-    _sections = field_validator("sections", mode="before")(_merge_defaults(CATALOG_SECTION_DEFAULTS, "sections"))
-    _sources = field_validator("sources", mode="before")(_merge_defaults(CATALOG_SOURCE_DEFAULTS, "sources"))
-
-    def with_section(self, name: str, **changes: Any) -> CatalogSettings:
-        """A copy with one section changed (validated), for tests and tools."""
-        section = CatalogSectionSettings.model_validate({**self.sections[name].model_dump(), **changes})
-        return self.model_copy(update={"sections": {**self.sections, name: section}})
-
-    def with_source(self, name: str, **changes: Any) -> CatalogSettings:
-        source = CatalogSourceSettings.model_validate({**self.sources[name].model_dump(), **changes})
-        return self.model_copy(update={"sources": {**self.sources, name: source}})
 
 
 class WorkerSettings(Section):
@@ -332,15 +145,9 @@ class Settings(BaseSettings):
     retries: RetrySettings = RetrySettings()
     database: DatabaseSettings = DatabaseSettings()
     order_api: OrderApiSettings = OrderApiSettings()
-    orders: OrdersSettings = OrdersSettings()
     worker: WorkerSettings = WorkerSettings()
     storage: StorageSettings = StorageSettings()
-    tracks: TracksSettings = TracksSettings()
     product_api: ProductApiSettings = ProductApiSettings()
-    exports: ExportsSettings = ExportsSettings()
-    staging_acme: StagingAcmeSettings = StagingAcmeSettings()
-    staging_globex: StagingGlobexSettings = StagingGlobexSettings()
-    catalog: CatalogSettings = CatalogSettings()
     #: The application: module(s) whose import registers the pipelines (what `dramatiq` is given).
     app: str = "scheduler"
     #: Logging level of backlane's loggers.

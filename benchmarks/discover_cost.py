@@ -68,12 +68,12 @@ def ticks(url: str, batch: int, repeat: int, queues: h.Queues) -> tuple[list[flo
     settings = settings.model_copy(
         update={
             "database": settings.database.model_copy(update={"url": SecretStr(url)}),
-            "orders": settings.orders.model_copy(update={"max_items": batch}),
         }
     )
     runtime = install(Runtime(settings=settings, broker=scheduler.broker, clock=SystemClock()))
     registered = REGISTRY.get("orders")
     pipeline = registered.pipeline
+    runtime.configs["orders"] = runtime.config(pipeline).model_copy(update={"max_items": batch})
     durations: list[float] = []
     claims: list[float] = []
     for i in range(repeat + 1):

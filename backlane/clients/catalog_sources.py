@@ -19,7 +19,7 @@ from contracts.catalog import SectionPayload
 if TYPE_CHECKING:
     from backlane.core.clock import Clock
     from backlane.db.engine import Database
-    from backlane.settings import CatalogSettings
+    from backlane.pipelines.catalog.settings import CatalogSettings
 
 
 def source_breaker(db: Database, clock: Clock, config: CatalogSettings, spec: SectionSpec) -> CircuitBreaker:

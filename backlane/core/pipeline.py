@@ -1,17 +1,18 @@
 """A pipeline, declared once.
 
-A pipeline is data: a name, a purpose, where its settings live, ``fetch(ctx,
-limit)`` (claim due items) and ``process(ctx, item)`` (do one). The registry turns
+A pipeline is data: a name, a purpose, its settings class (its section is read
+from ``BACKLANE_<NAME>__*``), ``fetch(ctx, limit)`` (claim due items) and
+``process(ctx, item)`` (do one). The registry turns
 it into a per-item actor on its own queue and the scheduler into a discover actor
 on the ``discover`` queue. Items are JSON values, usually a row id: the row stays
-the source of truth. The same functions may be registered twice under two names
-with two settings sections.
+the source of truth. The same functions may be registered twice under two names,
+each reading its own section with its own ``defaults``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -36,8 +37,6 @@ class Purpose(StrEnum):
 class Pipeline:
     name: str
     purpose: Purpose
-    #: Picks this pipeline's section out of the settings.
-    settings: Callable[[Settings], PipelineSettings]
     #: Claim up to ``limit`` due items (with a lease) and return them.
     fetch: Callable[[Context, int], Sequence[Item]]
     #: Do the work for one item; idempotent; raise to retry or fail (see backlane.errors).
@@ -58,8 +57,12 @@ class Pipeline:
     #: ``backlane trigger NAME TARGET``: do what an operator asked (catalog: refresh one section now)
     #: and return the items to send at once (none: the next discover takes it).
     trigger: Callable[[Context, str], Sequence[Item]] | None = None
-    #: Extra Dramatiq options of the per-item actor, from settings (e.g. its own ``time_limit``).
-    actor_options: Callable[[Settings], dict[str, Any]] | None = None
+    #: Its settings section: read from ``BACKLANE_<NAME>__*`` (see :mod:`backlane.core.config`).
+    config: type[PipelineSettings] = PipelineSettings
+    #: This registration's own defaults for that section (e.g. ``{"max_items": 5}``).
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    #: Extra Dramatiq options of the per-item actor, from its section (e.g. its own ``time_limit``).
+    actor_options: Callable[[Any], dict[str, Any]] | None = None
 
     @property
     def queue_name(self) -> str:
@@ -75,7 +78,8 @@ class Context:
 
     @property
     def config(self) -> Any:
-        return self.pipeline.settings(self.runtime.settings)
+        """This pipeline's settings section (an instance of its declared ``config`` class)."""
+        return self.runtime.config(self.pipeline)
 
     @property
     def settings(self) -> Settings:

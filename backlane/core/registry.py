@@ -102,7 +102,7 @@ class Registry:
                 broker=broker,
                 throws=(FinalFailure,),
                 priority=ITEM_PRIORITY,
-                **(pipeline.actor_options(get_runtime().settings) if pipeline.actor_options else {}),
+                **(pipeline.actor_options(get_runtime().config(pipeline)) if pipeline.actor_options else {}),
             )(process)
         except ValueError as exc:
             raise RegistrationError(f"pipeline {pipeline.name!r}: {exc}") from None

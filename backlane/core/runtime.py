@@ -8,15 +8,20 @@ install them with :func:`install`. The core reads it with :func:`get_runtime`.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import dramatiq
 
 from backlane.core.clock import Clock
+from backlane.core.config import load_section
 from backlane.db.engine import Database
 from backlane.errors import SetupError
 from backlane.messaging.broker import BacklaneBroker
 from backlane.settings import Settings
+
+if TYPE_CHECKING:
+    from backlane.core.pipeline import Pipeline
 
 
 @dataclass
@@ -25,6 +30,14 @@ class Runtime:
     broker: BacklaneBroker
     clock: Clock
     _database: Database | None = None
+    #: Each pipeline's settings section by name, read from the environment on first use.
+    configs: dict[str, Any] = field(default_factory=dict)
+
+    def config(self, pipeline: Pipeline) -> Any:
+        """``pipeline``'s settings section (tests may put their own in ``configs``)."""
+        if pipeline.name not in self.configs:
+            self.configs[pipeline.name] = load_section(pipeline.name, pipeline.config, pipeline.defaults)
+        return self.configs[pipeline.name]
 
     @property
     def database(self) -> Database:

@@ -16,16 +16,16 @@ from tests.integration.conftest import App
 @pytest.fixture(name="catalog")
 def catalog_pipeline(app: App) -> Registered:
     app.configure("catalog", base_url=app.simulator.url)
-    set_catalog(app, app.runtime.settings.catalog.with_source("catalog", rate_limit_calls=None))
+    set_catalog(app, app.config("catalog").with_source("catalog", rate_limit_calls=None))
     return REGISTRY.get("catalog")
 
 
 def set_catalog(app: App, config: Any) -> None:
-    app.runtime.settings = app.runtime.settings.model_copy(update={"catalog": config})
+    app.set_config("catalog", config)
 
 
 def only_sections(app: App, *names: str) -> None:
-    config = app.runtime.settings.catalog
+    config = app.config("catalog")
     for name in config.sections:
         config = config.with_section(name, enabled=name in names)
     set_catalog(app, config)
@@ -35,7 +35,7 @@ def run_due(app: App, catalog: Registered) -> list[list[str]]:
     """Discover and refresh in this thread until nothing is due; the claimed names per round."""
     rounds = []
     while items := catalog.pipeline.fetch(catalog.context(), 500):
-        assert len(items) <= app.runtime.settings.catalog.max_concurrent
+        assert len(items) <= app.config("catalog").max_concurrent
         rounds.append([item["section"] for item in items])
         for item in items:
             catalog.pipeline.process(catalog.context(), item)

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from backlane.core.clock import FrozenClock
+from backlane.core.registry import REGISTRY
 from backlane.core.runtime import Runtime, install
 from backlane.db.engine import Database
 from backlane.db.migrate import upgrade
@@ -48,8 +49,19 @@ class App:
     broker: Any
     rabbitmq: Any
 
+    def config(self, pipeline: str) -> Any:
+        """A registered pipeline's settings section, as the runtime reads it."""
+        return self.runtime.config(REGISTRY.get(pipeline).pipeline)
+
+    def set_config(self, pipeline: str, config: Any) -> None:
+        self.runtime.configs[pipeline] = config
+
     def configure(self, section: str, **values: Any) -> None:
-        """Change settings of one section for this test (the runtime reads them live)."""
+        """Change settings of one section (a pipeline's or a process-wide one) for this test;
+        the runtime reads them live."""
+        if section not in type(self.runtime.settings).model_fields:
+            self.set_config(section, self.config(section).model_copy(update=values))
+            return
         current = getattr(self.runtime.settings, section)
         self.runtime.settings = self.runtime.settings.model_copy(update={section: current.model_copy(update=values)})
 
@@ -67,7 +79,6 @@ def fast_settings(simulator_url: str) -> Settings:
         update={
             "retries": settings.retries.model_copy(update={"min_backoff_ms": 50, "max_backoff_ms": 500}),
             "order_api": settings.order_api.model_copy(update={"base_url": simulator_url, "timeout": 5.0}),
-            "orders": settings.orders.model_copy(update={"status_poll_seconds": 0.1, "created_recheck_seconds": 0.1}),
         }
     )
 
@@ -78,9 +89,11 @@ def app(app_broker: Any, rabbitmq: Any, database_url: str, simulator: Simulator)
     db = Database(database_url)
     clock = FrozenClock(datetime.now(UTC).replace(microsecond=0))
     runtime = install(Runtime(settings=fast_settings(simulator.url), broker=app_broker, clock=clock, _database=db))
+    test_app = App(runtime, db, simulator, clock, app_broker, rabbitmq)
+    test_app.configure("orders", status_poll_seconds=0.1, created_recheck_seconds=0.1)
     # Reconnect first if an earlier test restarted the broker under this connection.
     app_broker.with_reconnect(app_broker.flush_all, "purge the test queues")
-    yield App(runtime, db, simulator, clock, app_broker, rabbitmq)
+    yield test_app
     app_broker.with_reconnect(app_broker.flush_all, "purge the test queues")
     db.dispose()
 

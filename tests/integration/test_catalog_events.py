@@ -25,7 +25,7 @@ def subscriber(app: App) -> Iterator[Any]:
     """Another service: its own exclusive queue bound to the exchange."""
     connection = pika.BlockingConnection(pika.URLParameters(app.rabbitmq.amqp_url))
     channel = connection.channel()
-    exchange = app.runtime.settings.catalog.event_exchange
+    exchange = app.config("catalog").event_exchange
     channel.exchange_declare(exchange, exchange_type="fanout", durable=True)
     queue = channel.queue_declare("", exclusive=True).method.queue
     channel.queue_bind(queue, exchange)

@@ -73,7 +73,7 @@ def test_each_section_refreshes_on_its_own_interval_and_no_other(app: App, catal
 
 
 def test_at_most_max_concurrent_leases_and_a_disabled_section_is_never_claimed(app: App, catalog: Registered) -> None:
-    set_catalog(app, app.runtime.settings.catalog.with_section("suppliers", enabled=False))
+    set_catalog(app, app.config("catalog").with_section("suppliers", enabled=False))
     claimed = catalog.pipeline.fetch(catalog.context(), 500)
     assert len(claimed) == 3
     assert catalog.pipeline.fetch(catalog.context(), 500) == []  # every slot is taken
@@ -198,7 +198,7 @@ def test_a_failing_section_keeps_its_last_good_data(app: App, catalog: Registere
 
 def test_server_wait_holds_every_worker_off_the_endpoint(app: App, catalog: Registered) -> None:
     only_sections(app, "categories", "brands")
-    set_catalog(app, app.runtime.settings.catalog.with_source("catalog", rate_limit_calls=2))
+    set_catalog(app, app.config("catalog").with_source("catalog", rate_limit_calls=2))
     app.simulator.configure(rate_limits={"catalog": [1, 3600]})  # the server is stricter than we know
     [first, second] = catalog.pipeline.fetch(catalog.context(), 500)
     catalog.pipeline.process(catalog.context(), first)
@@ -225,7 +225,7 @@ def test_a_source_down_gets_threshold_calls_and_one_trial_per_open_period(
     app: App, catalog: Registered, worker: Any
 ) -> None:
     only_sections(app, "eshop_stock", "sales", "erp_stock")
-    set_catalog(app, app.runtime.settings.catalog.model_copy(update={"breaker_open_seconds": 1.0}))
+    set_catalog(app, app.config("catalog").model_copy(update={"breaker_open_seconds": 1.0}))
     app.simulator.configure(outage=["eshop"])
     breaker = CircuitBreaker(app.db, app.clock, "source:eshop", 3, 1.0)
 

@@ -106,7 +106,7 @@ def test_a_run_that_failed_for_good_is_resumed_by_the_next_run(app: App, worker:
     wait_until(lambda: outcomes(app, export_id) == ["failed"], timeout=30, what="the run failed")
     failed = runs(app, export_id)[0]
     assert failed.pages == k - 1 and "503" in (failed.error or "")
-    app.clock.advance(seconds=app.runtime.settings.exports.interval_seconds)
+    app.clock.advance(seconds=app.config("exports").interval_seconds)
     resumed = run_to_success(app, export_id)
 
     assert (resumed.first_page, resumed.pages, resumed.rows) == (k, 10, PRODUCTS)

@@ -79,7 +79,7 @@ def test_discover_does_not_enqueue_orders_in_flight_again(app: App) -> None:
 
     first = discover(orders)
     second = discover(orders)
-    app.clock.advance(seconds=app.runtime.settings.orders.lease_seconds + 1)
+    app.clock.advance(seconds=app.config("orders").lease_seconds + 1)
     after_lease = discover(orders)
 
     assert (first.enqueued, second.enqueued, after_lease.enqueued) == (30, 0, 30)

@@ -14,7 +14,6 @@ import pytest
 from backlane.core.discovery import declare_discover_actors, discover
 from backlane.core.pipeline import Context, Pipeline, Purpose
 from backlane.core.registry import REGISTRY, Registered, register
-from backlane.settings import PipelineSettings
 from devtools.sample import create_orders
 from tests.integration.conftest import App
 from tests.waiting import wait_until
@@ -39,7 +38,7 @@ def _probe(name: str, limit: int) -> Pipeline:
     return Pipeline(
         name=name,
         purpose=Purpose.INTERNAL,
-        settings=lambda _s: PipelineSettings(max_items=limit, tick="*/5 * * * *"),
+        defaults={"max_items": limit, "tick": "*/5 * * * *"},
         fetch=probe_fetch,
         process=probe_process,
         description="test probe",

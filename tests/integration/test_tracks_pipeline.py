@@ -126,7 +126,7 @@ def test_a_failing_track_is_retried_alone_and_never_stops_the_others(
     assert outside.read_bytes() == b"not ours"
     assert all(not storage.exists(f"audio/good-{i}.mp3") for i in range(len(good)))
     # Settled for good: the next tick does not pick them up again.
-    app.clock.advance(seconds=app.runtime.settings.tracks.lease_seconds + 1)
+    app.clock.advance(seconds=app.config("tracks").lease_seconds + 1)
     assert discover(REGISTRY.get("tracks")).enqueued == 0
     tracks_pipeline = REGISTRY.get("tracks")
     assert tracks_pipeline.pipeline.stats is not None
@@ -141,10 +141,10 @@ def test_at_most_max_items_per_tick_and_claimed_tracks_are_not_enqueued_twice(
     pipeline = REGISTRY.get("tracks")
 
     first, second = discover(pipeline), discover(pipeline)
-    app.clock.advance(seconds=app.runtime.settings.tracks.lease_seconds + 1)
+    app.clock.advance(seconds=app.config("tracks").lease_seconds + 1)
     after_lease = discover(pipeline)
 
-    assert app.runtime.settings.tracks.max_items == 50
+    assert app.config("tracks").max_items == 50
     assert (first.enqueued, second.enqueued, after_lease.enqueued) == (50, 10, 50)
 
 

@@ -19,7 +19,7 @@ from backlane.pipelines.catalog.schedule import (
     section_health,
 )
 from backlane.pipelines.catalog.sections import SECTIONS, sources
-from backlane.settings import CATALOG_SECTION_DEFAULTS, CATALOG_SOURCE_DEFAULTS, CatalogSettings
+from backlane.pipelines.catalog.settings import CATALOG_SECTION_DEFAULTS, CATALOG_SOURCE_DEFAULTS, CatalogSettings
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 MIN = timedelta(minutes=1)
@@ -123,15 +123,16 @@ def test_settings_cover_every_section_and_source_with_the_designed_defaults() ->
 
 
 def test_one_env_var_changes_one_field_of_one_section(monkeypatch: pytest.MonkeyPatch) -> None:
-    from backlane.settings import SettingsError, load_settings
+    from backlane.core.config import load_section
+    from backlane.settings import SettingsError
 
     monkeypatch.setenv("BACKLANE_CATALOG__SECTIONS__SALES__ENABLED", "false")
     monkeypatch.setenv("BACKLANE_CATALOG__SOURCES__ERP__BASE_URL", "http://erp.internal")
-    config = load_settings().catalog
+    config = load_section("catalog", CatalogSettings)
     assert config.sections["sales"].enabled is False
     assert config.sections["sales"].retention_days == 365 and config.sections["sales"].interval_minutes == 30
     assert config.sources["erp"].base_url == "http://erp.internal"
     assert config.sources["catalog"].rate_limit_calls == 2
     monkeypatch.setenv("BACKLANE_CATALOG__SECTIONS__SALEZ__ENABLED", "false")
     with pytest.raises(SettingsError, match="BACKLANE_CATALOG__SECTIONS"):
-        load_settings()
+        load_section("catalog", CatalogSettings)

@@ -62,9 +62,38 @@ def test_compose_file_follows_the_compose_specification(compose: dict[str, Any])
     assert list(validator.iter_errors({"services": {"worker": {"depends_on": {"migrate": {"condition": "done"}}}}}))
 
 
-def _is_setting(name: str) -> bool:
+#: Prints every registered pipeline's section as JSON: run in a child process, so this
+#: unit test never loads the application (and its broker) into the test session.
+_DUMP_SECTIONS = (
+    "import json; from backlane.app import load_app; app = load_app();"
+    "print(json.dumps({r.name: r.context().config.model_dump(mode='json') for r in app.registry}))"
+)
+
+
+def pipeline_sections(env: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
+    """Each registered pipeline's settings section (a pipeline declares its own, read by its name)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    result = subprocess.run(
+        [sys.executable, "-c", _DUMP_SECTIONS],
+        env={**clean, **(env or {}), "BACKLANE_WORKER__METRICS_PORT": "0"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def _is_setting(name: str, sections: dict[str, dict[str, Any]]) -> bool:
     model: type[BaseModel] = Settings
     parts = name.removeprefix(ENV_PREFIX).lower().split(ENV_NESTED_DELIMITER)
+    if parts[0] in sections and len(parts) > 1:  # a pipeline's own section
+        value: Any = sections[parts[0]]
+        for part in parts[1:]:
+            if not isinstance(value, dict) or part not in value:
+                return False
+            value = value[part]
+        return True
     for depth, part in enumerate(parts):
         field = model.model_fields.get(part)
         if field is None:
@@ -79,8 +108,9 @@ def _is_setting(name: str) -> bool:
 def test_every_backlane_variable_is_a_setting() -> None:
     names = sorted(set(re.findall(r"\bBACKLANE_[A-Z0-9_]+", COMPOSE_FILE.read_text(encoding="utf-8"))))
     assert names
-    unknown = [name for name in names if not _is_setting(name)]
-    assert not unknown, f"not settings in backlane/settings.py (would be silently ignored): {unknown}"
+    sections = pipeline_sections()
+    unknown = [name for name in names if not _is_setting(name, sections)]
+    assert not unknown, f"not settings of backlane or of a pipeline (would be silently ignored): {unknown}"
 
 
 def _flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -112,6 +142,7 @@ def test_each_container_gets_settings_that_point_at_the_other_services(
     for name, service in backlane_services(compose).items():
         settings = _settings_of(service, monkeypatch)
         values = dict(_flatten(settings))
+        values.update(_flatten(pipeline_sections(environment(service, HOST_ENV))))
         loopback = {k: v for k, v in values.items() if isinstance(v, str) and ("127.0.0.1" in v or "localhost" in v)}
         assert not loopback, f"{name}: loopback inside a container; set them in x-backlane-env: {loopback}"
         for key, value in values.items():

@@ -14,7 +14,6 @@ import pytest
 from backlane.clients.product_api import health_is_up
 from backlane.core.processing import RetryPolicy
 from backlane.pipelines.exports.files import COLUMNS, encode_products, export_paths
-from backlane.settings import Settings, load_settings
 from contracts.products import Product
 
 
@@ -39,29 +38,9 @@ def products(start: int, count: int) -> list[Product]:
     ]
 
 
-def test_defaults_match_the_design(clean_env: None) -> None:
-    settings = load_settings()
-    tracks, exports = settings.tracks, settings.exports
-    assert (tracks.tick, tracks.max_items, tracks.enabled) == ("*/5 * * * *", 50, True)
-    assert (exports.interval_seconds, exports.initial_delay_seconds, exports.health_timeout_seconds) == (300, 30, 10)
-    assert (exports.max_retries, exports.min_backoff_ms, exports.max_backoff_ms) == (2, 30_000, 300_000)
-    assert (exports.breaker_failure_threshold, exports.breaker_open_seconds) == (3, 30)
-    assert (settings.staging_acme.max_items, settings.staging_globex.max_items) == (5, 10)
-
-
-def test_each_staging_section_is_configured_on_its_own(clean_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BACKLANE_STAGING_ACME__TICK", "*/2 * * * *")
-    monkeypatch.setenv("BACKLANE_STAGING_GLOBEX__BASE_URL", "http://globex.example")
-    settings = Settings()
-    assert (settings.staging_acme.tick, settings.staging_acme.max_items) == ("*/2 * * * *", 5)
-    assert (settings.staging_globex.base_url, settings.staging_globex.max_items) == ("http://globex.example", 10)
-    assert settings.staging_acme.base_url != "http://globex.example"
-
-
 def test_export_backoff_starts_at_30_s_doubles_and_stops_at_300_s(clean_env: None) -> None:
-    exports = load_settings().exports
-    assert exports.max_retries is not None and exports.min_backoff_ms and exports.max_backoff_ms
-    policy = RetryPolicy(exports.max_retries, exports.min_backoff_ms, exports.max_backoff_ms)
+    # The exports section's defaults (checked in tests/integration/test_pipeline_sections.py).
+    policy = RetryPolicy(2, 30_000, 300_000)
     for failures, low in [(0, 30_000), (1, 60_000), (2, 120_000)]:
         delays = [policy.backoff_ms(failures) for _ in range(200)]
         assert low <= min(delays) and max(delays) <= min(2 * low, 300_000)

@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from backlane.settings import SettingsError, load_settings
+from backlane.core.config import load_section
+from backlane.settings import PipelineSettings, SettingsError, load_settings
 
 
 def test_defaults_match_the_design(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -14,7 +15,7 @@ def test_defaults_match_the_design(monkeypatch: pytest.MonkeyPatch) -> None:
         if key.startswith("BACKLANE_"):
             monkeypatch.delenv(key)
     settings = load_settings()
-    assert settings.orders.tick == "* * * * *"
+    assert load_section("orders", PipelineSettings).tick == "* * * * *"
     assert settings.database.url.get_secret_value().startswith("sqlite:///")
 
 
@@ -22,7 +23,7 @@ def test_nested_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("BACKLANE_ORDERS__MAX_ITEMS", "42")
     monkeypatch.setenv("BACKLANE_BROKER__QUEUE_TYPE", "quorum")
     settings = load_settings()
-    assert (settings.orders.max_items, settings.broker.queue_type) == (42, "quorum")
+    assert (load_section("orders", PipelineSettings).max_items, settings.broker.queue_type) == (42, "quorum")
 
 
 @pytest.mark.parametrize(
@@ -38,6 +39,7 @@ def test_a_bad_setting_names_its_variable(monkeypatch: pytest.MonkeyPatch, varia
     monkeypatch.setenv(variable, value)
     with pytest.raises(SettingsError) as raised:
         load_settings()
+        load_section("orders", PipelineSettings)  # a pipeline's section: read by its name
     assert variable in str(raised.value)
 
 

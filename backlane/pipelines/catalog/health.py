@@ -18,7 +18,7 @@ from backlane.resilience.breaker import CLOSED, breaker_row_state
 if TYPE_CHECKING:
     from backlane.core.clock import Clock
     from backlane.db.engine import Database
-    from backlane.settings import CatalogSettings
+    from backlane.pipelines.catalog.settings import CatalogSettings
 
 
 def _utc(value: datetime | None) -> datetime | None:

@@ -1,0 +1,124 @@
+"""The catalog pipeline's settings section (``BACKLANE_CATALOG__*``): sections, sources and their defaults."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
+
+from backlane.settings import PipelineSettings, Section
+
+#: Every catalog section: refresh interval in minutes and, for history, retention in days.
+CATALOG_SECTION_DEFAULTS: dict[str, dict[str, float]] = {
+    "erp_stock": {"interval_minutes": 5},
+    "eshop_stock": {"interval_minutes": 10},
+    "stock_taking": {"interval_minutes": 10},
+    "transport": {"interval_minutes": 15},
+    "lots": {"interval_minutes": 15},
+    "sales": {"interval_minutes": 30, "retention_days": 365},
+    "consumed_materials": {"interval_minutes": 30, "retention_days": 720},
+    "purchase_history": {"interval_minutes": 60, "retention_days": 365},
+    "attributes": {"interval_minutes": 60},
+    "suppliers": {"interval_minutes": 120},
+    "categories": {"interval_minutes": 30},
+    "brands": {"interval_minutes": 30},
+}
+#: Each catalog source; the catalog provider's endpoint allows 2 requests an hour.
+CATALOG_SOURCE_DEFAULTS: dict[str, dict[str, float]] = {
+    "catalog": {"rate_limit_calls": 2, "rate_limit_window_seconds": 3600},
+    "erp": {},
+    "eshop": {},
+    "logistics": {},
+}
+
+
+def _merge_defaults(defaults: dict[str, dict[str, float]], kind: str):  # type: ignore[no-untyped-def]
+    """Fill each entry from its defaults, so BACKLANE_CATALOG__SECTIONS__SALES__ENABLED=false
+    changes one field of one section and keeps every other default; unknown names fail."""
+
+    def merge(value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        unknown = sorted(set(value) - set(defaults))
+        if unknown:
+            raise ValueError(f"unknown catalog {kind}: {', '.join(unknown)} (known: {', '.join(defaults)})")
+        merged: dict[str, Any] = {}
+        for name, base in defaults.items():
+            given = value.get(name, {})
+            if isinstance(given, BaseModel):
+                given = given.model_dump(exclude_unset=True)
+            merged[name] = {**base, **given}
+        return merged
+
+    return merge
+
+
+class CatalogSectionSettings(Section):
+    #: Off: discover never claims the section; its data stays as last refreshed.
+    enabled: bool = True
+    #: The section is due when this long has passed since its last success, minutes.
+    interval_minutes: float = Field(gt=0)
+    #: History sections: rows older than this are pruned, days (None: not a history section).
+    retention_days: float | None = Field(default=None, gt=0)
+
+
+class CatalogSourceSettings(Section):
+    #: Base URL of this source (None: catalog.base_url).
+    base_url: str | None = None
+    #: Per-request timeout, seconds.
+    timeout: float = Field(default=30.0, gt=0)
+    #: Calls to this source allowed per window, across every worker (None: no limit of our own).
+    rate_limit_calls: int | None = Field(default=None, ge=1)
+    #: ... per this many seconds.
+    rate_limit_window_seconds: float = Field(default=3600.0, gt=0)
+
+
+class CatalogSettings(PipelineSettings):
+    #: Discover looks every minute; each section runs on its own interval (``sections``).
+    tick: str = "* * * * *"
+    #: At most this many sections refresh at once, across every worker.
+    max_concurrent: int = Field(default=3, ge=1)
+    #: One refresh may run this long before it is interrupted (Dramatiq time limit), seconds.
+    refresh_time_limit_seconds: float = Field(default=600.0, gt=0)
+    #: A claimed section is not claimed again before this long; above the time limit, seconds.
+    lease_seconds: float = Field(default=660.0, gt=0)
+    #: A refresh that finds max_concurrent running tries again after this long, seconds.
+    busy_recheck_seconds: float = Field(default=15.0, gt=0)
+    #: A source's breaker opens after this many failures in a row ...
+    breaker_failure_threshold: int = Field(default=3, ge=1)
+    #: ... for this many seconds, then one trial call decides.
+    breaker_open_seconds: float = Field(default=30.0, gt=0)
+    #: Health: a section is degraded when its last success is older than this, minutes ...
+    degraded_after_minutes: float = Field(default=30.0, gt=0)
+    #: ... or than this many of its intervals, whichever is larger.
+    degraded_interval_factor: float = Field(default=3.0, gt=0)
+    #: Base URL of every source without its own (the simulator in demo and tests).
+    base_url: str = "http://127.0.0.1:8085"
+    #: Fanout exchange CatalogSectionRefreshed is published to; other services bind their queues.
+    event_exchange: str = "catalog.events"
+    #: A bounded queue bound to it, so an event always routes and the latest ones can be read.
+    event_recent_queue: str = "catalog.events.recent"
+    #: Most events kept in that queue (oldest dropped first).
+    event_recent_max_length: int = Field(default=1000, ge=1)
+    #: Interval, enabled flag and retention of each section (defaults: CATALOG_SECTION_DEFAULTS).
+    sections: dict[str, CatalogSectionSettings] = Field(
+        default_factory=lambda: {
+            k: CatalogSectionSettings.model_validate(v) for k, v in CATALOG_SECTION_DEFAULTS.items()
+        }
+    )
+    #: Base URL, timeout and rate limit of each source (defaults: CATALOG_SOURCE_DEFAULTS).
+    sources: dict[str, CatalogSourceSettings] = Field(
+        default_factory=lambda: {k: CatalogSourceSettings.model_validate(v) for k, v in CATALOG_SOURCE_DEFAULTS.items()}
+    )
+
+    _sections = field_validator("sections", mode="before")(_merge_defaults(CATALOG_SECTION_DEFAULTS, "sections"))
+    _sources = field_validator("sources", mode="before")(_merge_defaults(CATALOG_SOURCE_DEFAULTS, "sources"))
+
+    def with_section(self, name: str, **changes: Any) -> CatalogSettings:
+        """A copy with one section changed (validated), for tests and tools."""
+        section = CatalogSectionSettings.model_validate({**self.sections[name].model_dump(), **changes})
+        return self.model_copy(update={"sections": {**self.sections, name: section}})
+
+    def with_source(self, name: str, **changes: Any) -> CatalogSettings:
+        source = CatalogSourceSettings.model_validate({**self.sources[name].model_dump(), **changes})
+        return self.model_copy(update={"sources": {**self.sources, name: source}})
