@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import dramatiq
 from dramatiq.broker import Broker
 from dramatiq.middleware import (
-    AgeLimit,
     Callbacks,
     CurrentMessage,
     Middleware,
@@ -25,6 +24,7 @@ from dramatiq.middleware import (
 )
 from periodiq import PeriodiqMiddleware
 
+from backlane import log_limits
 from backlane.broker import BacklaneBroker
 from backlane.clock import Clock, default_clock
 from backlane.db.engine import Database
@@ -36,9 +36,12 @@ PERIODIQ_SKIP_DELAY = 30
 
 
 def _retry_when(max_retries: int):  # type: ignore[no-untyped-def]
-    """backlane's actors raise dramatiq.Retry with their own delay and count their own
-    failures (see backlane.processing); anything else escaping an actor is retried
-    up to max_retries."""
+    """backlane's per-item actors end only in success, dramatiq.Retry (delay and count decided
+    by backlane.processing) or FinalFailure (in ``throws``), so Dramatiq never gives up on an
+    item by its own count; anything else escaping an actor is retried up to max_retries.
+
+    Dramatiq's AgeLimit is left out on purpose: it dead-letters old messages with their rows
+    still in flight; backlane.processing applies ``retries.max_age_ms`` without losing the item."""
 
     def retry_when(retries: int, exception: BaseException) -> bool:
         return isinstance(exception, dramatiq.Retry) or retries < max_retries
@@ -49,7 +52,6 @@ def _retry_when(max_retries: int):  # type: ignore[no-untyped-def]
 def build_middleware(settings: Settings) -> list[Middleware]:
     retry = settings.retries
     middleware: list[Middleware] = [
-        AgeLimit(max_age=retry.max_age_ms),
         TimeLimit(time_limit=retry.time_limit_ms),
         ShutdownNotifications(),
         Callbacks(),
@@ -122,6 +124,7 @@ def get_runtime() -> Runtime:
         if _runtime is None:
             settings = get_settings()
             logging.getLogger("backlane").setLevel(settings.log_level)
+            log_limits.install()
             _apply_worker_settings(settings)
             _runtime = Runtime(settings=settings, broker=build_broker(settings), clock=default_clock())
             dramatiq.set_broker(_runtime.broker)
