@@ -26,6 +26,7 @@ from dramatiq.middleware import SkipMessage
 
 from backlane import metrics
 from backlane.errors import BacklaneError
+from backlane.log_limits import cut
 from backlane.publishing import Outgoing
 
 if TYPE_CHECKING:
@@ -98,6 +99,9 @@ class DeadLetteringConsumer(_RabbitmqConsumer):
         try:
             message = Message.decode(body)
             problem = envelope_problem(message)
+            if problem is None and message.actor_name not in self.broker.actors:
+                # Dramatiq would fail inside its own middleware and ack it: a silent loss.
+                problem = f"no actor named {cut(message.actor_name, 100)!r} is registered for queue {self.queue_name!r}"
         except DecodeError as e:
             message, problem = None, f"not a valid message envelope: {e.error or e}"
         if problem is not None:
