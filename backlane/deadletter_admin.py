@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -77,6 +78,8 @@ def requeue_body(letter: DeadLetter) -> bytes:
     body = dict(letter.body)
     body["options"] = {k: v for k, v in options.items() if k not in ATTEMPT_OPTIONS}
     body["options"][REQUEUED_OPTION] = True
+    # A requeued message starts a new life: its grace periods and age count from now.
+    body["message_timestamp"] = int(time.time() * 1000)
     body["queue_name"] = letter.queue
     return json.dumps(body, separators=(",", ":")).encode()
 
