@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import dramatiq
 from dramatiq.middleware import (
-    AgeLimit,
     Callbacks,
     CurrentMessage,
     Middleware,
@@ -29,6 +28,7 @@ from dramatiq.middleware import (
 )
 from periodiq import PeriodiqMiddleware
 
+from backlane.core import log_limits
 from backlane.core.clock import default_clock
 from backlane.core.registry import REGISTRY, Registry
 from backlane.core.runtime import Runtime, get_runtime, install, installed_runtime
@@ -50,9 +50,12 @@ class App:
 
 
 def _retry_when(max_retries: int):  # type: ignore[no-untyped-def]
-    """backlane's actors raise dramatiq.Retry with their own delay and count their own
-    failures (see backlane.core.processing); anything else escaping an actor is retried
-    up to max_retries."""
+    """backlane's per-item actors end only in success, dramatiq.Retry (delay and count decided
+    by backlane.core.processing) or FinalFailure (in ``throws``), so Dramatiq never gives up on an
+    item by its own count; anything else escaping an actor is retried up to max_retries.
+
+    Dramatiq's AgeLimit is left out on purpose: it dead-letters old messages with their rows
+    still in flight; backlane.core.processing applies ``retries.max_age_ms`` without losing the item."""
 
     def retry_when(retries: int, exception: BaseException) -> bool:
         return isinstance(exception, dramatiq.Retry) or retries < max_retries
@@ -63,7 +66,6 @@ def _retry_when(max_retries: int):  # type: ignore[no-untyped-def]
 def build_middleware(settings: Settings) -> list[Middleware]:
     retry = settings.retries
     middleware: list[Middleware] = [
-        AgeLimit(max_age=retry.max_age_ms),
         TimeLimit(time_limit=retry.time_limit_ms),
         ShutdownNotifications(),
         Callbacks(),
@@ -110,6 +112,7 @@ def setup() -> BacklaneBroker:
     if runtime is None:
         settings = get_settings()
         logging.getLogger("backlane").setLevel(settings.log_level)
+        log_limits.install()
         _apply_worker_settings(settings)
         runtime = install(Runtime(settings=settings, broker=build_broker(settings), clock=default_clock()))
     return runtime.broker

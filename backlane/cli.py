@@ -11,10 +11,14 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from backlane.app import load_app
 from backlane.errors import SetupError
 from backlane.settings import SettingsError
+
+if TYPE_CHECKING:
+    from backlane.operations.deadletter_admin import Listing
 
 
 def _pipelines(args: argparse.Namespace) -> int:
@@ -93,32 +97,69 @@ def _dead_letters(args: argparse.Namespace) -> int:
     runtime = load_app(args.app).runtime
     url = runtime.settings.broker.url.get_secret_value()
     queues = [args.queue] if args.queue else sorted({a.queue_name for a in runtime.broker.actors.values()})
-    if args.action == "list":
-        letters = admin.list_dead_letters(url, queues)
-        if args.json:
-            print(json.dumps([letter.as_row() for letter in letters], indent=2, default=str))
-        else:
-            for letter in letters:
-                print(
-                    f"{letter.failed_at:<26} {letter.queue:<16} {letter.actor:<18} item={json.dumps(letter.item)}"
-                    f" [{letter.kind}] {letter.reason}"
-                )
-            print(f"{len(letters)} dead letter(s)")
+    missing_ok = not args.queue  # every queue: one never declared has no dead letters; a named one must exist
+    if args.limit < 0:
+        print("backlane: --limit must be 0 or more", file=sys.stderr)
+        return 2
+    try:
+        if args.action == "list":
+            return _list_dead_letters(args, admin.list_dead_letters(url, queues, args.limit, missing_ok=missing_ok))
+        if args.action == "requeue":
+            if bool(args.all) == bool(args.message_id):
+                print("backlane: say which: --message-id ID or --all", file=sys.stderr)
+                return 2
+            report = admin.requeue(
+                runtime.broker,
+                url,
+                queues,
+                lambda d: args.all or d.message_id == args.message_id,
+                first_only=bool(args.message_id),
+                missing_ok=missing_ok,
+            )
+            print(report.summary(args.message_id))
+            return 0 if report.requeued or args.all else 1
+        if not args.yes:
+            answer = input(f"purge every dead letter of {', '.join(queues)}? type 'purge' to confirm: ")
+            if answer.strip() != "purge":
+                print("nothing purged")
+                return 1
+        for queue, count in admin.purge(url, queues, missing_ok=missing_ok).items():
+            print(f"purged {count} from {queue}.XQ")
         return 0
-    if args.action == "requeue":
-        if not args.all and not args.message_id:
-            print("backlane: say which: --message-id ID or --all", file=sys.stderr)
-            return 2
-        done = admin.requeue(runtime.broker, url, queues, lambda d: args.all or d.message_id == args.message_id)
-        print(f"requeued {len(done)} message(s)")
-        return 0 if done or args.all else 1
-    if not args.yes:
-        answer = input(f"purge every dead letter of {', '.join(queues)}? type 'purge' to confirm: ")
-        if answer.strip() != "purge":
-            print("nothing purged")
-            return 1
-    for queue, count in admin.purge(url, queues).items():
-        print(f"purged {count} from {queue}.XQ")
+    except admin.AdminError as exc:
+        print(f"backlane: {exc}", file=sys.stderr)
+        return 2
+
+
+def _list_dead_letters(args: argparse.Namespace, listings: list[Listing]) -> int:
+    from backlane.operations import deadletter_admin as admin
+
+    letters = [letter for listing in listings for letter in listing.letters]
+    summaries = [
+        f"showing {len(listing.letters):,} of {listing.total:,} dead letter{'' if listing.total == 1 else 's'}"
+        f" in {listing.xq}"
+        for listing in listings
+        if listing.total or len(listings) == 1
+    ]
+    shown, total = len(letters), sum(listing.total for listing in listings)
+    if len(summaries) != 1:
+        summaries.append(f"showing {shown:,} of {total:,} dead letters in {len(listings)} queue(s)")
+    if shown < total:
+        summaries[-1] += f" (--limit {args.limit} reached; raise it to see more)"
+    if args.json:
+        print(json.dumps([admin.display_row(letter) for letter in letters], indent=2, default=str))
+        for line in summaries:
+            print(line, file=sys.stderr)  # stdout stays one JSON document
+        return 0
+    for letter in letters:
+        row = admin.display_row(letter)
+        item = row["item"] if isinstance(row["item"], str) else json.dumps(row["item"])
+        print(
+            f"{row['failed_at']:<26} {row['queue']:<16} {row['actor']:<18} id={row['message_id']}"
+            f" item={item} [{row['kind']}] {row['reason']}"
+        )
+    for line in summaries:
+        print(line)
     return 0
 
 
@@ -168,9 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
     dead = sub.add_parser("dead-letters", help="list, requeue or purge dead letters")
     dead.add_argument("action", choices=["list", "requeue", "purge"])
     dead.add_argument("--queue", help="one queue (default: all)")
-    dead.add_argument("--message-id", help="requeue this message")
-    dead.add_argument("--all", action="store_true", help="requeue every dead letter")
+    dead.add_argument("--message-id", help="requeue this message (one copy of it)")
+    dead.add_argument("--all", action="store_true", help="requeue every dead letter there is when it starts")
     dead.add_argument("--yes", action="store_true", help="purge without asking")
+    dead.add_argument(
+        "--limit", type=int, default=100, metavar="N", help="list: show at most N dead letters (default 100)"
+    )
     dead.add_argument("--json", action="store_true")
     dead.set_defaults(func=_dead_letters)
 

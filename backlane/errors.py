@@ -7,6 +7,9 @@ Every exception raised while processing an item ends up as one of three kinds:
 * :class:`DelayedRetry` — try again after exactly the delay someone named
   (:class:`RateLimited` by a server's "wait for X seconds" / Retry-After,
   :class:`CircuitOpen` until the breaker's trial time);
+* :class:`Unavailable` — one of backlane's own dependencies (database, broker)
+  is down: the item waits the outage out with capped backoff and its retry
+  budget is not touched, since nothing is wrong with the item itself;
 * :class:`PermanentError` — retrying cannot help (malformed message, 4xx,
   unknown item): the item is marked failed and the message dead-lettered.
 
@@ -20,7 +23,9 @@ import json
 import math
 import re
 
+import dramatiq.errors
 import httpx
+import pika.exceptions
 import pydantic
 import sqlalchemy.exc
 
@@ -67,6 +72,15 @@ class NotReady(DelayedRetry):
     """The item is not in a state to work on yet (e.g. an order still settling)."""
 
     kind = "not_ready"
+
+
+class Unavailable(TransientError):
+    """Our own database or broker is unreachable: wait, without spending the item's retries.
+
+    An outage of any length must neither fail items nor dead-letter them; only the
+    item's own failures (its API answering 5xx, timing out, refusing it) count."""
+
+    kind = "unavailable"
 
 
 class PermanentError(BacklaneError):
@@ -149,12 +163,18 @@ def classify(exc: BaseException) -> BacklaneError:
     if isinstance(exc, json.JSONDecodeError):
         return MalformedMessage(f"not valid JSON: {exc}")
     if isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
-        return TransientError(f"database unavailable: {exc.orig or exc}")
+        return Unavailable(f"database unavailable: {_first_line(exc.orig or exc)}")
+    if isinstance(exc, dramatiq.errors.BrokerConnectionError | pika.exceptions.AMQPConnectionError):
+        return Unavailable(f"broker unavailable: {_first_line(exc) or exc.__class__.__name__}")
     if isinstance(exc, sqlalchemy.exc.IntegrityError):
         return PermanentError(f"database integrity error: {exc.orig or exc}")
     if isinstance(exc, TimeoutError):
         return TransientError(f"timed out: {exc}")
     return TransientError(f"{exc.__class__.__name__}: {exc}")
+
+
+def _first_line(exc: object) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else ""
 
 
 def _describe_validation(exc: pydantic.ValidationError) -> str:

@@ -67,7 +67,8 @@ class RetrySettings(Section):
     max_backoff_ms: int = Field(default=15 * 60_000, ge=1)
     #: Hard limit on one message's processing time, milliseconds.
     time_limit_ms: int = Field(default=10 * 60_000, ge=1000)
-    #: Messages older than this are dropped unprocessed (their row stays due), ms.
+    #: A message older than this is let go unworked, never dead-lettered (its row stays due
+    #: and discover offers it again), ms. Requeued dead letters count from their requeue.
     max_age_ms: int = Field(default=24 * 3600_000, ge=1000)
 
 

@@ -11,6 +11,7 @@ import json
 import logging
 from typing import Any
 
+from backlane.core import log_limits
 from backlane.operations import metrics
 
 logger = logging.getLogger("backlane.outcome")
@@ -27,10 +28,10 @@ def record(
     reason: str | None = None,
     delay_s: float | None = None,
 ) -> None:
-    """Log the outcome (``succeeded``, ``retry``, ``waiting``, ``failed``) of one attempt."""
+    """Log the outcome (``succeeded``, ``retry``, ``waiting``, ``expired``, ``failed``) of one attempt."""
     fields: dict[str, Any] = {
         "pipeline": pipeline,
-        "item": item,
+        "item": log_limits.cut_value(item),
         "outcome": outcome,
         "attempt": attempt,
         "duration_ms": round(duration_s * 1000, 1),
@@ -38,7 +39,7 @@ def record(
     if kind:
         fields["error_class"] = kind
     if reason:
-        fields["reason"] = reason
+        fields["reason"] = log_limits.cut(reason)
     if delay_s is not None:
         fields["retry_in_s"] = round(delay_s, 3)
     level = logging.WARNING if outcome == "failed" else logging.INFO

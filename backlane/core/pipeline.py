@@ -95,4 +95,4 @@ class Context:
 
     @property
     def log(self) -> logging.Logger:
-        return logging.getLogger(f"backlane.core.pipeline.{self.pipeline.name}")
+        return logging.getLogger(f"backlane.pipeline.{self.pipeline.name}")

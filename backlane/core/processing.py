@@ -1,11 +1,21 @@
 """Running one item: the single place where errors become retries, waits or failures.
 
-Dramatiq's Retries middleware would count every raise against ``max_retries``,
-including "the server said wait 30 minutes" and "the order is still pending".
-Here only real failures count (kept in the message's ``backlane_failures``
-option); named delays never use up an item's retries. When an item fails for
-good its pipeline records the failure on the row first, then the message is
-rejected and lands in the dead-letter queue with the reason.
+There is one retry count per item, backlane's own, kept in the message's
+``backlane_failures`` option; Dramatiq's Retries middleware only carries out
+what is decided here (every path out of :func:`run_item` is either success,
+``dramatiq.Retry`` with its delay, or :class:`FinalFailure`), so it can never
+give up on an item before the item's budget is spent.
+
+* Only the item's own failures count against its budget; "the server said
+  wait" and "not ready yet" are waits, and an outage of our own database or
+  broker (:class:`~backlane.errors.Unavailable`) is waited out with capped
+  backoff however long it lasts.
+* An item fails for good only once its row says so: the pipeline's
+  ``on_failure`` writes the reason first. If that write is impossible (the
+  database is down) the message is retried and remembers the pending failure,
+  so it is never dead-lettered with its row left in flight.
+* A message older than ``max_age_ms`` is let go without work (its row stays
+  due and discover offers it again); it is never dead-lettered for its age.
 """
 
 from __future__ import annotations
@@ -21,12 +31,35 @@ from dramatiq.middleware import CurrentMessage
 from dramatiq.middleware.time_limit import TimeLimitExceeded
 
 from backlane.core import outcomes
-from backlane.errors import BacklaneError, DelayedRetry, PermanentError, TransientError, classify, delay_ms
+from backlane.errors import (
+    BacklaneError,
+    DelayedRetry,
+    PermanentError,
+    TransientError,
+    Unavailable,
+    classify,
+    delay_ms,
+)
 
 #: Message option holding how many real failures an item has had.
 FAILURES_OPTION = "backlane_failures"
+#: Message option counting consecutive outage waits, so their backoff grows (and stays capped).
+WAITS_OPTION = "backlane_waits"
+#: Message option holding a final failure whose row could not be written yet: {"kind", "reason"}.
+PENDING_FAILURE_OPTION = "backlane_pending_failure"
 #: Message option set on a dead letter an operator requeued.
 REQUEUED_OPTION = "backlane_requeued"
+#: Options that belong to one life of a message in its queue, dropped when an operator requeues it.
+ATTEMPT_OPTIONS = (
+    "dead_letter",
+    "retries",
+    FAILURES_OPTION,
+    WAITS_OPTION,
+    PENDING_FAILURE_OPTION,
+    "traceback",
+    "requeue_timestamp",
+    "eta",
+)
 
 
 class FinalFailure(BacklaneError):
@@ -42,6 +75,8 @@ class RetryPolicy:
     max_retries: int
     min_backoff_ms: int
     max_backoff_ms: int
+    #: A message older than this is let go unworked (its row stays due); None: no limit.
+    max_age_ms: int | None = None
 
     def backoff_ms(self, failures: int) -> int:
         """Exponential backoff with jitter for the ``failures``-th failure (0-based)."""
@@ -62,12 +97,47 @@ def run_item(
     failures = int(options.get(FAILURES_OPTION, 0))
     attempt = failures + 1
     started = time.monotonic()
+
+    pending = options.get(PENDING_FAILURE_OPTION)
+    if isinstance(pending, dict):
+        # The budget was spent on an earlier delivery; only the row's failure is left to write.
+        _fail(
+            name,
+            item,
+            policy,
+            on_failure,
+            options,
+            attempt,
+            started,
+            str(pending.get("kind", "error")),
+            str(pending.get("reason", "")),
+            None,
+        )
+        return
+
+    if message is not None and policy.max_age_ms is not None:
+        age_ms = time.time() * 1000 - message.message_timestamp
+        if age_ms > policy.max_age_ms:
+            outcomes.record(
+                name,
+                item,
+                "expired",
+                attempt=attempt,
+                duration_s=0.0,
+                reason=f"message is {age_ms / 1000:.0f}s old (max age {policy.max_age_ms / 1000:.0f}s); "
+                "its row stays due for discover",
+            )
+            return
+
     try:
         work()
     except (Exception, TimeLimitExceeded) as exc:
-        elapsed = time.monotonic() - started
         err = TransientError("time limit exceeded") if isinstance(exc, TimeLimitExceeded) else classify(exc)
+        elapsed = time.monotonic() - started
+        if isinstance(err, Unavailable):
+            _wait(name, item, policy, options, attempt, elapsed, err, exc)
         if isinstance(err, DelayedRetry):
+            options.pop(WAITS_OPTION, None)
             outcomes.record(
                 name,
                 item,
@@ -81,12 +151,10 @@ def run_item(
             raise dramatiq.Retry(err.reason, delay=max(1, delay_ms(err))) from exc
         if isinstance(err, PermanentError) or failures >= policy.max_retries:
             reason = (
-                err.reason if isinstance(err, PermanentError) else (f"gave up after {attempt} attempts: {err.reason}")
+                err.reason if isinstance(err, PermanentError) else f"gave up after {attempt} attempts: {err.reason}"
             )
-            if on_failure is not None:
-                on_failure(reason)  # if this raises (database down) the message is retried instead
-            outcomes.record(name, item, "failed", attempt=attempt, duration_s=elapsed, kind=err.kind, reason=reason)
-            raise FinalFailure(reason, err.kind) from exc
+            _fail(name, item, policy, on_failure, options, attempt, started, err.kind, reason, exc)
+        options.pop(WAITS_OPTION, None)
         options[FAILURES_OPTION] = failures + 1
         backoff = policy.backoff_ms(failures)
         outcomes.record(
@@ -100,4 +168,70 @@ def run_item(
             delay_s=backoff / 1000,
         )
         raise dramatiq.Retry(err.reason, delay=backoff) from exc
+    options.pop(WAITS_OPTION, None)
     outcomes.record(name, item, "succeeded", attempt=attempt, duration_s=time.monotonic() - started)
+
+
+def _wait(
+    name: str,
+    item: Any,
+    policy: RetryPolicy,
+    options: dict[str, Any],
+    attempt: int,
+    elapsed: float,
+    err: Unavailable,
+    cause: BaseException | None,
+) -> None:
+    """Wait an outage out: capped backoff that grows per wait, the item's budget untouched."""
+    waits = int(options.get(WAITS_OPTION, 0))
+    options[WAITS_OPTION] = waits + 1
+    delay = policy.backoff_ms(min(waits, 30))
+    outcomes.record(
+        name,
+        item,
+        "waiting",
+        attempt=attempt,
+        duration_s=elapsed,
+        kind=err.kind,
+        reason=err.reason,
+        delay_s=delay / 1000,
+    )
+    raise dramatiq.Retry(err.reason, delay=delay) from cause
+
+
+def _fail(
+    name: str,
+    item: Any,
+    policy: RetryPolicy,
+    on_failure: Callable[[str], None] | None,
+    options: dict[str, Any],
+    attempt: int,
+    started: float,
+    kind: str,
+    reason: str,
+    cause: BaseException | None,
+) -> None:
+    """End the item for good: its row first, then the dead letter. Always raises."""
+    if on_failure is not None:
+        try:
+            on_failure(reason)
+        except Exception as exc:
+            # Never dead-letter an item whose row still says it is in flight: keep the
+            # verdict on the message and try the write again after a (capped) wait.
+            options[PENDING_FAILURE_OPTION] = {"kind": kind, "reason": reason}
+            problem = classify(exc)
+            _wait(
+                name,
+                item,
+                policy,
+                options,
+                attempt,
+                time.monotonic() - started,
+                Unavailable(f"could not record the failure ({reason}): {problem.reason}"),
+                exc,
+            )
+    options.pop(PENDING_FAILURE_OPTION, None)
+    outcomes.record(
+        name, item, "failed", attempt=attempt, duration_s=time.monotonic() - started, kind=kind, reason=reason
+    )
+    raise FinalFailure(reason, kind) from cause

@@ -15,12 +15,13 @@ import dramatiq
 from dramatiq.broker import Broker
 from dramatiq.middleware import CurrentMessage
 
+from backlane.core.log_limits import cut
 from backlane.core.pipeline import Context, Item, Pipeline, Purpose
 from backlane.core.processing import REQUEUED_OPTION, FinalFailure, RetryPolicy, run_item
 from backlane.core.runtime import get_runtime
 from backlane.errors import MalformedMessage
 
-logger = logging.getLogger("backlane.core.registry")
+logger = logging.getLogger("backlane.registry")
 
 #: Per-item actors yield to discover actors (priority 0) inside a worker: lower runs first.
 ITEM_PRIORITY = 10
@@ -49,29 +50,39 @@ class Registered:
             max_retries=config.max_retries if config.max_retries is not None else defaults.max_retries,
             min_backoff_ms=config.min_backoff_ms or defaults.min_backoff_ms,
             max_backoff_ms=config.max_backoff_ms or defaults.max_backoff_ms,
+            max_age_ms=defaults.max_age_ms,
         )
 
     def process(self, *args: Item, **kwargs: Item) -> None:
-        """Body of the per-item actor: exactly one positional argument, the item."""
+        """Body of the per-item actor: exactly one positional argument, the item.
+
+        Everything that can fail, the reopening of a requeued item included, runs
+        inside :func:`run_item`, so every exception is classified in one place."""
         ctx = self.context()
         if len(args) != 1 or kwargs:
-            bad = MalformedMessage(f"expected exactly one item argument, got args={args!r} kwargs={kwargs!r}")
+            bad = MalformedMessage(
+                f"expected exactly one item argument, got args={cut(repr(args))} kwargs={cut(repr(kwargs))}"
+            )
             run_item(self.name, None, _raiser(bad), self.retry_policy(ctx))
             return
         item = args[0]
-        on_failure = self.pipeline.on_failure
+        pipeline = self.pipeline
+        message = CurrentMessage.get_current_message()
+
+        def work() -> None:
+            if message is not None and message.options.get(REQUEUED_OPTION) and pipeline.reopen:
+                # An operator requeued this dead letter after fixing its cause: the row's
+                # "failed" must not make the idempotent process skip it. Forgotten only once done.
+                pipeline.reopen(ctx, item)
+            if message is not None:
+                message.options.pop(REQUEUED_OPTION, None)
+            pipeline.process(ctx, item)
 
         def record_failure(reason: str) -> None:
-            if on_failure is not None:
-                on_failure(ctx, item, reason)
+            if pipeline.on_failure is not None:
+                pipeline.on_failure(ctx, item, reason)
 
-        message = CurrentMessage.get_current_message()
-        if message is not None and message.options.pop(REQUEUED_OPTION, False) and self.pipeline.reopen:
-            # An operator requeued this dead letter after fixing its cause: the row's
-            # "failed" must not make the idempotent process skip it.
-            self.pipeline.reopen(ctx, item)
-
-        run_item(self.name, item, lambda: self.pipeline.process(ctx, item), self.retry_policy(ctx), record_failure)
+        run_item(self.name, item, work, self.retry_policy(ctx), record_failure)
 
 
 def _raiser(error: Exception):  # type: ignore[no-untyped-def]

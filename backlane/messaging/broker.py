@@ -30,7 +30,7 @@ from dramatiq.middleware import Middleware
 from backlane.messaging.deadletter import DeadLetteringConsumer
 from backlane.messaging.publishing import BatchPublisher, Outgoing, UnroutableMessages
 
-logger = logging.getLogger("backlane.messaging.broker")
+logger = logging.getLogger("backlane.broker")
 
 T = TypeVar("T")
 _CONNECTION_ERRORS = (BrokerConnectionError, pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError)

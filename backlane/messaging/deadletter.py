@@ -24,6 +24,7 @@ from dramatiq.errors import ConnectionClosed, DecodeError
 from dramatiq.message import Message
 from dramatiq.middleware import SkipMessage
 
+from backlane.core.log_limits import cut
 from backlane.errors import BacklaneError
 from backlane.messaging.publishing import Outgoing
 from backlane.operations import metrics
@@ -31,7 +32,7 @@ from backlane.operations import metrics
 if TYPE_CHECKING:
     from backlane.messaging.broker import BacklaneBroker
 
-logger = logging.getLogger("backlane.messaging.deadletter")
+logger = logging.getLogger("backlane.deadletter")
 
 #: Actor name given to bodies that could not be decoded at all.
 UNDECODABLE_ACTOR = "<undecodable>"
@@ -98,6 +99,9 @@ class DeadLetteringConsumer(_RabbitmqConsumer):
         try:
             message = Message.decode(body)
             problem = envelope_problem(message)
+            if problem is None and message.actor_name not in self.broker.actors:
+                # Dramatiq would fail inside its own middleware and ack it: a silent loss.
+                problem = f"no actor named {cut(message.actor_name, 100)!r} is registered for queue {self.queue_name!r}"
         except DecodeError as e:
             message, problem = None, f"not a valid message envelope: {e.error or e}"
         if problem is not None:

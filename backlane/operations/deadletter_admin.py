@@ -6,25 +6,33 @@ counters and publishes the message back onto its queue through the normal path
 (confirmed), then removes it from ``.XQ``; a message that was never decodable
 goes back as its raw bytes. Messages are read over AMQP without acking, so an
 interrupted command leaves every dead letter where it was.
+
+Every command works on the dead letters a queue held when it started: it reads
+the queue's count first (a passive declare) and at most that many messages. A
+requeued message that fails again lands at the tail of ``.XQ`` and is not read
+again by the same run (nor is any message whose id this run already requeued),
+so ``requeue --all`` ends even while a worker dead-letters what it requeues.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
+import dramatiq.errors
 import pika
+import pika.exceptions
 from dramatiq.common import q_name, xq_name
 
-from backlane.core.processing import REQUEUED_OPTION
+from backlane.core.processing import ATTEMPT_OPTIONS, REQUEUED_OPTION
 from backlane.messaging.deadletter import UNDECODABLE_ACTOR
 from backlane.messaging.publishing import Outgoing
-
-#: Options that belong to one delivery attempt, dropped when a message is requeued.
-ATTEMPT_OPTIONS = ("dead_letter", "retries", "backlane_failures", "traceback", "requeue_timestamp", "eta")
 
 
 @dataclass(frozen=True)
@@ -70,57 +78,273 @@ def requeue_body(letter: DeadLetter) -> bytes:
     body = dict(letter.body)
     body["options"] = {k: v for k, v in options.items() if k not in ATTEMPT_OPTIONS}
     body["options"][REQUEUED_OPTION] = True
+    # A requeued message starts a new life: its grace periods and age count from now.
+    body["message_timestamp"] = int(time.time() * 1000)
     body["queue_name"] = letter.queue
     return json.dumps(body, separators=(",", ":")).encode()
 
 
+#: Dead letters `list` shows unless told otherwise.
+DEFAULT_LIST_LIMIT = 100
+#: Longest text shown for one field (item, reason, raw body); longer is cut, with its size.
+FIELD_LIMIT = 200
+
+
+class AdminError(Exception):
+    """A dead-letter command could not do its work; the message is one line for the operator."""
+
+
+class UnknownQueue(AdminError):
+    pass
+
+
+class BrokerUnavailable(AdminError):
+    pass
+
+
+def clip(text: str, limit: int = FIELD_LIMIT) -> str:
+    """``text`` cut to ``limit`` characters, saying how long it was."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text):,} chars)"
+
+
+def shown_item(letter: DeadLetter) -> Any:
+    """What to show as the letter's item: its argument (the raw body when undecodable)."""
+    if letter.actor == UNDECODABLE_ACTOR:
+        return str((letter.body.get("options") or {}).get("raw_body", ""))
+    return letter.item
+
+
+def display_row(letter: DeadLetter, limit: int = FIELD_LIMIT) -> dict[str, Any]:
+    """The letter as listed: every field bounded; a short item stays a JSON value."""
+    row = {k: clip(v, limit) if isinstance(v, str) else v for k, v in letter.as_row().items()}
+    item = shown_item(letter)
+    encoded = item if isinstance(item, str) else json.dumps(item, default=str)
+    row["item"] = clip(encoded, limit) if len(encoded) > limit or isinstance(item, str) else item
+    return row
+
+
+def redact(amqp_url: str) -> str:
+    """The broker URL(s) with any password replaced by ``***``."""
+    shown = []
+    for url in amqp_url.split(";"):
+        parts = urlsplit(url.strip())
+        if parts.password is not None:
+            host = parts.netloc.rsplit("@", 1)[1]
+            parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
+        shown.append(urlunsplit(parts))
+    return ";".join(shown)
+
+
+def _why(exc: BaseException) -> str:
+    """A short cause for a pika connection error (they nest the real one)."""
+    inner: Any = exc
+    while True:
+        nested = [getattr(inner, "exception", None), *(getattr(inner, "exceptions", None) or inner.args)]
+        causes = [e for e in nested if isinstance(e, BaseException)]
+        if not causes:
+            break
+        inner = causes[-1]
+    text = str(inner).strip()
+    return f"{inner.__class__.__name__}: {text}" if text else inner.__class__.__name__
+
+
 @contextmanager
-def _channel(amqp_url: str) -> Iterator[Any]:
-    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+def _connection(amqp_url: str) -> Iterator[Any]:
+    """A connection to RabbitMQ whose failures come out as one-line :class:`AdminError`."""
+    setting = f"BACKLANE_BROKER__URL ({redact(amqp_url)})"
     try:
-        yield connection.channel()
+        params = [pika.URLParameters(url.strip()) for url in amqp_url.split(";") if url.strip()]
+    except ValueError as exc:
+        raise BrokerUnavailable(f"{setting} is not a valid AMQP URL: {exc}") from None
+    pika_logger = logging.getLogger("pika")
+    level = pika_logger.level
+    if not pika_logger.isEnabledFor(logging.DEBUG):
+        pika_logger.setLevel(logging.CRITICAL)  # the one-line errors below say it all (-v shows pika's)
+    try:
+        try:
+            connection = pika.BlockingConnection(params)
+        except (pika.exceptions.ProbableAuthenticationError, pika.exceptions.AuthenticationError) as exc:
+            raise BrokerUnavailable(
+                f"RabbitMQ refused the login of {setting} (user or password?): {_why(exc)}"
+            ) from None
+        except pika.exceptions.ProbableAccessDeniedError as exc:
+            raise BrokerUnavailable(f"RabbitMQ denied access to the vhost of {setting}: {_why(exc)}") from None
+        except (pika.exceptions.AMQPError, OSError) as exc:  # OSError: e.g. a host name that does not resolve
+            raise BrokerUnavailable(f"RabbitMQ unreachable at {setting}: {_why(exc)}") from None
+        try:
+            yield connection
+        except (pika.exceptions.AMQPConnectionError, dramatiq.errors.ConnectionError) as exc:
+            raise BrokerUnavailable(f"lost the connection to RabbitMQ at {setting}: {_why(exc)}") from None
+        except pika.exceptions.AMQPChannelError as exc:
+            raise BrokerUnavailable(f"RabbitMQ refused an operation ({setting}): {_why(exc)}") from None
+        finally:
+            if connection.is_open:
+                connection.close()  # unacked messages go back to their queue, in order
     finally:
-        if connection.is_open:
-            connection.close()  # unacked messages go back to their queue, in order
+        pika_logger.setLevel(level)
 
 
-def _each(channel: Any, queue: str, limit: int | None) -> Iterator[tuple[int, DeadLetter]]:
-    seen = 0
-    while limit is None or seen < limit:
+def _count(connection: Any, queue: str, missing_ok: bool) -> int | None:
+    """Dead letters in ``queue``'s .XQ now (None when it does not exist and that is fine)."""
+    name = xq_name(q_name(queue))
+    channel = connection.channel()  # of its own: a 404 closes the channel it happens on
+    try:
+        count = int(channel.queue_declare(name, passive=True).method.message_count)
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        if exc.reply_code != 404:
+            raise
+        if missing_ok:
+            return None
+        raise UnknownQueue(
+            f"no dead-letter queue {name!r} on RabbitMQ: is {q_name(queue)!r} a queue of this deployment? "
+            "(`backlane declare-queues` creates them)"
+        ) from None
+    channel.close()
+    return count
+
+
+def _each(channel: Any, queue: str, limit: int) -> Iterator[tuple[int, DeadLetter]]:
+    """At most ``limit`` dead letters of ``queue``, unacked (they stay on the broker until acked)."""
+    for _ in range(limit):
         method, _props, raw = channel.basic_get(xq_name(q_name(queue)), auto_ack=False)
         if method is None:
             return
-        seen += 1
         yield method.delivery_tag, parse(queue, raw)
 
 
-def list_dead_letters(amqp_url: str, queues: list[str], limit: int = 1000) -> list[DeadLetter]:
-    letters: list[DeadLetter] = []
-    with _channel(amqp_url) as channel:
-        for queue in queues:
-            letters.extend(letter for _tag, letter in _each(channel, queue, limit))
-    return letters
+@dataclass
+class Listing:
+    """What `list` read from one dead-letter queue: ``letters`` out of ``total``."""
+
+    xq: str
+    total: int
+    letters: list[DeadLetter]
 
 
-def requeue(broker: Any, amqp_url: str, queues: list[str], matches: Callable[[DeadLetter], bool]) -> list[DeadLetter]:
-    """Put matching dead letters back on their queues; returns those requeued."""
-    done: list[DeadLetter] = []
-    with _channel(amqp_url) as channel:
+def list_dead_letters(
+    amqp_url: str, queues: list[str], limit: int = DEFAULT_LIST_LIMIT, *, missing_ok: bool = False
+) -> list[Listing]:
+    """At most ``limit`` dead letters over ``queues``, with how many each queue holds; consumes nothing.
+
+    A queue whose .XQ does not exist is skipped when ``missing_ok``, else :class:`UnknownQueue`."""
+    listings: list[Listing] = []
+    with _connection(amqp_url) as connection:
+        channel = connection.channel()
+        remaining = max(limit, 0)
         for queue in queues:
-            for tag, letter in _each(channel, queue, None):
+            total = _count(connection, queue, missing_ok)
+            if total is None:
+                continue
+            letters = [letter for _tag, letter in _each(channel, queue, min(total, remaining))]
+            remaining -= len(letters)
+            listings.append(Listing(xq_name(q_name(queue)), total, letters))
+    return listings
+
+
+@dataclass
+class RequeueReport:
+    """What one requeue run did."""
+
+    #: Dead letters in each .XQ when the run started; the run reads no more than these.
+    in_queue: dict[str, int] = field(default_factory=dict)
+    requeued: list[DeadLetter] = field(default_factory=list)
+    #: Read and left in place: not the ones asked for.
+    not_matching: int = 0
+    #: Read and left in place: their message id was already requeued by this run.
+    repeated: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(self.in_queue.values())
+
+    def summary(self, message_id: str | None = None) -> str:
+        where = ", ".join(f"{name}: {count:,}" for name, count in self.in_queue.items() if count) or "none"
+        if message_id is not None and not self.requeued:
+            return f"message id {message_id} not found among {self.total:,} dead letter(s) ({where}); nothing requeued"
+        text = f"requeued {len(self.requeued):,} message(s) of {self.total:,} dead letter(s) ({where})"
+        left = []
+        if message_id is not None:
+            others = self.total - len(self.requeued)
+            left.append(f"{others:,} other(s) left in place")
+        elif self.not_matching:
+            left.append(f"{self.not_matching:,} not matching left in place")
+        if self.repeated:
+            left.append(f"{self.repeated:,} left in place whose message id this run had already requeued")
+        return text + ("; " + "; ".join(left) if left else "")
+
+
+def requeue(
+    broker: Any,
+    amqp_url: str,
+    queues: list[str],
+    matches: Callable[[DeadLetter], bool],
+    *,
+    first_only: bool = False,
+    missing_ok: bool = False,
+) -> RequeueReport:
+    """Put matching dead letters back on their queues, each at most once, and say what was done.
+
+    Only the dead letters each .XQ held at the start are read (a requeued message that
+    fails again lands behind them), a message id is requeued once per run, and with
+    ``first_only`` the run stops at the first match. Each message is published to its
+    queue (confirmed) before it is acked in .XQ, so an interrupted run loses nothing.
+    """
+    report = RequeueReport()
+    try:
+        _requeue(report, broker, amqp_url, queues, matches, first_only, missing_ok)
+    except BrokerUnavailable as exc:
+        if report.requeued:
+            raise BrokerUnavailable(
+                f"{exc} (after requeueing {len(report.requeued):,}; every other dead letter is still in its .XQ)"
+            ) from None
+        raise
+    return report
+
+
+def _requeue(
+    report: RequeueReport,
+    broker: Any,
+    amqp_url: str,
+    queues: list[str],
+    matches: Callable[[DeadLetter], bool],
+    first_only: bool,
+    missing_ok: bool,
+) -> None:
+    done_ids: set[str] = set()
+    with _connection(amqp_url) as connection:
+        channel = connection.channel()
+        for queue in queues:
+            total = _count(connection, queue, missing_ok)
+            if total is None:
+                continue
+            report.in_queue[xq_name(q_name(queue))] = total
+            for tag, letter in _each(channel, queue, total):
+                if letter.message_id and letter.message_id in done_ids:
+                    report.repeated += 1
+                    continue
                 if not matches(letter):
+                    report.not_matching += 1
                     continue
                 broker.declare_queue(letter.queue, ensure=True)
                 broker.publish([Outgoing(letter.queue, requeue_body(letter), letter.message_id or f"requeued-{tag}")])
                 channel.basic_ack(tag)  # only once the message is safely back on its queue
-                done.append(letter)
-    return done
+                report.requeued.append(letter)
+                if letter.message_id:
+                    done_ids.add(letter.message_id)
+                if first_only:
+                    return
 
 
-def purge(amqp_url: str, queues: list[str]) -> dict[str, int]:
+def purge(amqp_url: str, queues: list[str], *, missing_ok: bool = False) -> dict[str, int]:
     counts = {}
-    with _channel(amqp_url) as channel:
+    with _connection(amqp_url) as connection:
         for queue in queues:
+            if _count(connection, queue, missing_ok) is None:
+                continue
+            channel = connection.channel()
             result = channel.queue_purge(xq_name(q_name(queue)))
             counts[q_name(queue)] = result.method.message_count
+            channel.close()
     return counts

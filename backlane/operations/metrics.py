@@ -17,7 +17,7 @@ from typing import Any
 
 from backlane.settings import Settings
 
-logger = logging.getLogger("backlane.operations.metrics")
+logger = logging.getLogger("backlane.metrics")
 
 #: Histogram buckets for item durations, seconds.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 600)

@@ -118,7 +118,7 @@ def test_a_run_that_failed_for_good_is_resumed_by_the_next_run(app: App, worker:
 def test_with_the_product_api_down_no_export_starts_and_the_outage_is_logged_once(
     app: App, worker: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="backlane.core.pipeline.exports")
+    caplog.set_level(logging.INFO, logger="backlane.pipeline.exports")
     app.simulator.configure(outage=["products"])
     export_id = add_export(app, "products")
 

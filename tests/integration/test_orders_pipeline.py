@@ -144,6 +144,7 @@ def test_malformed_order_created_go_to_dead_letters_with_reason(app: App, worker
         "unknown version": json.dumps({**envelope, "args": [{"version": 99, "order_id": order_id}]}).encode(),
         "no args": json.dumps({**envelope, "args": []}).encode(),
         "options not an object": json.dumps({**envelope, "options": []}).encode(),
+        "unknown actor": json.dumps({**envelope, "actor_name": "no_such_actor"}).encode(),
     }
     for body in bad_bodies.values():
         publish_raw(app, body)
@@ -163,6 +164,7 @@ def test_malformed_order_created_go_to_dead_letters_with_reason(app: App, worker
     assert any("version: Input should be 1" in r for r in reasons)
     assert any("exactly one" in r or "single positional" in r for r in reasons)
     assert any("options must be an object" in r for r in reasons)
+    assert any("no actor named 'no_such_actor'" in r for r in reasons)
     assert all(letter["options"]["dead_letter"]["kind"] == "malformed" for letter in letters)
     raw = next(letter for letter in letters if letter["actor_name"] == "<undecodable>")
     assert raw["options"]["raw_body"] == "this is not json {"

@@ -1,0 +1,157 @@
+"""Run the fault suite and print one table: ``python -m tests.faults`` (``scripts/faults``).
+
+    python -m tests.faults                       # every scenario, full scale, writes FAULTS.md
+    python -m tests.faults --scale fast          # small scale (200 orders), no FAULTS.md unless --output
+    python -m tests.faults --only worker_sigkill --only rabbitmq_kill9
+    python -m tests.faults --list
+
+Exit status 0 when every scenario passed, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tests.faults.harness import FAST, FULL, Infra, Outcome, Scale
+from tests.faults.scenarios import BY_NAME, SCENARIOS, run_scenario
+
+ROOT = Path(__file__).resolve().parents[2]
+
+COLUMNS = (
+    ("fault", "fault"),
+    ("items", "items"),
+    ("settled", "settled"),
+    ("failed w/ reason", "failed_with_reason"),
+    ("lost", "lost"),
+    ("twice", "twice"),
+    ("DL w/o failed row", "dead_letters_unaccounted"),
+    ("procs lost", "processes_lost"),
+    ("recover s", "recover_seconds"),
+    ("result", "result"),
+)
+
+
+def _cell(outcome: Outcome, attr: str) -> str:
+    if attr == "result":
+        return "pass" if outcome.ok else "FAIL"
+    if outcome.error and attr not in ("fault",):
+        return "-"
+    value = getattr(outcome, attr)
+    if attr == "recover_seconds":
+        return "never" if value is None else f"{value:.1f}"
+    return str(value)
+
+
+def table(outcomes: list[Outcome], markdown: bool = False) -> str:
+    rows = [[_cell(o, attr) for _, attr in COLUMNS] for o in outcomes]
+    heads = [head for head, _ in COLUMNS]
+    if markdown:
+        lines = ["| " + " | ".join(heads) + " |", "|" + "|".join("---" for _ in heads) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        return "\n".join(lines)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(heads)]
+
+    def fmt(cells: list[str]) -> str:
+        pairs = enumerate(zip(cells, widths, strict=True))
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in pairs)
+
+    return "\n".join([fmt(heads), fmt(["-" * w for w in widths]), *(fmt(r) for r in rows)])
+
+
+def details(outcomes: list[Outcome]) -> str:
+    lines = []
+    for o in outcomes:
+        lines.append(f"- **{o.fault}**: {'pass' if o.ok else 'FAIL'}")
+        lines += [f"  - failure: {line}" for line in o.failures()]
+        lines += [f"  - {note}" for note in o.notes]
+    return "\n".join(lines)
+
+
+def write_report(path: Path, outcomes: list[Outcome], scale: Scale, command: str, seconds: float) -> None:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    passed = sum(1 for o in outcomes if o.ok)
+    text = f"""# Fault-injection results
+
+Reproduce with:
+
+```
+{command}
+```
+
+Run {datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")} on commit `{commit.stdout.strip() or "?"}`,
+{platform.platform()}, {os.cpu_count()} CPU(s); scale **{scale.name}**: {scale.orders} orders,
+{scale.tracks} due tracks and the 12 catalog sections per scenario, 2 worker processes
+(3 where stated) with 8 threads each, the `periodiq` clock, the simulator, a private
+RabbitMQ node and PostgreSQL server. {len(outcomes)} scenario(s) in {seconds / 60:.1f} min:
+**{passed} passed, {len(outcomes) - passed} failed**.
+
+Columns: *items* = orders + due tracks + catalog sections; *settled* = orders
+succeeded and placed exactly once at the order API, tracks gone with both objects,
+sections refreshed after the fault; *failed w/ reason* = row marked failed with its
+reason; *lost* = neither; *twice* = orders the simulator created more than once
+for one request id; *DL w/o failed row* = dead letters no failed row (or malformed
+message injected on purpose) accounts for; *procs lost* = workers or clocks that
+exited on their own (the suite restarts, and does not count, the ones it killed or
+stopped itself); *recover s* = seconds from the end of the fault until every item
+was final ("never": not within the settle timeout).
+
+{table(outcomes, markdown=True)}
+
+## Per scenario
+
+{details(outcomes)}
+"""
+    path.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.faults", description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", choices=["full", "fast"], default="full")
+    parser.add_argument("--only", action="append", choices=sorted(BY_NAME), help="run this scenario (repeatable)")
+    parser.add_argument("--output", help="write the report here (default: FAULTS.md for a full run of every scenario)")
+    parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    args = parser.parse_args(argv)
+    if args.list:
+        for entry in SCENARIOS:
+            where = "fast subset" if entry.fast else "full suite only"
+            print(f"{entry.name:<40} {where:<16} {(entry.func.__doc__ or '').splitlines()[0]}")
+        return 0
+    scale = FULL if args.scale == "full" else FAST
+    entries = [BY_NAME[name] for name in args.only] if args.only else SCENARIOS
+    output = args.output or ("FAULTS.md" if scale is FULL and not args.only else None)
+    command = "scripts/faults" + (f" --scale {args.scale}" if args.scale != "full" else "")
+    command += "".join(f" --only {name}" for name in args.only or [])
+
+    began = time.monotonic()
+    outcomes: list[Outcome] = []
+    infra = Infra().start()
+    try:
+        for entry in entries:
+            started = time.monotonic()
+            print(f"== {entry.name} ({scale.name}) ...", flush=True)
+            outcome = run_scenario(entry, infra, scale)
+            outcomes.append(outcome)
+            verdict = "pass" if outcome.ok else "FAIL: " + "; ".join(outcome.failures())
+            print(f"   {verdict} ({time.monotonic() - started:.0f}s)", flush=True)
+            for note in outcome.notes:
+                print(f"   - {note}", flush=True)
+    finally:
+        infra.close()
+    print()
+    print(table(outcomes))
+    if output:
+        path = Path(output) if Path(output).is_absolute() else ROOT / output
+        write_report(path, outcomes, scale, command, time.monotonic() - began)
+        print(f"\nwrote {path}")
+    return 0 if all(o.ok for o in outcomes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
