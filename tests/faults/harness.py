@@ -536,7 +536,7 @@ class FaultRun:
         if self.lost_processes:
             out.notes.extend(self.lost_processes)
         if self.restarts:
-            out.notes.append(f"supervisor restarted {self.restarts} killed/stopped process(es)")
+            out.notes.append(f"the supervisor started {self.restarts} replacement process(es)")
 
         orders = self.order_states()
         stats = self.sim_stats()["orders"]["by_key"]
