@@ -251,6 +251,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyError as exc:
         print(f"backlane: {exc.args[0]}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        line, status = _broker_problem(exc)
+        if line is None:
+            raise
+        print(f"backlane: {line}", file=sys.stderr)
+        return status
+
+
+def _broker_problem(exc: Exception) -> tuple[str | None, int]:
+    """One line and an exit status for RabbitMQ refusing us or staying away; (None, 0) otherwise."""
+    import pika.exceptions
+    from dramatiq.errors import BrokerConnectionError
+
+    from backlane.messaging.broker_faults import EXIT_BROKER_REFUSED, BrokerAccessRefused, redact_url, refusal_of
+    from backlane.settings import get_settings
+
+    if isinstance(exc, BrokerAccessRefused):
+        return str(exc), EXIT_BROKER_REFUSED
+    if not isinstance(exc, BrokerConnectionError | pika.exceptions.AMQPError):
+        return None, 0
+    url = get_settings().broker.url.get_secret_value()
+    reason = refusal_of(exc)
+    if reason is not None:
+        return str(BrokerAccessRefused(url, reason)), EXIT_BROKER_REFUSED
+    return f"RabbitMQ at {redact_url(url)} is unreachable ({type(exc).__name__}: {exc})", 1
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ class BrokerSettings(Section):
     queue_type: Literal["classic", "quorum"] = "classic"
     #: Messages a worker process holds per queue (RabbitMQ basic.qos); 0 = Dramatiq's 2 x threads.
     prefetch: int = Field(default=0, ge=0, le=65535)
-    #: How long to keep trying to publish while RabbitMQ is unreachable, seconds.
+    #: How long a command keeps trying while RabbitMQ is unreachable, seconds (workers and the clock wait for ever).
     reconnect_timeout: float = Field(default=120.0, gt=0)
     #: Dead letters are kept this long in the .XQ queues, milliseconds (7 days).
     dead_letter_ttl_ms: int = Field(default=7 * 24 * 3600 * 1000, gt=0)

@@ -4,9 +4,16 @@ On top of :class:`dramatiq.brokers.rabbitmq.RabbitmqBroker` this adds:
 
 * publisher confirms always on, ``mandatory`` publishing, and batches that wait
   for their confirms together (:mod:`backlane.messaging.publishing`);
-* reconnection: publishing keeps trying while RabbitMQ restarts (up to
-  ``broker.reconnect_timeout``) instead of failing after a few instant attempts,
-  so neither the clock nor a worker dies with the broker;
+* outages: a worker or the clock (after :meth:`BacklaneBroker.serve`, which
+  ``dramatiq`` worker processes and backlane's periodiq scheduler call) waits for
+  RabbitMQ however long it is away, with capped backoff, saying so once per
+  outage; a command gives up after ``broker.reconnect_timeout``. A clock tick
+  sent after an outage carries the time it was sent, so the worker runs it;
+* refusals: a wrong password, vhost or permission is never retried as an
+  outage: one line naming ``BACKLANE_BROKER__URL`` (:mod:`backlane.messaging.broker_faults`),
+  and a worker or clock exits;
+* a delivery whose connection has gone is neither acked nor dead-lettered on
+  the connection that replaced it: RabbitMQ delivers it again;
 * quorum queues when ``broker.queue_type`` says so;
 * dead letters that carry their reason (:mod:`backlane.messaging.deadletter`).
 """
@@ -14,19 +21,31 @@ On top of :class:`dramatiq.brokers.rabbitmq.RabbitmqBroker` this adds:
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+import pendulum
+import pika
 import pika.exceptions
+from dramatiq.broker import Broker, MessageProxy
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.common import q_name, xq_name
-from dramatiq.errors import BrokerConnectionError
+from dramatiq.errors import BrokerConnectionError, ConnectionClosed
 from dramatiq.message import Message
 from dramatiq.middleware import Middleware
 
+from backlane.messaging.broker_faults import (
+    BrokerAccessRefused,
+    OutageLog,
+    QuietConsumerRestarts,
+    exit_refused,
+    quiet_pika,
+    refusal_of,
+)
 from backlane.messaging.deadletter import DeadLetteringConsumer
 from backlane.messaging.publishing import BatchPublisher, Outgoing, UnroutableMessages
 
@@ -34,6 +53,10 @@ logger = logging.getLogger("backlane.broker")
 
 T = TypeVar("T")
 _CONNECTION_ERRORS = (BrokerConnectionError, pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError)
+#: Longest pause between two attempts to reach RabbitMQ, seconds.
+MAX_RECONNECT_PAUSE = 5.0
+#: Sent by periodiq with each tick; PeriodiqMiddleware skips a tick this much older than "now".
+SCHEDULED_AT = "scheduled_at"
 
 #: Queue every discover actor runs on, so a per-item backlog never delays a tick.
 DISCOVER_QUEUE = "discover"
@@ -50,16 +73,55 @@ class BacklaneBroker(RabbitmqBroker):
         reconnect_timeout: float = 120.0,
     ) -> None:
         super().__init__(url=url, confirm_delivery=True, middleware=middleware)
+        self.url = url
         self.queue_type = queue_type
         self.dead_letter_ttl_ms = dead_letter_ttl_ms
         self.reconnect_timeout = reconnect_timeout
+        self.outage = OutageLog(url)
+        #: True in a worker or clock process: wait for RabbitMQ for ever, exit on a refusal.
+        self.serving = False
+        self._stopping = threading.Event()
         self._local_publisher = threading.local()
         self._publishers: set[BatchPublisher] = set()
         self._publishers_lock = threading.Lock()
+        quiet_pika()
+        self.add_middleware(_ServiceLifecycle())
 
     @property
     def consumer_class(self) -> type[DeadLetteringConsumer]:
-        return DeadLetteringConsumer
+        return _OutageAwareConsumer
+
+    # -- long-running processes --------------------------------------------
+    def serve(self) -> None:
+        """This process is a worker or the clock: from now on an outage is waited out however
+        long it lasts, and a refusal (credentials, vhost, permission) ends the process."""
+        if self.serving:
+            return
+        self.serving = True
+
+    def check_access(self) -> None:
+        """Open one connection now, so a refusal shows at start-up rather than at the first publish.
+
+        An unreachable RabbitMQ is not an error here: a serving process waits for it."""
+        urls = [u for u in self.url.split(";") if u]
+        for url in urls:
+            params = pika.URLParameters(url)
+            params.connection_attempts = 1
+            params.socket_timeout = 5
+            try:
+                pika.BlockingConnection(params).close()
+                return
+            except pika.exceptions.AMQPError as exc:
+                reason = refusal_of(exc)
+                if reason is not None:
+                    self._refused(BrokerAccessRefused(self.url, reason))
+            except OSError:  # e.g. the host name does not resolve (yet)
+                pass
+
+    def _refused(self, refused: BrokerAccessRefused) -> None:
+        if self.serving:
+            exit_refused(refused)
+        raise refused
 
     # -- queues -------------------------------------------------------------
     def _build_queue_arguments(self, queue_name: str) -> dict[str, Any]:
@@ -77,7 +139,22 @@ class BacklaneBroker(RabbitmqBroker):
     # -- publishing ---------------------------------------------------------
     def enqueue(self, message: Message, *, delay: int | None = None) -> Message:
         parent = super().enqueue
-        return self.with_reconnect(lambda: parent(message, delay=delay), f"enqueue {message.actor_name}")
+        attempts = itertools.count()
+
+        def attempt() -> Message:
+            return parent(message if next(attempts) == 0 else _restamped(message), delay=delay)
+
+        return self.with_reconnect(attempt, f"enqueue {message.actor_name}")
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Any:
+        """A consumer, once RabbitMQ answers: a serving worker waits here through an outage
+        instead of failing (and logging) every few seconds per queue."""
+        if self.serving:
+            thread_logger = logging.getLogger(f"dramatiq.worker.ConsumerThread({queue_name})")
+            if not any(isinstance(f, QuietConsumerRestarts) for f in thread_logger.filters):
+                thread_logger.addFilter(QuietConsumerRestarts(self.outage))
+        parent = super().consume
+        return self.with_reconnect(lambda: parent(queue_name, prefetch, timeout), f"consume {queue_name}")
 
     def enqueue_many(self, messages: Sequence[Message]) -> None:
         """Publish messages (no delay) and wait once for all their confirms."""
@@ -134,27 +211,51 @@ class BacklaneBroker(RabbitmqBroker):
             self._local_publisher.publisher = None
 
     def with_reconnect(self, operation: Callable[[], T], what: str) -> T:
-        """Run ``operation``, retrying on connection errors until ``reconnect_timeout`` has passed."""
+        """Run ``operation``, retrying on connection errors with capped backoff.
+
+        A serving process (worker, clock) retries for as long as RabbitMQ is away, until
+        the worker shuts down; anything else gives up after ``reconnect_timeout``. An outage
+        is logged once, and once when it ends. A refusal (credentials, vhost, permission)
+        is never retried: :class:`BrokerAccessRefused`, or the end of a serving process."""
         deadline = time.monotonic() + self.reconnect_timeout
         pause = 0.2
-        warned = False
-        while True:
+        for attempt in itertools.count(1):
             try:
-                return operation()
+                result = operation()
             except _CONNECTION_ERRORS as exc:
+                reason = refusal_of(exc)
+                if reason is not None:
+                    self._refused(BrokerAccessRefused(self.url, reason))
                 publisher = getattr(self._local_publisher, "publisher", None)
                 if publisher is not None:
                     self._drop_publisher(publisher)
-                with contextlib.suppress(Exception):  # the connection may be gone already
-                    del self.connection
-                if time.monotonic() + pause > deadline:
-                    logger.error("RabbitMQ unreachable for %.0fs; giving up to %s", self.reconnect_timeout, what)
+                self._forget_connection()
+                if attempt == 1:
+                    continue  # a connection that died while idle (pika notices on use): try a fresh one at once
+                self.outage.down(exc, what)
+                if self._stopping.is_set() or (not self.serving and time.monotonic() + pause > deadline):
+                    if not self._stopping.is_set():
+                        logger.error("RabbitMQ unreachable for %.0fs; giving up to %s", self.reconnect_timeout, what)
                     raise
-                if not warned:
-                    logger.warning("RabbitMQ unreachable (%s); retrying to %s", exc or type(exc).__name__, what)
-                    warned = True
-                time.sleep(pause)
-                pause = min(pause * 2, 5.0)
+                self._stopping.wait(pause)
+                pause = min(pause * 2, MAX_RECONNECT_PAUSE)
+            else:
+                self.outage.up()
+                return result
+        raise AssertionError("unreachable: itertools.count never ends")
+
+    def _forget_connection(self) -> None:
+        """Drop this thread's channel and connection, quietly: they are broken, and closing them
+        through Dramatiq's ``del self.connection`` logs a traceback for each."""
+        for attribute, registry in (("channel", self.channels), ("connection", self.connections)):
+            resource = getattr(self.state, attribute, None)
+            if resource is None:
+                continue
+            delattr(self.state, attribute)
+            registry.discard(resource)
+            with contextlib.suppress(Exception):
+                if resource.is_open:
+                    resource.close()
 
     def close(self) -> None:
         with self._publishers_lock:
@@ -163,3 +264,62 @@ class BacklaneBroker(RabbitmqBroker):
         for publisher in publishers:
             publisher.close()
         super().close()
+
+
+def _restamped(message: Message) -> Message:
+    """A clock tick sent again after an outage: stamped with the time it actually leaves, so the
+    worker's PeriodiqMiddleware (which skips ticks older than its skip delay) runs it."""
+    if SCHEDULED_AT not in message.options:
+        return message
+    now = str(pendulum.now().replace(microsecond=0))
+    return message.copy(options={**message.options, SCHEDULED_AT: now})
+
+
+class _OutageAwareConsumer(DeadLetteringConsumer):
+    """Reports a lost connection as an outage, and leaves alone the deliveries it cannot settle.
+
+    A delivery tag belongs to one channel. After RabbitMQ went away, a message delivered on
+    the old connection is delivered again by RabbitMQ; settling its old tag on the consumer
+    that replaced it would ack (or dead-letter) whichever *new* delivery has that number."""
+
+    def __next__(self) -> Any:
+        try:
+            proxy = super().__next__()
+        except ConnectionClosed as exc:
+            if isinstance(exc.message, pika.exceptions.AMQPConnectionError):
+                self.broker.outage.down(exc.message, f"consume {self.queue_name}")
+            raise
+        if proxy is not None:
+            proxy._backlane_consumer = self  # type: ignore[attr-defined]
+        return proxy
+
+    def _settleable(self, message: MessageProxy) -> bool:
+        if getattr(message, "_backlane_consumer", self) is self and self.connection.is_open:
+            return True
+        logger.info(
+            "message %s was delivered on a connection that has closed; RabbitMQ delivers it again",
+            message.message_id,
+        )
+        return False
+
+    def ack(self, message: MessageProxy) -> None:
+        if self._settleable(message):
+            super().ack(message)
+
+    def nack(self, message: MessageProxy) -> None:
+        if self._settleable(message):
+            super().nack(message)
+
+
+class _ServiceLifecycle(Middleware):
+    """Dramatiq's worker process boots: serve (wait out outages) and check access at once;
+    the worker shuts down: stop waiting for RabbitMQ, so a SIGTERM during an outage is prompt."""
+
+    def after_process_boot(self, broker: Broker) -> None:
+        if isinstance(broker, BacklaneBroker):
+            broker.serve()
+            broker.check_access()
+
+    def before_worker_shutdown(self, broker: Broker, worker: Any) -> None:
+        if isinstance(broker, BacklaneBroker) and broker.serving:
+            broker._stopping.set()

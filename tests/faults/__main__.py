@@ -75,7 +75,12 @@ def details(outcomes: list[Outcome]) -> str:
 
 
 def write_report(path: Path, outcomes: list[Outcome], scale: Scale, command: str, seconds: float) -> None:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    commit = (
+        os.environ.get("BACKLANE_FAULTS_COMMIT")
+        or subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+    )
     passed = sum(1 for o in outcomes if o.ok)
     text = f"""# Fault-injection results
 
@@ -85,7 +90,7 @@ Reproduce with:
 {command}
 ```
 
-Run {datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")} on commit `{commit.stdout.strip() or "?"}`,
+Run {datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")} on commit `{commit or "?"}`,
 {platform.platform()}, {os.cpu_count()} CPU(s); scale **{scale.name}**: {scale.orders} orders,
 {scale.tracks} due tracks and the 12 catalog sections per scenario, 2 worker processes
 (3 where stated) with 8 threads each, the `periodiq` clock, the simulator, a private

@@ -223,9 +223,12 @@ class FaultRun:
         self.threads = threads
         self.extra_env = env or {}
         self.sim_config = {"latency_ms": scale.latency_ms, "order_settle_polls": 0, "seed": 7, **(sim or {})}
-        #: Kick discover with `backlane trigger` while waiting; False relies on the clock alone.
-        self.kick = kick
-        self.workdir = infra.base_dir / "runs" / f"{fault}-{uuid.uuid4().hex[:6]}"
+        #: Pipelines kicked with `backlane trigger` while waiting. kick=False leaves orders and tracks to
+        #: the clock alone; the catalog is still kicked: discover starts at most max_concurrent (3)
+        #: refreshes, so the 12 sections would need 4 one-minute ticks after every fault otherwise.
+        self.kick_pipelines = ("orders", "tracks", "catalog") if kick else ("catalog",)
+        slug = "".join(c if c.isalnum() else "-" for c in fault.lower()).strip("-")
+        self.workdir = infra.base_dir / "runs" / f"{slug[:40]}-{uuid.uuid4().hex[:6]}"
         self.db_name = f"f_{uuid.uuid4().hex[:12]}"
         self.order_ids: list[int] = []
         self.track_ids: list[int] = []
@@ -311,8 +314,7 @@ class FaultRun:
             self.start_worker()
         for _ in range(self.n_clocks):
             self.stack.start_clock()
-        if self.kick:
-            self.trigger()
+        self.trigger()
         return self
 
     def start_worker(self) -> ManagedProcess:
@@ -331,7 +333,7 @@ class FaultRun:
 
     def trigger(self, *pipelines: str) -> None:
         """`backlane trigger` for each pipeline, in one interpreter (one import of the app, not three)."""
-        names = list(pipelines or ("orders", "tracks", "catalog"))
+        names = list(pipelines or self.kick_pipelines)
         code = "import sys\nfrom backlane.cli import main\nfor p in sys.argv[1:]:\n    main(['trigger', p])\n"
         with contextlib.suppress(subprocess.TimeoutExpired):
             subprocess.run(
@@ -420,7 +422,7 @@ class FaultRun:
             self._replace(proc)
 
     def sleep(self, seconds: float) -> None:
-        """Wait while supervising (and kicking discover, when the run does)."""
+        """Wait while supervising."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             self.supervise()
@@ -449,7 +451,7 @@ class FaultRun:
                 self.notes.append(f"only {self.settled_orders()} of {target} orders settled before the fault")
                 return
             self.supervise()
-            if self.kick and time.monotonic() - self._last_kick > 15:
+            if time.monotonic() - self._last_kick > 15:
                 self.trigger()
             time.sleep(0.3)
         settled = self.settled_orders()
@@ -489,7 +491,7 @@ class FaultRun:
             if pending is not None and not any(pending.values()):
                 self.recovered_at = time.monotonic()
                 return
-            if self.kick and time.monotonic() - self._last_kick > 10:
+            if time.monotonic() - self._last_kick > 10:
                 self.trigger()
             time.sleep(1)
         self.notes.append(f"still not final after {timeout or self.scale.settle_timeout:.0f}s: {self._pending()}")
@@ -534,7 +536,7 @@ class FaultRun:
         if self.lost_processes:
             out.notes.extend(self.lost_processes)
         if self.restarts:
-            out.notes.append(f"supervisor restarted {self.restarts} killed/stopped process(es)")
+            out.notes.append(f"the supervisor started {self.restarts} replacement process(es)")
 
         orders = self.order_states()
         stats = self.sim_stats()["orders"]["by_key"]

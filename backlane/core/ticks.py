@@ -1,0 +1,77 @@
+"""The clock (``periodiq scheduler``) through a broker outage: it waits, then runs what it missed.
+
+periodiq sends each due tick from its main loop; with RabbitMQ away that send
+failed after the broker's reconnect timeout and the exception ended the
+process. :class:`OutageProofScheduler` replaces periodiq's scheduler (periodiq
+builds ``periodiq.Scheduler`` after importing our ``scheduler`` module, which
+calls :func:`install`) and:
+
+* checks at start that RabbitMQ accepts our credentials: a refusal is one line
+  naming ``BACKLANE_BROKER__URL`` and exit status 78, not a retry loop;
+* makes its broker *serve*: a tick is sent however long RabbitMQ is away
+  (capped backoff, one warning per outage), stamped with the time it leaves so
+  the worker's PeriodiqMiddleware does not skip it as stale;
+* after an outage, sends once every actor whose tick fell while it was waiting
+  (periodiq alone only looks at the minute it wakes up in).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+import periodiq
+
+logger = logging.getLogger("backlane.clock")
+
+#: A catch-up looks back at most this far (periodiq's resolution is one minute).
+CATCH_UP_LIMIT = timedelta(days=7)
+
+
+class OutageProofScheduler(periodiq.Scheduler):  # type: ignore[misc]
+    def __init__(self, actors: list[Any]) -> None:
+        super().__init__(actors=actors)
+        self._last: Any = None
+        #: When each actor's latest tick actually left (after an outage: long after it was due).
+        self._sent: dict[str, Any] = {}
+        self.now = pendulum.now  # tests pass their own time
+        brokers = {id(a.broker): a.broker for a in actors}
+        for broker in brokers.values():
+            if hasattr(broker, "serve"):
+                broker.serve()
+                broker.check_access()
+
+    def send_actors(self, actors: list[Any], now: Any) -> None:
+        due = list(actors)
+        if self._last is not None:
+            for actor in self.actors:
+                if actor not in due and _ticked_between(actor.options["periodic"], self._last, now):
+                    logger.warning("%s missed a tick while the clock waited for RabbitMQ; sending it now", actor)
+                    due.append(actor)
+        self._last = now
+        minute = now.replace(second=0, microsecond=0)
+        for actor in due:
+            sent = self._sent.get(actor.actor_name)
+            if sent is not None and sent >= minute:
+                continue  # a tick that waited out an outage left during this minute: it stands for this one
+            super().send_actors([actor], now)  # waits for RabbitMQ however long (the broker serves)
+            self._sent[actor.actor_name] = self.now()
+
+
+def _ticked_between(spec: Any, after: Any, until: Any) -> bool:
+    """Whether cron ``spec`` has a tick in the minutes strictly after ``after`` and before ``until``."""
+    minute = max(after, until - CATCH_UP_LIMIT).replace(second=0, microsecond=0).add(minutes=1)
+    end = until.replace(second=0, microsecond=0)
+    while minute < end:
+        if spec.validate(minute):
+            return True
+        minute = minute.add(minutes=1)
+    return False
+
+
+def install() -> None:
+    """Make ``periodiq scheduler`` use :class:`OutageProofScheduler` (periodiq looks its
+    ``Scheduler`` up when it starts, after importing the broker module that calls this)."""
+    periodiq.Scheduler = OutageProofScheduler

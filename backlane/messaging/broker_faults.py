@@ -1,0 +1,182 @@
+"""Telling a RabbitMQ outage from a refusal, and saying each once.
+
+Two faults look alike to pika, and must be handled oppositely:
+
+* **RabbitMQ is away** (stopped, restarting, network down): wait with capped
+  backoff, however long, and resume. :class:`OutageLog` says so once per outage
+  and once when it is over, whichever thread noticed; pika's own log lines (a
+  traceback and half a dozen errors per connection attempt) are silenced by
+  :func:`quiet_pika`, since every one of them also surfaces as an exception we report.
+* **RabbitMQ refuses us** (wrong user or password, vhost missing or not allowed,
+  a permission denied): waiting cannot help. :func:`refusal_of` recognises it,
+  and :class:`BrokerAccessRefused` is one line naming ``BACKLANE_BROKER__URL``
+  with the URL shown without its password. A long-running process (worker,
+  clock) exits with :data:`EXIT_BROKER_REFUSED`; a command prints the line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+import pika.exceptions
+
+logger = logging.getLogger("backlane.broker")
+
+#: The setting to fix when RabbitMQ refuses us.
+URL_SETTING = "BACKLANE_BROKER__URL"
+#: Exit status of a worker or clock whose credentials or permissions RabbitMQ refused (sysexits EX_CONFIG).
+EXIT_BROKER_REFUSED = 78
+
+# "ConnectionClosedByBroker: (403) 'ACCESS_REFUSED - Login was refused ...'" inside pika's Probable* errors.
+_REPLY = re.compile(r"\((\d{3})\) ([\"'])(.*)\2$")
+
+
+def redact_url(url: str) -> str:
+    """``url`` (or ``;``-separated URLs) with each password replaced by ``***``."""
+    shown = []
+    for part in url.split(";"):
+        try:
+            split = urlsplit(part)
+            if split.password is None:
+                shown.append(part)
+                continue
+            host = split.netloc.rsplit("@", 1)[1]
+            shown.append(urlunsplit(split._replace(netloc=f"{split.username or ''}:***@{host}")))
+        except ValueError:
+            shown.append("<unparsable URL>")
+    return ";".join(shown)
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it wraps: Dramatiq's ``ConnectionClosed(pika_error)``, causes, contexts, args."""
+    seen: list[BaseException] = []
+    todo: list[object] = [exc]
+    while todo and len(seen) < 20:
+        item = todo.pop(0)
+        if not isinstance(item, BaseException) or any(item is s for s in seen):
+            continue
+        seen.append(item)
+        todo.extend([getattr(item, "message", None), item.__cause__, item.__context__, *item.args])
+    return seen
+
+
+def refusal_of(exc: BaseException) -> str | None:
+    """RabbitMQ's reason when ``exc`` means it refused our credentials or permissions, else None.
+
+    A connection lost *during* the handshake is what pika also calls a "probable
+    authentication error"; only a close that carries RabbitMQ's own 403/530 reply
+    counts as a refusal, and "vhost ... is down" (a node still starting) does not.
+    """
+    for cause in _causes(exc):
+        if isinstance(cause, pika.exceptions.AuthenticationError):
+            return f"authentication refused ({cause})"
+        if isinstance(cause, pika.exceptions.ConnectionClosedByBroker):
+            code, text = cause.reply_code, cause.reply_text
+        elif isinstance(cause, pika.exceptions.ChannelClosedByBroker):
+            if cause.reply_code == 403:
+                return str(cause.reply_text)
+            continue
+        elif isinstance(cause, pika.exceptions.ProbableAuthenticationError | pika.exceptions.ProbableAccessDeniedError):
+            found = _REPLY.search(str(cause.args[0]) if cause.args else "")
+            if found is None:
+                continue
+            code, text = int(found.group(1)), found.group(3)
+        else:
+            continue
+        if code == 403 or (code == 530 and " is down" not in text):
+            return str(text)
+    return None
+
+
+class BrokerAccessRefused(RuntimeError):
+    """RabbitMQ refused our login, vhost or a permission: a configuration error, not an outage."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = redact_url(url)
+        self.reason = reason
+        super().__init__(
+            f"RabbitMQ refused access ({reason}): fix the user, password, vhost or permissions in "
+            f"{URL_SETTING} (now {self.url})"
+        )
+
+
+def exit_refused(refused: BrokerAccessRefused) -> None:
+    """End a worker or clock process with one line: retrying a refusal would only repeat it."""
+    logger.critical("%s", refused)
+    for handler in logging.getLogger().handlers + logger.handlers:
+        handler.flush()
+    if threading.current_thread() is threading.main_thread():
+        raise SystemExit(EXIT_BROKER_REFUSED)
+    os._exit(EXIT_BROKER_REFUSED)  # from a worker or consumer thread: the whole process goes
+
+
+class OutageLog:
+    """Says "RabbitMQ is unreachable" once per outage and "reachable again" once after it, across threads."""
+
+    def __init__(self, url: str) -> None:
+        self.url = redact_url(url)
+        self._lock = threading.Lock()
+        self._since: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self._since is not None
+
+    def down(self, exc: BaseException, doing: str) -> None:
+        if self._since is not None:
+            return
+        with self._lock:
+            if self._since is not None:
+                return
+            self._since = time.monotonic()
+        logger.warning(
+            "RabbitMQ at %s is unreachable (%s) while trying to %s; waiting for it, retrying with backoff",
+            self.url,
+            _short(exc),
+            doing,
+        )
+
+    def up(self) -> None:
+        if self._since is None:  # the common case, without taking the lock
+            return
+        with self._lock:
+            since, self._since = self._since, None
+        if since is not None:
+            logger.warning("RabbitMQ at %s is reachable again after %.0f s", self.url, time.monotonic() - since)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    return f"{type(exc).__name__}: {first[:200]}" if first else type(exc).__name__
+
+
+def quiet_pika() -> None:
+    """Silence pika's own connection-error logging, unless someone configured pika's logger.
+
+    Each failed connection attempt makes pika log a traceback and about six errors;
+    through an outage that is hundreds of lines. Every one of those failures also
+    reaches backlane as an exception, reported once per outage by :class:`OutageLog`.
+    """
+    pika_logger = logging.getLogger("pika")
+    if pika_logger.level == logging.NOTSET:
+        pika_logger.setLevel(logging.CRITICAL)
+
+
+class QuietConsumerRestarts(logging.Filter):
+    """Drop Dramatiq's per-consumer "connection error" / "Restarting consumer" lines during an outage
+    the :class:`OutageLog` has already reported (one worker consumes a dozen queues, every 3 s)."""
+
+    PREFIXES = ("Consumer encountered a connection error", "Restarting consumer")
+
+    def __init__(self, outage: OutageLog) -> None:
+        super().__init__()
+        self.outage = outage
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (self.outage.active and str(record.msg).startswith(self.PREFIXES))
