@@ -31,6 +31,10 @@ def worker_sigkill(infra: Infra, scale: Scale) -> Outcome:
             run.sleep(rng.uniform(0.5, 4.0))
             victim = rng.choice(run.workers())
             run.kill(victim)
+        settled = run.settled_orders()
+        run.notes.append(f"{settled} of {len(run.order_ids)} orders settled at the last kill")
+        if settled >= len(run.order_ids):
+            run.problems.append("every order had settled before the last kill: not a mid-run fault")
         run.clear_fault()
         run.wait_settled()
         return run.account()
@@ -118,9 +122,17 @@ def order_api_down_then_requeue(infra: Infra, scale: Scale) -> Outcome:
     with fault_run(infra, "order API down, back, dead letters requeued", scale) as run:
         run.start()
         run.wait_settled_part(0.1)
-        run.configure_sim(outage=["orders"])
-        run.sleep(25)
-        run.configure_sim(outage=[])
+        # An outage answers at once (a gateway's 503). Retried messages go to the back of the queue,
+        # so with thousands queued an item is tried only every few seconds: the API stays down
+        # until a tenth of the orders have spent their retries (at most 3 minutes).
+        run.configure_sim(outage=["orders"], latency_ms=0)
+        down_at = time.monotonic()
+        while time.monotonic() - down_at < 180:
+            run.sleep(3)
+            if sum(1 for status, _ in run.order_states().values() if status == "failed") >= len(run.order_ids) // 10:
+                break
+        run.notes.append(f"order API down {time.monotonic() - down_at:.0f}s")
+        run.configure_sim(outage=[], latency_ms=scale.latency_ms)
         run.clear_fault()
         # Let what was in flight finish or fail for good, then requeue what failed.
         deadline = time.monotonic() + scale.settle_timeout
@@ -281,7 +293,11 @@ def two_clocks_three_workers(infra: Infra, scale: Scale) -> Outcome:
         run.start()
         run.clear_fault()
         run.wait_settled(timeout=scale.settle_timeout + 60)
-        return run.account()
+        outcome = run.account()
+        ticked = [p.name for p in run.stack.processes if "Scheduling Actor(discover_orders)" in p.log_tail(2000)]
+        if len([name for name in ticked if name.startswith("clock")]) < 2:
+            outcome.problems.append(f"both clocks must have sent discover_orders; only {ticked} did")
+        return outcome
 
 
 def sigterm_mid_run(infra: Infra, scale: Scale) -> Outcome:
