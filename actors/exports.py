@@ -28,16 +28,16 @@ from backlane.core.clock import as_utc
 from backlane.core.items import row_id
 from backlane.core.pipeline import Context, Pipeline, Purpose
 from backlane.core.registry import register
-from backlane.db.claims import claim_due_exports, exports_due, schedule_new_exports, status_counts
+from backlane.core.table import ItemTable, TableSettings
+from backlane.db.claims import schedule_new_exports
 from backlane.db.models import Export, ExportFormat, ExportOutcome, ExportRun, ServiceOutage
 from backlane.errors import PermanentError, TransientError, UnknownItem
 from backlane.pipelines.exports.files import encode_products, export_paths
 from backlane.pipelines.exports.outages import mark_down, mark_up
 from backlane.resilience.breaker import CircuitBreaker
-from backlane.settings import PipelineSettings
 
 
-class ExportsSettings(PipelineSettings):
+class ExportsSettings(TableSettings):
     #: Discover looks for due exports every minute; each export runs on its own interval.
     tick: str = "* * * * *"
     #: Time between two runs of one export, seconds (5 min, as the export worker).
@@ -58,14 +58,22 @@ class ExportsSettings(PipelineSettings):
     health_timeout_seconds: float = Field(default=10.0, gt=0)
     #: Products per page requested from the product API.
     page_size: int = Field(default=100, ge=1)
-    #: A claimed export is not claimed again before this many seconds; renewed on every page.
-    lease_seconds: float = Field(default=600.0, gt=0)
     #: Directory export files are written to (an export's relative path is under it).
     output_dir: str = "exports"
 
 
 #: Name of the product API in service_outages and of its breaker.
 PRODUCT_API = "product_api"
+
+#: Exports whose next run time has come (ix_exports_due), longest overdue first; a run's lease is
+#: renewed on every page. Done: the last run succeeded; failed: waiting to resume a failed run.
+EXPORT_ROWS = ItemTable(
+    Export,
+    ready=lambda now: Export.next_run_at <= now,
+    order_by=(Export.next_run_at, Export.id),
+    done=and_(Export.run_id.is_(None), Export.last_success_at.is_not(None)),
+    failed=Export.run_id.in_(select(ExportRun.id).where(ExportRun.outcome == ExportOutcome.FAILED.value)),
+)
 
 
 def fetch(ctx: Context, limit: int) -> list[int]:
@@ -74,8 +82,8 @@ def fetch(ctx: Context, limit: int) -> list[int]:
     now = ctx.clock.now()
     with ctx.db.transaction() as session:
         schedule_new_exports(session, now=now, initial_delay=timedelta(seconds=config.initial_delay_seconds))
-        if not exports_due(session, now=now):
-            return []
+    if not EXPORT_ROWS.any_due(ctx):
+        return []
     health = ProductApiClient(ctx.settings.product_api).health(config.health_timeout_seconds)
     if not health.up:
         if mark_down(ctx.db, PRODUCT_API, now, health.detail):
@@ -84,8 +92,7 @@ def fetch(ctx: Context, limit: int) -> list[int]:
     down_since = mark_up(ctx.db, PRODUCT_API, now)
     if down_since is not None:
         ctx.log.warning("product API is back after %s down; exports resume", now - down_since)
-    with ctx.db.transaction() as session:
-        return claim_due_exports(session, now=now, limit=limit, lease=timedelta(seconds=config.lease_seconds))
+    return EXPORT_ROWS.claim(ctx, limit)
 
 
 def process(ctx: Context, item: Any) -> None:
@@ -220,20 +227,6 @@ def on_failure(ctx: Context, item: Any, reason: str) -> None:
         _finish(ctx, item, export.run_id, ExportOutcome.FAILED, error=reason)
 
 
-def stats(ctx: Context) -> dict[str, int]:
-    """Exports due, in flight, whose last run succeeded, and waiting to resume a failed run."""
-    failed_runs = select(ExportRun.id).where(ExportRun.outcome == ExportOutcome.FAILED.value)
-    with ctx.db.transaction() as session:
-        return status_counts(
-            session,
-            Export,
-            due=Export.next_run_at <= ctx.clock.now(),
-            now=ctx.clock.now(),
-            done=and_(Export.run_id.is_(None), Export.last_success_at.is_not(None)),
-            failed=Export.run_id.in_(failed_runs),
-        )
-
-
 def health(ctx: Context) -> list[dict[str, Any]]:
     """The product API as exports see it: known outage and breaker state."""
     config: ExportsSettings = ctx.config
@@ -259,10 +252,10 @@ EXPORTS = register(
         name="exports",
         purpose=Purpose.EXPORT,
         config=ExportsSettings,
+        table=EXPORT_ROWS,
         fetch=fetch,
         process=process,
         on_failure=on_failure,
-        stats=stats,
         health=health,
         description="write the product export (CSV or JSON Lines) on its interval, resuming where it stopped",
     )

@@ -17,26 +17,25 @@ from typing import Any
 import dramatiq
 from dramatiq.middleware import CurrentMessage
 from pydantic import Field
-from sqlalchemy import case, select, update
+from sqlalchemy import case, select
 
 from backlane.clients.order_api import OrderApiClient
+from backlane.core.items import row_id
 from backlane.core.pipeline import Context, Pipeline, Purpose
 from backlane.core.processing import FinalFailure, run_item
 from backlane.core.registry import register
-from backlane.db.claims import ORDERS_DUE, claim_due_orders, claim_one, status_counts
+from backlane.core.table import ItemTable, TableSettings
 from backlane.db.models import UNSETTLED_ORDER_STATUSES, Order, OrderStatus
+from backlane.db.models.orders import ORDERS_DUE
 from backlane.errors import MalformedMessage, NotReady, PermanentError, UnknownItem
-from backlane.settings import PipelineSettings
 from contracts.orders import ORDER_CREATED_ACTOR, ORDER_CREATED_QUEUE, OrderCreated
 
 
-class OrdersSettings(PipelineSettings):
+class OrdersSettings(TableSettings):
     #: Every minute, as the order-queue service did.
     tick: str = "* * * * *"
     #: Orders created within this window are claimed first, hours.
     recent_window_hours: float = Field(default=24.0, gt=0)
-    #: A claimed order is not claimed again before this many seconds (its lease).
-    lease_seconds: float = Field(default=600.0, gt=0)
     #: Wait between two status checks of a placed order, seconds.
     status_poll_seconds: float = Field(default=5.0, gt=0)
     #: An OrderCreated whose row is not visible yet is retried this long, seconds.
@@ -47,27 +46,32 @@ class OrdersSettings(PipelineSettings):
 
 FINAL_REMOTE_STATUSES = {"succeeded": OrderStatus.SUCCEEDED, "failed": OrderStatus.FAILED}
 
+#: The orders table: unsettled orders are due, oldest first; a failed order is settled with its
+#: reason, and an operator's requeue takes it up where it left off (placed or not).
+ORDER_ROWS = ItemTable(
+    Order,
+    due=ORDERS_DUE,
+    order_by=(Order.created_at, Order.id),
+    done=Order.status == OrderStatus.SUCCEEDED.value,
+    failed=Order.status == OrderStatus.FAILED.value,
+    fail=lambda reason, now: {"status": OrderStatus.FAILED.value, "failure_reason": reason, "settled_at": now},
+    reopened={
+        "status": case((Order.external_order_id.is_(None), OrderStatus.PENDING.value), else_=OrderStatus.PLACED.value),
+        "failure_reason": None,
+        "settled_at": None,
+    },
+)
+
 
 def fetch(ctx: Context, limit: int) -> list[int]:
+    """Orders with work left: those of the recent window first (oldest first), then older ones."""
     config: OrdersSettings = ctx.config
-    with ctx.db.transaction() as session:
-        return claim_due_orders(
-            session,
-            now=ctx.clock.now(),
-            limit=limit,
-            lease=timedelta(seconds=config.lease_seconds),
-            recent_window=timedelta(hours=config.recent_window_hours),
-        )
-
-
-def _order_id(item: Any) -> int:
-    if isinstance(item, bool) or not isinstance(item, int) or item <= 0:
-        raise MalformedMessage(f"an order item must be a positive integer id, got {item!r}")
-    return item
+    window_start = ctx.clock.now() - timedelta(hours=config.recent_window_hours)
+    return ORDER_ROWS.claim(ctx, limit, Order.created_at >= window_start, Order.created_at < window_start)
 
 
 def process(ctx: Context, item: Any) -> None:
-    order_id = _order_id(item)
+    order_id = row_id(item, "order")
     config: OrdersSettings = ctx.config
     with ctx.db.connection() as connection:
         order = connection.execute(
@@ -98,9 +102,9 @@ def process(ctx: Context, item: Any) -> None:
         if remote.status != "pending":
             raise PermanentError(f"order API reports unknown status {remote.status!r} for {remote.external_id}")
         lease_until = ctx.clock.now() + timedelta(seconds=config.status_poll_seconds + config.lease_seconds)
-        _update(ctx, order_id, status=OrderStatus.PLACED.value, lease_until=lease_until, **placed_now)
+        ORDER_ROWS.update(ctx, order_id, status=OrderStatus.PLACED.value, lease_until=lease_until, **placed_now)
         raise NotReady(f"order {remote.external_id} is still pending", config.status_poll_seconds)
-    _update(
+    ORDER_ROWS.update(
         ctx,
         order_id,
         status=final.value,
@@ -110,59 +114,14 @@ def process(ctx: Context, item: Any) -> None:
     )
 
 
-def on_failure(ctx: Context, item: Any, reason: str) -> None:
-    if isinstance(item, int):
-        _update(ctx, item, status=OrderStatus.FAILED.value, failure_reason=reason, settled_at=ctx.clock.now())
-
-
-def reopen(ctx: Context, item: Any) -> None:
-    """A requeued dead letter: a failed order becomes workable again, where it left off."""
-    order_id = _order_id(item)
-    with ctx.db.connection() as connection:
-        connection.execute(
-            update(Order)
-            .where(Order.id == order_id, Order.status == OrderStatus.FAILED.value)
-            .values(
-                status=case(
-                    (Order.external_order_id.is_(None), OrderStatus.PENDING.value), else_=OrderStatus.PLACED.value
-                ),
-                failure_reason=None,
-                settled_at=None,
-                updated_at=ctx.clock.now(),
-            )
-        )
-
-
-def _update(ctx: Context, order_id: int, **values: Any) -> None:
-    """Write to an unsettled order only: a settled order is never touched again."""
-    with ctx.db.connection() as connection:
-        connection.execute(
-            update(Order).where(Order.id == order_id, ORDERS_DUE).values(updated_at=ctx.clock.now(), **values)
-        )
-
-
-def stats(ctx: Context) -> dict[str, int]:
-    with ctx.db.transaction() as session:
-        return status_counts(
-            session,
-            Order,
-            due=ORDERS_DUE,
-            now=ctx.clock.now(),
-            done=Order.status == OrderStatus.SUCCEEDED.value,
-            failed=Order.status == OrderStatus.FAILED.value,
-        )
-
-
 ORDERS = register(
     Pipeline(
         name="orders",
         purpose=Purpose.EXPORT,
         config=OrdersSettings,
+        table=ORDER_ROWS,
         fetch=fetch,
         process=process,
-        on_failure=on_failure,
-        reopen=reopen,
-        stats=stats,
         description="place pending orders at the order API and follow them until settled",
     )
 )
@@ -173,20 +132,11 @@ def handle_order_created(payload: Any) -> None:
     ctx = ORDERS.context()
     event = OrderCreated.model_validate(payload)
     config: OrdersSettings = ctx.config
-    with ctx.db.transaction() as session:
-        claimed = claim_one(
-            session,
-            Order,
-            event.order_id,
-            due=ORDERS_DUE,
-            now=ctx.clock.now(),
-            lease=timedelta(seconds=config.lease_seconds),
-        )
-        exists = claimed or session.get(Order, event.order_id) is not None
+    claimed = ORDER_ROWS.claim_one(ctx, event.order_id)
     if claimed:
         ORDERS.process_actor.send(event.order_id)
         return
-    if exists:
+    if claimed is not None:
         ctx.log.info("order %s is settled or already in flight; OrderCreated ignored", event.order_id)
         return
     message = CurrentMessage.get_current_message()

@@ -11,47 +11,44 @@ different rows of the index, different claims and different queues.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from pydantic import Field
-from sqlalchemy import and_, update
 
 from backlane.clients.vendor_api import VendorScraperClient
 from backlane.core.items import row_id
 from backlane.core.pipeline import Context, Pipeline, Purpose
 from backlane.core.registry import register
-from backlane.db.claims import STAGING_DUE, claim_staging_batches, status_counts
+from backlane.core.table import ItemTable, TableSettings
 from backlane.db.models import StagingBatch, StagingStatus
+from backlane.db.models.staging import STAGING_DUE
 from backlane.errors import PermanentError, UnknownItem
-from backlane.settings import PipelineSettings
 
 
-class StagingSettings(PipelineSettings):
+class StagingSettings(TableSettings):
     """One registration of the staging-batch handler (one vendor); each has its own section."""
 
     #: Base URL of the vendor's scraper API (the simulator in demo and tests).
     base_url: str = "http://127.0.0.1:8085"
     #: Per-request timeout, seconds.
     timeout: float = Field(default=30.0, gt=0)
-    #: A claimed batch is not claimed again before this many seconds (its lease).
-    lease_seconds: float = Field(default=600.0, gt=0)
 
 
 #: Batches in these states are settled; a repeated message does nothing.
 SETTLED = (StagingStatus.COMPLETED.value, StagingStatus.FAILED.value)
 
-
-def fetch(ctx: Context, limit: int) -> list[int]:
-    config: StagingSettings = ctx.config
-    with ctx.db.transaction() as session:
-        return claim_staging_batches(
-            session,
-            processor=ctx.pipeline.name,
-            now=ctx.clock.now(),
-            limit=limit,
-            lease=timedelta(seconds=config.lease_seconds),
-        )
+#: Open batches of one processor (each registration reads its own slice of
+#: ix_staging_batches_due), oldest first, marked processing when claimed.
+BATCH_ROWS = ItemTable(
+    StagingBatch,
+    due=STAGING_DUE,
+    order_by=(StagingBatch.created_at, StagingBatch.id),
+    owner=StagingBatch.processor,
+    claimed={"status": StagingStatus.PROCESSING.value},
+    done=StagingBatch.status == StagingStatus.COMPLETED.value,
+    failed=StagingBatch.status == StagingStatus.FAILED.value,
+    fail=lambda reason, now: {"status": StagingStatus.FAILED.value, "reason": reason, "finished_at": now},
+)
 
 
 def process(ctx: Context, item: Any) -> None:
@@ -69,36 +66,15 @@ def process(ctx: Context, item: Any) -> None:
     vendor = ctx.pipeline.params["vendor"]
     client = VendorScraperClient(config.base_url, timeout=config.timeout)
     records = client.scrape(vendor, f"{ctx.pipeline.name}-{batch_id}", batch.payload)
-    _settle(ctx, batch_id, StagingStatus.COMPLETED, f"vendor {vendor} scraped {records} record(s)")
-
-
-def on_failure(ctx: Context, item: Any, reason: str) -> None:
-    if isinstance(item, int):
-        _settle(ctx, item, StagingStatus.FAILED, reason)
-
-
-def _settle(ctx: Context, batch_id: int, status: StagingStatus, reason: str) -> None:
-    """Settle an open batch of this processor; settled or foreign batches are never touched."""
-    now = ctx.clock.now()
-    with ctx.db.transaction() as session:
-        session.execute(
-            update(StagingBatch)
-            .where(StagingBatch.id == batch_id, StagingBatch.processor == ctx.pipeline.name, STAGING_DUE)
-            .values(status=status.value, reason=reason, finished_at=now, updated_at=now, lease_until=None)
-        )
-
-
-def stats(ctx: Context) -> dict[str, int]:
-    mine = StagingBatch.processor == ctx.pipeline.name
-    with ctx.db.transaction() as session:
-        return status_counts(
-            session,
-            StagingBatch,
-            due=and_(STAGING_DUE, mine),
-            now=ctx.clock.now(),
-            done=and_(mine, StagingBatch.status == StagingStatus.COMPLETED.value),
-            failed=and_(mine, StagingBatch.status == StagingStatus.FAILED.value),
-        )
+    # Only an open batch of this processor: a settled or foreign batch is never touched.
+    BATCH_ROWS.update(
+        ctx,
+        batch_id,
+        status=StagingStatus.COMPLETED.value,
+        reason=f"vendor {vendor} scraped {records} record(s)",
+        finished_at=ctx.clock.now(),
+        lease_until=None,
+    )
 
 
 def staging_pipeline(name: str, vendor: str, description: str, max_items: int) -> Pipeline:
@@ -108,10 +84,8 @@ def staging_pipeline(name: str, vendor: str, description: str, max_items: int) -
         purpose=Purpose.INGESTION,
         config=StagingSettings,
         defaults={"max_items": max_items},
-        fetch=fetch,
+        table=BATCH_ROWS,
         process=process,
-        on_failure=on_failure,
-        stats=stats,
         description=description,
         params={"vendor": vendor},
     )

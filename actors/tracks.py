@@ -10,37 +10,38 @@ broken key) is retried on its own and never holds up the others.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from pydantic import Field
-from sqlalchemy import and_, delete, false, update
+from sqlalchemy import delete
 
 from backlane.clients.storage import storage_from_settings
 from backlane.core.clock import as_utc
 from backlane.core.items import row_id
 from backlane.core.pipeline import Context, Pipeline, Purpose
 from backlane.core.registry import register
-from backlane.db.claims import TRACKS_DUE, claim_due_tracks, status_counts
+from backlane.core.table import ItemTable, TableSettings
 from backlane.db.models import Track, TrackStatus
-from backlane.settings import PipelineSettings
+from backlane.db.models.tracks import TRACKS_DUE
 
 
-class TracksSettings(PipelineSettings):
+class TracksSettings(TableSettings):
     #: Every 5 minutes, as the physical-deletion service did.
     tick: str = "*/5 * * * *"
     #: At most 50 tracks per tick, as before.
     max_items: int = Field(default=50, ge=1)
-    #: A claimed track is not claimed again before this many seconds (its lease).
-    lease_seconds: float = Field(default=600.0, gt=0)
 
 
-def fetch(ctx: Context, limit: int) -> list[int]:
-    config: TracksSettings = ctx.config
-    with ctx.db.transaction() as session:
-        return claim_due_tracks(
-            session, now=ctx.clock.now(), limit=limit, lease=timedelta(seconds=config.lease_seconds)
-        )
+#: Deleted tracks whose scheduled deletion time has come, longest overdue first. A deleted
+#: track's row is gone, so none counts as done; one whose deletion failed is left for a person.
+TRACK_ROWS = ItemTable(
+    Track,
+    due=TRACKS_DUE,
+    ready=lambda now: Track.delete_after <= now,
+    order_by=(Track.delete_after, Track.id),
+    failed=Track.status == TrackStatus.DELETION_FAILED.value,
+    fail=lambda reason, _now: {"status": TrackStatus.DELETION_FAILED.value, "failure_reason": reason},
+)
 
 
 def process(ctx: Context, item: Any) -> None:
@@ -61,30 +62,7 @@ def process(ctx: Context, item: Any) -> None:
     with ctx.db.transaction() as session:
         # Only while still deleted: a track restored meanwhile keeps its row (its objects are gone,
         # which a restore after the scheduled deletion time has to accept).
-        session.execute(delete(Track).where(Track.id == track_id, TRACKS_DUE))
-
-
-def on_failure(ctx: Context, item: Any, reason: str) -> None:
-    if isinstance(item, int):
-        with ctx.db.transaction() as session:
-            session.execute(
-                update(Track)
-                .where(Track.id == item, TRACKS_DUE)
-                .values(status=TrackStatus.DELETION_FAILED.value, failure_reason=reason, updated_at=ctx.clock.now())
-            )
-
-
-def stats(ctx: Context) -> dict[str, int]:
-    now = ctx.clock.now()
-    with ctx.db.transaction() as session:
-        return status_counts(
-            session,
-            Track,
-            due=and_(TRACKS_DUE, Track.delete_after <= now),
-            now=now,
-            done=false(),  # a deleted track's row is gone
-            failed=Track.status == TrackStatus.DELETION_FAILED.value,
-        )
+        session.execute(delete(Track).where(TRACK_ROWS.row(ctx, track_id)))
 
 
 TRACKS = register(
@@ -92,10 +70,8 @@ TRACKS = register(
         name="tracks",
         purpose=Purpose.INTERNAL,
         config=TracksSettings,
-        fetch=fetch,
+        table=TRACK_ROWS,
         process=process,
-        on_failure=on_failure,
-        stats=stats,
         description="physically delete deleted tracks and their stored objects once due",
     )
 )

@@ -39,7 +39,9 @@ def discover(registered: Registered) -> TickResult:
         logger.info("pipeline %s is disabled; discover does nothing", registered.name)
         return TickResult(registered.name, 0, 0, 0.0)
     limit = config.max_items
-    items = list(registered.pipeline.fetch(ctx, limit))
+    fetch = registered.pipeline.fetch
+    assert fetch is not None  # the registry refuses a pipeline without one
+    items = list(fetch(ctx, limit))
     cut = max(0, len(items) - limit)
     if cut:
         logger.warning(

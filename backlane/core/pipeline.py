@@ -2,7 +2,9 @@
 
 A pipeline is data: a name, a purpose, its settings class (its section is read
 from ``BACKLANE_<NAME>__*``), ``fetch(ctx, limit)`` (claim due items) and
-``process(ctx, item)`` (do one). The registry turns
+``process(ctx, item)`` (do one). A pipeline over a table declares its
+:class:`~backlane.core.table.ItemTable` instead of writing ``fetch``, ``stats``,
+``on_failure`` and ``reopen``. The registry turns
 it into a per-item actor on its own queue and the scheduler into a discover actor
 on the ``discover`` queue. Items are JSON values, usually a row id: the row stays
 the source of truth. The same functions may be registered twice under two names,
@@ -22,6 +24,7 @@ from backlane.settings import PipelineSettings, Settings
 if TYPE_CHECKING:
     from backlane.core.clock import Clock
     from backlane.core.runtime import Runtime
+    from backlane.core.table import ItemTable
     from backlane.db.engine import Database
 
 Item = Any  # a JSON value: an id, or a small dict naming the item
@@ -37,10 +40,13 @@ class Purpose(StrEnum):
 class Pipeline:
     name: str
     purpose: Purpose
-    #: Claim up to ``limit`` due items (with a lease) and return them.
-    fetch: Callable[[Context, int], Sequence[Item]]
     #: Do the work for one item; idempotent; raise to retry or fail (see backlane.errors).
     process: Callable[[Context, Item], None]
+    #: The table whose rows are the items: gives ``fetch``, ``stats``, ``on_failure`` and
+    #: ``reopen`` (each still overridable by passing it).
+    table: ItemTable | None = None
+    #: Claim up to ``limit`` due items (with a lease) and return them; required without a table.
+    fetch: Callable[[Context, int], Sequence[Item]] | None = None
     #: Record a final failure on the item's row (permanent error or retries spent).
     on_failure: Callable[[Context, Item, str], None] | None = None
     #: Make a failed item workable again; called when an operator requeues its dead letter.
@@ -63,6 +69,12 @@ class Pipeline:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     #: Extra Dramatiq options of the per-item actor, from its section (e.g. its own ``time_limit``).
     actor_options: Callable[[Any], dict[str, Any]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.table is not None:
+            for hook, function in self.table.hooks().items():
+                if getattr(self, hook) is None:
+                    object.__setattr__(self, hook, function)  # frozen: filled once, before anyone reads it
 
     @property
     def queue_name(self) -> str:

@@ -99,6 +99,8 @@ class Registry:
     def register(self, pipeline: Pipeline, broker: Broker | None = None) -> Registered:
         if pipeline.name in self._pipelines:
             raise RegistrationError(f"a pipeline named {pipeline.name!r} is already registered")
+        if pipeline.fetch is None:
+            raise RegistrationError(f"pipeline {pipeline.name!r} has neither a fetch nor a table to claim items from")
         broker = broker or get_runtime().broker
         holder: list[Registered] = []
 

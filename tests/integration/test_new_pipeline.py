@@ -1,24 +1,22 @@
-"""A brand-new pipeline in one file: its table, its settings class, fetch and process,
+"""A brand-new pipeline in one file: its table, its settings class, its process,
 registered twice with two settings sections read from the environment, run end to end
 on the real broker by a real worker. Nothing outside this file is edited (see the
 README's "Adding a pipeline")."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import dramatiq
 import pytest
-from pydantic import Field
 from sqlalchemy import String, insert, select, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from backlane.core.discovery import declare_discover_actors, discover
 from backlane.core.pipeline import Context, Pipeline, Purpose
 from backlane.core.registry import REGISTRY, Registered, register
-from backlane.db.claims import claim
-from backlane.settings import PipelineSettings
+from backlane.core.table import ItemTable, TableSettings
 from tests.integration.conftest import App
 from tests.waiting import wait_until
 
@@ -35,36 +33,31 @@ class Greeting(Base):
     greeter: Mapped[str] = mapped_column(String(50))
     name: Mapped[str] = mapped_column(String(50))
     text: Mapped[str | None] = mapped_column(String(200))
+    failure_reason: Mapped[str | None] = mapped_column(String(200))
     lease_until: Mapped[datetime | None]
 
 
-class GreeterSettings(PipelineSettings):
+class GreeterSettings(TableSettings):
     #: How the greeting starts.
     salutation: str = "Hello"
-    #: A claimed greeting is not claimed again before this many seconds.
-    lease_seconds: float = Field(default=60.0, gt=0)
 
 
-def fetch(ctx: Context, limit: int) -> list[int]:
-    with ctx.db.transaction() as session:
-        return claim(
-            session,
-            Greeting,
-            due=(Greeting.greeter == ctx.pipeline.name) & Greeting.text.is_(None),
-            order_by=[Greeting.id],
-            limit=limit,
-            now=ctx.clock.now(),
-            lease=timedelta(seconds=ctx.config.lease_seconds),
-        )
+#: Due: a greeting without its text (nor a failure); each greeter claims its own rows, in id order.
+GREETINGS = ItemTable(
+    Greeting,
+    due=Greeting.text.is_(None) & Greeting.failure_reason.is_(None),
+    order_by=[Greeting.id],
+    owner=Greeting.greeter,
+    done=Greeting.text.is_not(None),
+    failed=Greeting.failure_reason.is_not(None),
+    fail=lambda reason, _now: {"failure_reason": reason},
+)
 
 
 def process(ctx: Context, item: Any) -> None:
-    with ctx.db.transaction() as session:
-        session.execute(
-            update(Greeting)
-            .where(Greeting.id == item, Greeting.text.is_(None))
-            .values(text=f"{ctx.config.salutation}, {session.get(Greeting, item).name}!")  # type: ignore[union-attr]
-        )
+    text = f"{ctx.config.salutation}, " + Greeting.name + "!"
+    with ctx.db.connection() as connection:
+        connection.execute(update(Greeting).where(GREETINGS.row(ctx, item)).values(text=text))
 
 
 def greeter(name: str) -> Pipeline:
@@ -72,7 +65,7 @@ def greeter(name: str) -> Pipeline:
         name=name,
         purpose=Purpose.INTERNAL,
         config=GreeterSettings,
-        fetch=fetch,
+        table=GREETINGS,
         process=process,
         defaults={"max_items": 3},
     )
@@ -111,3 +104,7 @@ def test_a_new_pipeline_registered_twice_runs_end_to_end(
     assert sorted(texts()) == sorted(
         [("greeter_en", "Hello, ada!"), ("greeter_en", "Hello, bob!")] * 2 + [("greeter_fr", "Bonjour, cleo!")] * 2
     )
+    # The table gave each registration its status counts, of its own rows.
+    assert english.pipeline.stats is not None and french.pipeline.stats is not None
+    assert english.pipeline.stats(english.context()) == {"due": 0, "in_flight": 0, "done": 4, "failed": 0}
+    assert french.pipeline.stats(french.context()) == {"due": 0, "in_flight": 0, "done": 2, "failed": 0}

@@ -61,7 +61,8 @@ def test_both_registrations_are_listed_as_ingestion() -> None:
     names = {r.name for r in REGISTRY.by_purpose(Purpose.INGESTION)}
     assert {"staging_acme", "staging_globex"} <= names
     assert acme.pipeline.process is globex.pipeline.process
-    assert acme.pipeline.fetch is globex.pipeline.fetch
+    assert acme.pipeline.table is globex.pipeline.table
+    assert acme.pipeline.fetch == globex.pipeline.fetch  # the same table's method
     assert acme.pipeline.queue_name != globex.pipeline.queue_name
 
 

@@ -1,11 +1,12 @@
-"""The declarative base every table shares."""
+"""The declarative base every table shares, and how a due predicate is written."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer
+from sqlalchemy import JSON, BigInteger, ColumnElement, DateTime, Integer, bindparam
 from sqlalchemy.orm import DeclarativeBase
 
 #: Integer primary keys: BIGINT on PostgreSQL, INTEGER (rowid alias) on SQLite.
@@ -14,3 +15,16 @@ BigId = BigInteger().with_variant(Integer, "sqlite")
 
 class Base(DeclarativeBase):
     type_annotation_map = {datetime: DateTime(timezone=True), dict[str, Any]: JSON}
+
+
+def literal_in(column: Any, values: Sequence[str]) -> ColumnElement[bool]:
+    """``column = 'a'`` or ``column IN ('a', 'b')`` with the values written into the SQL.
+
+    This is how a table's due predicate is defined, once, beside its model: the same
+    expression is its partial index's WHERE clause and every claim's condition. Bound
+    parameters would keep the planner from proving that a query's condition implies
+    the index's (SQLite always, PostgreSQL in a generic plan); literals make the query
+    say exactly what the index says."""
+    if len(values) == 1:
+        return column == bindparam(None, values[0], literal_execute=True)  # type: ignore[no-any-return]
+    return column.in_(bindparam(None, list(values), expanding=True, literal_execute=True))  # type: ignore[no-any-return]

@@ -6,10 +6,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Index, String, Text, text
+from sqlalchemy import JSON, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from backlane.db.models.base import Base, BigId
+from backlane.db.models.base import Base, BigId, literal_in
 
 
 class OrderStatus(StrEnum):
@@ -21,7 +21,6 @@ class OrderStatus(StrEnum):
 
 #: Orders discover still has work for.
 UNSETTLED_ORDER_STATUSES = (OrderStatus.PENDING.value, OrderStatus.PLACED.value)
-_UNSETTLED_SQL = "status IN ('pending', 'placed')"
 
 
 class Order(Base):
@@ -41,11 +40,8 @@ class Order(Base):
     updated_at: Mapped[datetime]
     settled_at: Mapped[datetime | None]
 
-    __table_args__ = (
-        Index(
-            "ix_orders_due",
-            "created_at",
-            postgresql_where=text(_UNSETTLED_SQL),
-            sqlite_where=text(_UNSETTLED_SQL),
-        ),
-    )
+
+#: The one definition of "an order with work left": ix_orders_due's predicate, and the
+#: condition of every claim, status count and guarded write of the orders pipeline.
+ORDERS_DUE = literal_in(Order.status, UNSETTLED_ORDER_STATUSES)
+Index("ix_orders_due", Order.created_at, postgresql_where=ORDERS_DUE, sqlite_where=ORDERS_DUE)

@@ -11,10 +11,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Index, String, Text, text
+from sqlalchemy import JSON, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from backlane.db.models.base import Base, BigId
+from backlane.db.models.base import Base, BigId, literal_in
 
 
 class StagingStatus(StrEnum):
@@ -22,10 +22,6 @@ class StagingStatus(StrEnum):
     PROCESSING = "processing"  # claimed; a message is on its way or in work
     COMPLETED = "completed"
     FAILED = "failed"
-
-
-#: Batches discover still has work for; must match STAGING_DUE in backlane.db.claims.
-_OPEN_SQL = "status IN ('pending', 'processing')"
 
 
 class StagingBatch(Base):
@@ -44,12 +40,14 @@ class StagingBatch(Base):
     updated_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
 
-    __table_args__ = (
-        Index(
-            "ix_staging_batches_due",
-            "processor",
-            "created_at",
-            postgresql_where=text(_OPEN_SQL),
-            sqlite_where=text(_OPEN_SQL),
-        ),
-    )
+
+#: The one definition of "a batch with work left": ix_staging_batches_due's predicate and the
+#: condition of its claims, status counts and guarded writes (each processor reads its own slice).
+STAGING_DUE = literal_in(StagingBatch.status, [StagingStatus.PENDING.value, StagingStatus.PROCESSING.value])
+Index(
+    "ix_staging_batches_due",
+    StagingBatch.processor,
+    StagingBatch.created_at,
+    postgresql_where=STAGING_DUE,
+    sqlite_where=STAGING_DUE,
+)

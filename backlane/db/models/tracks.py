@@ -5,20 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Index, String, Text, text
+from sqlalchemy import Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from backlane.db.models.base import Base, BigId
+from backlane.db.models.base import Base, BigId, literal_in
 
 
 class TrackStatus(StrEnum):
     ACTIVE = "active"
     DELETED = "deleted"  # soft-deleted; its objects and row go at delete_after
     DELETION_FAILED = "deletion_failed"  # retries spent; left for a person, with the reason
-
-
-#: Must match TRACKS_DUE in backlane.db.claims word for word.
-_DELETED_SQL = "status = 'deleted'"
 
 
 class Track(Base):
@@ -39,11 +35,8 @@ class Track(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
-    __table_args__ = (
-        Index(
-            "ix_tracks_due",
-            "delete_after",
-            postgresql_where=text(_DELETED_SQL),
-            sqlite_where=text(_DELETED_SQL),
-        ),
-    )
+
+#: The one definition of "a track waiting for its physical deletion" (due once ``delete_after``
+#: has passed): ix_tracks_due's predicate and the condition of its claims and guarded writes.
+TRACKS_DUE = literal_in(Track.status, [TrackStatus.DELETED.value])
+Index("ix_tracks_due", Track.delete_after, postgresql_where=TRACKS_DUE, sqlite_where=TRACKS_DUE)

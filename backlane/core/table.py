@@ -1,0 +1,192 @@
+"""A pipeline over a table, declared once: which rows are due, in which order, under which lease.
+
+Most pipelines work on the rows of one table: discover claims the due ones with a
+lease, the per-item actor re-reads its row, a final failure marks the row failed
+with the reason, an operator's requeue makes it workable again, and ``backlane
+status`` counts the rows in each state. An :class:`ItemTable` declares what
+differs from one pipeline to the next (the model, its due predicate, the claim
+order, what failing and reopening write) and gives the pipeline its ``fetch``,
+``stats``, ``on_failure`` and ``reopen``: ``Pipeline(table=..., process=...)``.
+
+The due predicate is defined once, beside the model, where it is also the
+predicate of the table's partial index (see
+:func:`backlane.db.models.base.literal_in`); the queries are those of
+:mod:`backlane.db.claims`. A row's lease lasts its section's ``lease_seconds``
+(:class:`TableSettings`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, cast
+
+from pydantic import Field
+from sqlalchemy import ColumnElement, CursorResult, and_, false, select, true, update
+
+from backlane.core.items import is_row_id
+from backlane.db import claims
+from backlane.settings import PipelineSettings
+
+if TYPE_CHECKING:
+    from backlane.core.pipeline import Context, Item
+
+
+class TableSettings(PipelineSettings):
+    """The section of a pipeline over a table: a pipeline's settings and its rows' lease."""
+
+    #: A claimed row is not claimed again before this many seconds (its lease).
+    lease_seconds: float = Field(default=600.0, gt=0)
+
+
+@dataclass(frozen=True)
+class ItemTable:
+    """The table a pipeline's items are rows of, and what its hooks do with them."""
+
+    #: The SQLAlchemy model: an ``id`` primary key and a lease column.
+    model: Any
+    #: Rows with work left, defined once beside the model (it is the partial index's predicate).
+    due: ColumnElement[bool] = field(default_factory=true)
+    #: Claim order, the index's columns (longest waiting first).
+    order_by: Sequence[Any] = ()
+    #: The part of "due" that moves with time (e.g. a scheduled time has come), given now.
+    ready: Callable[[datetime], ColumnElement[bool]] | None = None
+    #: The column naming the registration a row belongs to, when one handler is registered
+    #: under several names (each claims, counts and writes only its own rows).
+    owner: Any = None
+    #: Written with the lease when a row is claimed (e.g. a status saying so).
+    claimed: Mapping[str, Any] = field(default_factory=dict)
+    #: Rows done, and failed for good, for ``backlane status``.
+    done: ColumnElement[bool] = field(default_factory=false)
+    failed: ColumnElement[bool] = field(default_factory=false)
+    #: What a final failure writes to a due row, given the reason and the time; None: no ``on_failure``.
+    fail: Callable[[str, datetime], Mapping[str, Any]] | None = None
+    #: What an operator's requeue writes to a failed row to make it due again; None: no ``reopen``.
+    reopened: Mapping[str, Any] | None = None
+    #: The column holding a row's lease.
+    lease_column: str = claims.LEASE_COLUMN
+
+    def hooks(self) -> dict[str, Callable[..., Any]]:
+        """The pipeline hooks this table gives: fetch and stats, on_failure and reopen when declared."""
+        given: dict[str, Callable[..., Any]] = {"fetch": self.fetch, "stats": self.stats}
+        if self.fail is not None:
+            given["on_failure"] = self.on_failure
+        if self.reopened is not None:
+            given["reopen"] = self.reopen
+        return given
+
+    # -- conditions --------------------------------------------------------------
+
+    def mine(self, ctx: Context) -> ColumnElement[bool]:
+        """This registration's rows (all rows unless the table has an ``owner`` column)."""
+        return true() if self.owner is None else cast(ColumnElement[bool], self.owner == ctx.pipeline.name)
+
+    def due_now(self, ctx: Context, now: datetime) -> ColumnElement[bool]:
+        """Rows of this registration that are due at ``now`` (leased or not)."""
+        ready = self.ready(now) if self.ready is not None else true()
+        return and_(self.due, ready, self.mine(ctx))
+
+    def row(self, ctx: Context, row_id: Any) -> ColumnElement[bool]:
+        """Row ``row_id`` while it still has work left: guards a write against a settled row."""
+        return and_(self.model.id == row_id, self.due, self.mine(ctx))
+
+    def lease(self, ctx: Context) -> timedelta:
+        return timedelta(seconds=ctx.config.lease_seconds)
+
+    # -- queries -----------------------------------------------------------------
+
+    def claim(self, ctx: Context, limit: int, *tiers: ColumnElement[bool]) -> list[Any]:
+        """Lease up to ``limit`` due rows and return their ids, in one transaction. With
+        ``tiers`` (extra conditions), all due rows of a tier come before the next tier's."""
+        now = ctx.clock.now()
+        due = self.due_now(ctx, now)
+        values = {**self.claimed, **self._touched(now)} if self.claimed else {}
+        ids: list[Any] = []
+        with ctx.db.transaction() as session:
+            for tier in tiers or (true(),):
+                ids += claims.claim(
+                    session,
+                    self.model,
+                    due=and_(due, tier),
+                    order_by=self.order_by,
+                    limit=limit - len(ids),
+                    now=now,
+                    lease=self.lease(ctx),
+                    values=values,
+                    lease_column=self.lease_column,
+                )
+        return ids
+
+    def claim_one(self, ctx: Context, row_id: Any) -> bool | None:
+        """Lease row ``row_id`` if it is due and free: True; False when it is settled or in
+        flight; None when there is no such row (yet)."""
+        now = ctx.clock.now()
+        with ctx.db.transaction() as session:
+            claimed = claims.claim_one(
+                session,
+                self.model,
+                row_id,
+                due=self.row(ctx, row_id),
+                now=now,
+                lease=self.lease(ctx),
+                lease_column=self.lease_column,
+            )
+            if claimed:
+                return True
+            return False if session.scalar(select(self.model.id).where(self.model.id == row_id)) is not None else None
+
+    def any_due(self, ctx: Context) -> bool:
+        """Whether any row is due and free (a cheap look before an expensive step)."""
+        now = ctx.clock.now()
+        with ctx.db.transaction() as session:
+            return claims.any_due(
+                session, self.model, due=self.due_now(ctx, now), now=now, lease_column=self.lease_column
+            )
+
+    def update(self, ctx: Context, row_id: Any, **values: Any) -> bool:
+        """Write to row ``row_id`` only while it has work left (a settled row is never touched
+        again); False when it had none."""
+        return self._update(ctx, self.row(ctx, row_id), values)
+
+    # -- the hooks ---------------------------------------------------------------
+
+    def fetch(self, ctx: Context, limit: int) -> list[Any]:
+        return self.claim(ctx, limit)
+
+    def stats(self, ctx: Context) -> dict[str, int]:
+        now = ctx.clock.now()
+        mine = self.mine(ctx)
+        with ctx.db.transaction() as session:
+            return claims.status_counts(
+                session,
+                self.model,
+                due=self.due_now(ctx, now),
+                done=and_(self.done, mine),
+                failed=and_(self.failed, mine),
+                now=now,
+                lease_column=self.lease_column,
+            )
+
+    def on_failure(self, ctx: Context, item: Item, reason: str) -> None:
+        """Mark the row failed with the reason and release its lease."""
+        if self.fail is not None and is_row_id(item):
+            self.update(ctx, item, **self.fail(reason, ctx.clock.now()), **{self.lease_column: None})
+
+    def reopen(self, ctx: Context, item: Item) -> None:
+        """Make a failed row due again, leased to the requeued message that is about to work on it."""
+        if self.reopened is not None and is_row_id(item):
+            failed_row = and_(self.model.id == item, self.failed, self.mine(ctx))
+            lease = {self.lease_column: ctx.clock.now() + self.lease(ctx)}
+            self._update(ctx, failed_row, {**self.reopened, **lease})
+
+    # -----------------------------------------------------------------------------
+
+    def _touched(self, now: datetime) -> dict[str, Any]:
+        return {"updated_at": now} if "updated_at" in self.model.__table__.c else {}
+
+    def _update(self, ctx: Context, where: ColumnElement[bool], values: Mapping[str, Any]) -> bool:
+        statement = update(self.model).where(where).values({**self._touched(ctx.clock.now()), **values})
+        with ctx.db.connection() as connection:
+            result = connection.execute(statement)
+        return bool(cast(CursorResult[Any], result).rowcount)
