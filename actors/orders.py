@@ -2,10 +2,11 @@
 until the API says it succeeded or failed.
 
 Replaces the order-queue service (a one-minute poll) and the OrderCreated
-consumer. The order's ``request_id`` is the idempotency key, so a second delivery
-of the same message can never place a second order. Orders whose message was
-lost (worker killed, queue purged) are claimed again by discover when their lease
-ends.
+consumer: the pipeline's inbox, where other services publish OrderCreated
+(``orders_inbox``); an order it claims goes to the same per-order actor. The
+order's ``request_id`` is the idempotency key, so a second delivery of the same
+message can never place a second order. Orders whose message was lost (worker
+killed, queue purged) are claimed again by discover when their lease ends.
 """
 
 from __future__ import annotations
@@ -14,15 +15,13 @@ import time
 from datetime import timedelta
 from typing import Any
 
-import dramatiq
 from dramatiq.middleware import CurrentMessage
 from pydantic import Field
 from sqlalchemy import case, select
 
 from backlane.clients.order_api import OrderApiClient
 from backlane.core.items import row_id
-from backlane.core.pipeline import Context, Pipeline, Purpose
-from backlane.core.processing import FinalFailure, run_item
+from backlane.core.pipeline import Context, Inbox, Pipeline, Purpose
 from backlane.core.registry import register
 from backlane.core.table import ItemTable, TableSettings
 from backlane.db.models import UNSETTLED_ORDER_STATUSES, Order, OrderStatus
@@ -114,31 +113,24 @@ def process(ctx: Context, item: Any) -> None:
     )
 
 
-ORDERS = register(
-    Pipeline(
-        name="orders",
-        purpose=Purpose.EXPORT,
-        config=OrdersSettings,
-        table=ORDER_ROWS,
-        fetch=fetch,
-        process=process,
-        description="place pending orders at the order API and follow them until settled",
-    )
-)
+def parse_order_created(args: tuple[Any, ...], kwargs: dict[str, Any]) -> OrderCreated:
+    """The inbox's wire format, in this one function: a Dramatiq message whose single
+    positional argument is an OrderCreated (see :mod:`contracts.orders`)."""
+    if len(args) != 1 or kwargs:
+        raise MalformedMessage("OrderCreated must be the single positional argument of the message")
+    return OrderCreated.model_validate(args[0])
 
 
-def handle_order_created(payload: Any) -> None:
-    """Validate an OrderCreated and hand its order to the per-order actor, once."""
-    ctx = ORDERS.context()
-    event = OrderCreated.model_validate(payload)
+def accept_order_created(ctx: Context, event: OrderCreated) -> list[int]:
+    """Hand the order to the per-order actor, once: only a claim sends it. A row not visible
+    yet (its transaction not committed) is looked for again until the grace period ends."""
     config: OrdersSettings = ctx.config
     claimed = ORDER_ROWS.claim_one(ctx, event.order_id)
     if claimed:
-        ORDERS.process_actor.send(event.order_id)
-        return
+        return [event.order_id]
     if claimed is not None:
         ctx.log.info("order %s is settled or already in flight; OrderCreated ignored", event.order_id)
-        return
+        return []
     message = CurrentMessage.get_current_message()
     first_seen_ms = message.message_timestamp if message is not None else time.time() * 1000
     waited = time.time() - first_seen_ms / 1000
@@ -147,20 +139,15 @@ def handle_order_created(payload: Any) -> None:
     raise UnknownItem(f"order {event.order_id} does not exist (waited {waited:.0f}s for it to appear)")
 
 
-def order_created(*args: Any, **kwargs: Any) -> None:
-    ctx = ORDERS.context()
-
-    def work() -> None:
-        if len(args) != 1 or kwargs:
-            raise MalformedMessage("OrderCreated must be the single positional argument of the message")
-        handle_order_created(args[0])
-
-    run_item(ORDER_CREATED_ACTOR, args[0] if len(args) == 1 else None, work, ORDERS.retry_policy(ctx))
-
-
-order_created_actor = dramatiq.actor(
-    actor_name=ORDER_CREATED_ACTOR,
-    queue_name=ORDER_CREATED_QUEUE,
-    broker=ORDERS.process_actor.broker,
-    throws=(FinalFailure,),
-)(order_created)
+ORDERS = register(
+    Pipeline(
+        name="orders",
+        purpose=Purpose.EXPORT,
+        config=OrdersSettings,
+        table=ORDER_ROWS,
+        fetch=fetch,
+        process=process,
+        inbox=Inbox(ORDER_CREATED_QUEUE, ORDER_CREATED_ACTOR, parse=parse_order_created, accept=accept_order_created),
+        description="place pending orders at the order API and follow them until settled",
+    )
+)

@@ -5,7 +5,8 @@ from ``BACKLANE_<NAME>__*``), ``fetch(ctx, limit)`` (claim due items) and
 ``process(ctx, item)`` (do one). A pipeline over a table declares its
 :class:`~backlane.core.table.ItemTable` instead of writing ``fetch``, ``stats``,
 ``on_failure`` and ``reopen``. The registry turns
-it into a per-item actor on its own queue and the scheduler into a discover actor
+it into a per-item actor on its own queue (and its :class:`Inbox`, if it has one,
+into an actor on the inbox's queue) and the scheduler into a discover actor
 on the ``discover`` queue. Items are JSON values, usually a row id: the row stays
 the source of truth. The same functions may be registered twice under two names,
 each reading its own section with its own ``defaults``.
@@ -34,6 +35,24 @@ class Purpose(StrEnum):
     INGESTION = "ingestion"  # brings outside data in
     INTERNAL = "internal"  # works on our own data
     EXPORT = "export"  # sends our data out
+
+
+@dataclass(frozen=True)
+class Inbox:
+    """Messages other services publish to a pipeline, on a queue of their own.
+
+    The registry declares an actor named ``actor_name`` on ``queue``; each message is
+    run like an item (errors classified, retried, dead-lettered with the reason):
+    ``parse`` reads the message's arguments (the wire format, in this one function)
+    and ``accept`` decides what they mean, returning the items to hand to the
+    pipeline's per-item actor at once (none: nothing to do, or discover takes it)."""
+
+    queue: str
+    actor_name: str
+    #: The message's positional and keyword arguments → what it says; raises on a malformed one.
+    parse: Callable[[tuple[Any, ...], dict[str, Any]], Any]
+    #: What the parsed message means: the items to send to the per-item actor.
+    accept: Callable[[Context, Any], Sequence[Item]]
 
 
 @dataclass(frozen=True)
@@ -69,6 +88,8 @@ class Pipeline:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     #: Extra Dramatiq options of the per-item actor, from its section (e.g. its own ``time_limit``).
     actor_options: Callable[[Any], dict[str, Any]] | None = None
+    #: What other services publish to this pipeline (orders: OrderCreated on ``orders_inbox``).
+    inbox: Inbox | None = None
 
     def __post_init__(self) -> None:
         if self.table is not None:

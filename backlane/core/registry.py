@@ -1,15 +1,16 @@
 """Registration: the one mechanism that turns a :class:`Pipeline` into actors.
 
-``register(pipeline)`` declares its per-item actor on its own queue; the
-scheduler later declares its discover actor (:mod:`backlane.core.discovery`). Adding
-a pipeline is one module that calls ``register``.
+``register(pipeline)`` declares its per-item actor on its own queue, and its
+inbox's actor when it has one; the scheduler later declares its discover actor
+(:mod:`backlane.core.discovery`). Adding a pipeline is one module that calls ``register``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import dramatiq
 from dramatiq.broker import Broker
@@ -36,6 +37,7 @@ class Registered:
     pipeline: Pipeline
     process_actor: dramatiq.Actor  # type: ignore[type-arg]
     discover_actor: dramatiq.Actor | None = None  # type: ignore[type-arg]
+    inbox_actor: dramatiq.Actor | None = None  # type: ignore[type-arg]
 
     @property
     def name(self) -> str:
@@ -84,6 +86,33 @@ class Registered:
 
         run_item(self.name, item, work, self.retry_policy(ctx), record_failure)
 
+    def receive(self, *args: Any, **kwargs: Any) -> None:
+        """Body of the inbox actor: one message from another service, run like an item
+        (without a row to mark failed: a bad message is dead-lettered with its reason)."""
+        inbox = self.pipeline.inbox
+        assert inbox is not None  # only an inbox's actor calls this
+        ctx = self.context()
+
+        def work() -> None:
+            for item in inbox.accept(ctx, inbox.parse(args, kwargs)):
+                self.process_actor.send(item)
+
+        run_item(inbox.actor_name, args[0] if len(args) == 1 else None, work, self.retry_policy(ctx))
+
+
+def _declare(
+    pipeline: Pipeline, broker: Broker, actor_name: str, queue: str, run: Callable[..., None], **options: Any
+) -> dramatiq.Actor:  # type: ignore[type-arg]
+    """Actor ``actor_name`` on ``queue``: its messages end in success, a retry or
+    :class:`FinalFailure` (dead-lettered with the reason)."""
+    run.__name__ = run.__qualname__ = actor_name
+    try:
+        return dramatiq.actor(
+            actor_name=actor_name, queue_name=queue, broker=broker, throws=(FinalFailure,), **options
+        )(run)
+    except ValueError as exc:
+        raise RegistrationError(f"pipeline {pipeline.name!r}: {exc}") from None
+
 
 def _raiser(error: Exception):  # type: ignore[no-untyped-def]
     def work() -> None:
@@ -102,26 +131,23 @@ class Registry:
         if pipeline.fetch is None:
             raise RegistrationError(f"pipeline {pipeline.name!r} has neither a fetch nor a table to claim items from")
         broker = broker or get_runtime().broker
-        holder: list[Registered] = []
+        name = pipeline.name
 
         def process(*args: Item, **kwargs: Item) -> None:
-            holder[0].process(*args, **kwargs)
+            self.get(name).process(*args, **kwargs)
 
-        process.__name__ = process.__qualname__ = f"process_{pipeline.name}"
-        try:
-            actor = dramatiq.actor(
-                actor_name=f"process_{pipeline.name}",
-                queue_name=pipeline.queue_name,
-                broker=broker,
-                throws=(FinalFailure,),
-                priority=ITEM_PRIORITY,
-                **(pipeline.actor_options(get_runtime().config(pipeline)) if pipeline.actor_options else {}),
-            )(process)
-        except ValueError as exc:
-            raise RegistrationError(f"pipeline {pipeline.name!r}: {exc}") from None
+        def receive(*args: Any, **kwargs: Any) -> None:
+            self.get(name).receive(*args, **kwargs)
+
+        options = pipeline.actor_options(get_runtime().config(pipeline)) if pipeline.actor_options else {}
+        actor = _declare(
+            pipeline, broker, f"process_{name}", pipeline.queue_name, process, priority=ITEM_PRIORITY, **options
+        )
         registered = Registered(pipeline, actor)
-        holder.append(registered)
-        self._pipelines[pipeline.name] = registered
+        if pipeline.inbox is not None:
+            inbox = pipeline.inbox
+            registered.inbox_actor = _declare(pipeline, broker, inbox.actor_name, inbox.queue, receive)
+        self._pipelines[name] = registered
         return registered
 
     def get(self, name: str) -> Registered:

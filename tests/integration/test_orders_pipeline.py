@@ -16,7 +16,7 @@ from backlane.core.clock import as_utc
 from backlane.core.discovery import discover
 from backlane.core.registry import REGISTRY
 from backlane.db.models import Order
-from contracts.orders import ORDER_CREATED_QUEUE, OrderCreated
+from contracts.orders import ORDER_CREATED_ACTOR, ORDER_CREATED_QUEUE, OrderCreated
 from devtools.sample import create_orders
 from tests.integration.conftest import App
 from tests.waiting import wait_until
@@ -118,6 +118,14 @@ def test_two_discovers_at_once_claim_disjoint_orders(app: App, worker: Any) -> N
     assert all(r.enqueued <= 150 for r in results)
     wait_until(lambda: all_settled(app, 200), timeout=60, what="all orders settled")
     assert creations_per_order(app) == [1] * 200
+
+
+def test_the_inbox_is_declared_with_the_pipeline(app_broker: Any) -> None:
+    orders = REGISTRY.get("orders")
+    inbox = orders.inbox_actor
+    assert inbox is not None and (inbox.actor_name, inbox.queue_name) == (ORDER_CREATED_ACTOR, ORDER_CREATED_QUEUE)
+    assert app_broker.get_actor(ORDER_CREATED_ACTOR) is inbox
+    assert ORDER_CREATED_QUEUE in app_broker.get_declared_queues()
 
 
 def test_same_order_created_three_times_places_one_order(app: App, worker: Any) -> None:
