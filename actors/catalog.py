@@ -43,6 +43,9 @@ from backlane.pipelines.catalog.settings import CatalogSettings
 from backlane.pipelines.catalog.store import Counts, apply_section
 from contracts.catalog import CatalogSectionRefreshed
 
+#: What the catalog pipeline's functions get: ``ctx.config`` is its CatalogSettings.
+CatalogContext = Context[CatalogSettings]
+
 
 def plans(config: CatalogSettings) -> dict[str, tuple[bool, timedelta]]:
     """(enabled, interval) of every section."""
@@ -52,8 +55,8 @@ def plans(config: CatalogSettings) -> dict[str, tuple[bool, timedelta]]:
     }
 
 
-def fetch(ctx: Context, limit: int) -> list[dict[str, str]]:
-    config: CatalogSettings = ctx.config
+def fetch(ctx: CatalogContext, limit: int) -> list[dict[str, str]]:
+    config = ctx.config
     with ctx.db.transaction() as session:
         return claim_due_sections(
             session,
@@ -70,9 +73,9 @@ def _parse(item: Any) -> tuple[str, str]:
     return section_spec(item.get("section")).name, item["token"]
 
 
-def process(ctx: Context, item: Any) -> None:
+def process(ctx: CatalogContext, item: Any) -> None:
     name, token = _parse(item)
-    config: CatalogSettings = ctx.config
+    config = ctx.config
     with ctx.db.transaction() as session:
         verdict = start_section_refresh(
             session,
@@ -90,18 +93,19 @@ def process(ctx: Context, item: Any) -> None:
     if verdict == SECTION_BUSY:
         raise NotReady(f"{config.max_concurrent} catalog refreshes already running", config.busy_recheck_seconds)
     if verdict != SECTION_PUBLISH:
-        _refresh(ctx, config, name, token)
-    _publish_and_release(ctx, config, name, token)
+        _refresh(ctx, name, token)
+    _publish_and_release(ctx, name, token)
 
 
-def _refresh(ctx: Context, config: CatalogSettings, name: str, token: str) -> None:
+def _refresh(ctx: CatalogContext, name: str, token: str) -> None:
+    config = ctx.config
     spec = SECTIONS[name]
     started = time.monotonic()
     retention = config.sections[name].retention_days
     try:
         items = fetch_section(ctx.db, ctx.clock, config, spec)
         with ctx.db.transaction() as session:
-            row = _own(session, config, name, token, ctx)
+            row = _own(ctx, session, name, token)
             now = ctx.clock.now()
             counts = apply_section(
                 session, spec, items, now=now, retention=timedelta(days=retention) if retention else None
@@ -113,28 +117,26 @@ def _refresh(ctx: Context, config: CatalogSettings, name: str, token: str) -> No
             if row.requested_at is not None and row.claimed_at is not None and row.requested_at <= row.claimed_at:
                 row.requested_at = None
     except (Exception, TimeLimitExceeded) as exc:
-        _record_attempt(ctx, config, name, token, exc, time.monotonic() - started)
+        _record_attempt(ctx, name, token, exc, time.monotonic() - started)
         raise
     ctx.log.info("catalog %s refreshed: %s", name, counts.as_dict())
 
 
-def _own(session: Any, config: CatalogSettings, name: str, token: str, ctx: Context) -> CatalogSection:
-    rows = lock_sections(session, plans(config), ctx.clock.now())
+def _own(ctx: CatalogContext, session: Any, name: str, token: str) -> CatalogSection:
+    rows = lock_sections(session, plans(ctx.config), ctx.clock.now())
     row = next(r for r in rows if r.name == name)
     if row.lease_token != token:
         raise TransientError(f"catalog {name}: lost its claim while refreshing (lease ran out?)")
     return row
 
 
-def _record_attempt(
-    ctx: Context, config: CatalogSettings, name: str, token: str, exc: BaseException, elapsed: float
-) -> None:
+def _record_attempt(ctx: CatalogContext, name: str, token: str, exc: BaseException, elapsed: float) -> None:
     """Give the slot back and say why; discover leaves the section to its retry until ``hold_until``."""
     error = TransientError("time limit exceeded") if isinstance(exc, TimeLimitExceeded) else classify(exc)
     if isinstance(error, DelayedRetry):
         hold, outcome = error.delay_seconds, "waiting"
     else:
-        hold = (config.max_backoff_ms or ctx.settings.retries.max_backoff_ms) / 1000
+        hold = (ctx.config.max_backoff_ms or ctx.settings.retries.max_backoff_ms) / 1000
         outcome = "retrying"
     now = ctx.clock.now()
     with ctx.db.transaction() as session:
@@ -148,7 +150,7 @@ def _record_attempt(
             row.consecutive_failures += 1
 
 
-def _publish_and_release(ctx: Context, config: CatalogSettings, name: str, token: str) -> None:
+def _publish_and_release(ctx: CatalogContext, name: str, token: str) -> None:
     with ctx.db.transaction() as session:
         row = session.get(CatalogSection, name)
         assert row is not None and row.last_success_at is not None
@@ -162,6 +164,7 @@ def _publish_and_release(ctx: Context, config: CatalogSettings, name: str, token
             duration_ms=row.last_duration_ms or 0.0,
             **counts.as_dict(),
         )
+    config = ctx.config
     topology = EventTopology(config.event_exchange, config.event_recent_queue, config.event_recent_max_length)
     publish_event(ctx.runtime.broker, topology, event, routing_key=name)
     with ctx.db.transaction() as session:
@@ -171,28 +174,27 @@ def _publish_and_release(ctx: Context, config: CatalogSettings, name: str, token
             row.event_pending, row.updated_at = False, ctx.clock.now()
 
 
-def on_failure(ctx: Context, item: Any, reason: str) -> None:
+def on_failure(ctx: CatalogContext, item: Any, reason: str) -> None:
     """Retries spent or a permanent error: free the section until its next interval."""
     try:
         name, token = _parse(item)
     except MalformedMessage:
         return
-    config: CatalogSettings = ctx.config
     now = ctx.clock.now()
     with ctx.db.transaction() as session:
         row = session.scalars(select(CatalogSection).where(CatalogSection.name == name).with_for_update()).first()
         if row is None or row.lease_token != token:
             return
         row.lease_until = row.lease_token = None
-        row.hold_until = now + timedelta(minutes=config.sections[name].interval_minutes)
+        row.hold_until = now + timedelta(minutes=ctx.config.sections[name].interval_minutes)
         row.last_outcome, row.last_error, row.updated_at = "failed", reason[:2000], now
 
 
-def health(ctx: Context) -> list[dict[str, Any]]:
+def health(ctx: CatalogContext) -> list[dict[str, Any]]:
     return section_rows(ctx.db, ctx.clock, ctx.config)
 
 
-def stats(ctx: Context) -> dict[str, int]:
+def stats(ctx: CatalogContext) -> dict[str, int]:
     rows = health(ctx)
     return {
         "due": sum(1 for r in rows if r["due"] and not r["running"]),
@@ -202,12 +204,12 @@ def stats(ctx: Context) -> dict[str, int]:
     }
 
 
-def trigger_section(ctx: Context, name: str) -> list[dict[str, str]]:
+def trigger_section(ctx: CatalogContext, name: str) -> list[dict[str, str]]:
     """Mark one section requested (due whatever its interval) and claim it now if a slot is free;
     otherwise discover takes it at its next tick. Returns the claimed item, if any."""
     if name not in SECTIONS:
         raise KeyError(f"no catalog section named {name!r} (known: {', '.join(SECTIONS)})")
-    config: CatalogSettings = ctx.config
+    config = ctx.config
     now = ctx.clock.now()
     requested = plans(config)
     requested[name] = (True, requested[name][1])  # an operator's request refreshes a disabled section too

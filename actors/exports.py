@@ -62,6 +62,9 @@ class ExportsSettings(TableSettings):
     output_dir: str = "exports"
 
 
+#: What the exports pipeline's functions get: ``ctx.config`` is its ExportsSettings.
+ExportsContext = Context[ExportsSettings]
+
 #: Name of the product API in service_outages and of its breaker.
 PRODUCT_API = "product_api"
 
@@ -76,9 +79,9 @@ EXPORT_ROWS = ItemTable(
 )
 
 
-def fetch(ctx: Context, limit: int) -> list[int]:
+def fetch(ctx: ExportsContext, limit: int) -> list[int]:
     """Claim due exports, but only while the product API is up; nothing starts while it is down."""
-    config: ExportsSettings = ctx.config
+    config = ctx.config
     now = ctx.clock.now()
     with ctx.db.transaction() as session:
         schedule_new_exports(session, now=now, initial_delay=timedelta(seconds=config.initial_delay_seconds))
@@ -95,9 +98,9 @@ def fetch(ctx: Context, limit: int) -> list[int]:
     return EXPORT_ROWS.claim(ctx, limit)
 
 
-def process(ctx: Context, item: Any) -> None:
+def process(ctx: ExportsContext, item: Any) -> None:
     export_id = row_id(item, "export")
-    config: ExportsSettings = ctx.config
+    config = ctx.config
     with ctx.db.transaction() as session:
         export = session.get(Export, export_id)
         run = session.get(ExportRun, export.run_id) if export is not None and export.run_id is not None else None
@@ -130,7 +133,9 @@ def process(ctx: Context, item: Any) -> None:
     ctx.log.info("export %s written: %d products in %d pages to %s", export.name, rows, page, final)
 
 
-def _start_or_resume(ctx: Context, export: Export, run: ExportRun | None, partial: Path) -> tuple[int, int, int, int]:
+def _start_or_resume(
+    ctx: ExportsContext, export: Export, run: ExportRun | None, partial: Path
+) -> tuple[int, int, int, int]:
     """(run id, next page, partial file length, rows so far): continue this export's run, or
     start one — at the page an earlier failed run stopped at when its partial file is intact."""
     now = ctx.clock.now()
@@ -163,10 +168,9 @@ def _start_or_resume(ctx: Context, export: Export, run: ExportRun | None, partia
     return run_id, page, offset, rows
 
 
-def _save_progress(ctx: Context, export_id: int, run_id: int, *, page: int, offset: int, rows: int) -> None:
+def _save_progress(ctx: ExportsContext, export_id: int, run_id: int, *, page: int, offset: int, rows: int) -> None:
     """Record ``page`` as written (its bytes are already fsynced) and renew the lease. The cursor
     only moves from ``page``: a second worker on the same run makes this one stop and retry."""
-    config: ExportsSettings = ctx.config
     now = ctx.clock.now()
     with ctx.db.transaction() as session:
         result = session.execute(
@@ -176,7 +180,7 @@ def _save_progress(ctx: Context, export_id: int, run_id: int, *, page: int, offs
                 next_page=page + 1,
                 partial_bytes=offset,
                 rows_written=rows,
-                lease_until=now + timedelta(seconds=config.lease_seconds),
+                lease_until=now + timedelta(seconds=ctx.config.lease_seconds),
                 updated_at=now,
             )
         )
@@ -186,7 +190,7 @@ def _save_progress(ctx: Context, export_id: int, run_id: int, *, page: int, offs
 
 
 def _finish(
-    ctx: Context,
+    ctx: ExportsContext,
     export_id: int,
     run_id: int,
     outcome: ExportOutcome,
@@ -198,11 +202,10 @@ def _finish(
 ) -> None:
     """Close the run in the history and schedule the export's next run one interval from now.
     A success clears the cursor; a failure keeps it, so the next run resumes there."""
-    config: ExportsSettings = ctx.config
     now = ctx.clock.now()
     run_values: dict[str, Any] = {"outcome": outcome.value, "finished_at": now, "error": error}
     export_values: dict[str, Any] = {
-        "next_run_at": now + timedelta(seconds=config.interval_seconds),
+        "next_run_at": now + timedelta(seconds=ctx.config.interval_seconds),
         "lease_until": None,
         "updated_at": now,
     }
@@ -218,7 +221,7 @@ def _finish(
         session.execute(update(Export).where(Export.id == export_id).values(**export_values))
 
 
-def on_failure(ctx: Context, item: Any, reason: str) -> None:
+def on_failure(ctx: ExportsContext, item: Any, reason: str) -> None:
     if not isinstance(item, int):
         return
     with ctx.db.transaction() as session:
@@ -227,9 +230,9 @@ def on_failure(ctx: Context, item: Any, reason: str) -> None:
         _finish(ctx, item, export.run_id, ExportOutcome.FAILED, error=reason)
 
 
-def health(ctx: Context) -> list[dict[str, Any]]:
+def health(ctx: ExportsContext) -> list[dict[str, Any]]:
     """The product API as exports see it: known outage and breaker state."""
-    config: ExportsSettings = ctx.config
+    config = ctx.config
     with ctx.db.transaction() as session:
         outage = session.get(ServiceOutage, PRODUCT_API)
     down_since = outage.down_since if outage is not None else None

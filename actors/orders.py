@@ -43,6 +43,9 @@ class OrdersSettings(TableSettings):
     created_recheck_seconds: float = Field(default=2.0, gt=0)
 
 
+#: What the orders pipeline's functions get: ``ctx.config`` is its OrdersSettings.
+OrdersContext = Context[OrdersSettings]
+
 FINAL_REMOTE_STATUSES = {"succeeded": OrderStatus.SUCCEEDED, "failed": OrderStatus.FAILED}
 
 #: The orders table: unsettled orders are due, oldest first; a failed order is settled with its
@@ -62,16 +65,15 @@ ORDER_ROWS = ItemTable(
 )
 
 
-def fetch(ctx: Context, limit: int) -> list[int]:
+def fetch(ctx: OrdersContext, limit: int) -> list[int]:
     """Orders with work left: those of the recent window first (oldest first), then older ones."""
-    config: OrdersSettings = ctx.config
-    window_start = ctx.clock.now() - timedelta(hours=config.recent_window_hours)
+    window_start = ctx.clock.now() - timedelta(hours=ctx.config.recent_window_hours)
     return ORDER_ROWS.claim(ctx, limit, Order.created_at >= window_start, Order.created_at < window_start)
 
 
-def process(ctx: Context, item: Any) -> None:
+def process(ctx: OrdersContext, item: Any) -> None:
     order_id = row_id(item, "order")
-    config: OrdersSettings = ctx.config
+    config = ctx.config
     with ctx.db.connection() as connection:
         order = connection.execute(
             select(Order.request_id, Order.customer, Order.payload, Order.status, Order.external_order_id).where(
@@ -121,10 +123,10 @@ def parse_order_created(args: tuple[Any, ...], kwargs: dict[str, Any]) -> OrderC
     return OrderCreated.model_validate(args[0])
 
 
-def accept_order_created(ctx: Context, event: OrderCreated) -> list[int]:
+def accept_order_created(ctx: OrdersContext, event: OrderCreated) -> list[int]:
     """Hand the order to the per-order actor, once: only a claim sends it. A row not visible
     yet (its transaction not committed) is looked for again until the grace period ends."""
-    config: OrdersSettings = ctx.config
+    config = ctx.config
     claimed = ORDER_ROWS.claim_one(ctx, event.order_id)
     if claimed:
         return [event.order_id]

@@ -51,7 +51,7 @@ BATCH_ROWS = ItemTable(
 )
 
 
-def process(ctx: Context, item: Any) -> None:
+def process(ctx: Context[StagingSettings], item: Any) -> None:
     batch_id = row_id(item, "staging batch")
     with ctx.db.transaction() as session:
         batch = session.get(StagingBatch, batch_id)
@@ -62,7 +62,7 @@ def process(ctx: Context, item: Any) -> None:
     if batch.status in SETTLED:
         ctx.log.info("staging batch %s is already %s; nothing to do", batch_id, batch.status)
         return
-    config: StagingSettings = ctx.config
+    config = ctx.config
     vendor = ctx.pipeline.params["vendor"]
     client = VendorScraperClient(config.base_url, timeout=config.timeout)
     records = client.scrape(vendor, f"{ctx.pipeline.name}-{batch_id}", batch.payload)
@@ -77,7 +77,7 @@ def process(ctx: Context, item: Any) -> None:
     )
 
 
-def staging_pipeline(name: str, vendor: str, description: str, max_items: int) -> Pipeline:
+def staging_pipeline(name: str, vendor: str, description: str, max_items: int) -> Pipeline[StagingSettings]:
     """One registration of the handler: same functions, its own name, vendor and settings section."""
     return Pipeline(
         name=name,

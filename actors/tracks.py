@@ -44,7 +44,7 @@ TRACK_ROWS = ItemTable(
 )
 
 
-def process(ctx: Context, item: Any) -> None:
+def process(ctx: Context[TracksSettings], item: Any) -> None:
     track_id = row_id(item, "track")
     now = ctx.clock.now()
     with ctx.db.transaction() as session:

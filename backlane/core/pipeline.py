@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from backlane.settings import PipelineSettings, Settings
 
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from backlane.db.engine import Database
 
 Item = Any  # a JSON value: an id, or a small dict naming the item
+#: A pipeline's settings class: ``Pipeline[S]`` and ``Context[S]``, so ``ctx.config`` is an ``S``.
+S = TypeVar("S", bound=PipelineSettings)
 
 
 class Purpose(StrEnum):
@@ -38,7 +40,7 @@ class Purpose(StrEnum):
 
 
 @dataclass(frozen=True)
-class Inbox:
+class Inbox(Generic[S]):
     """Messages other services publish to a pipeline, on a queue of their own.
 
     The registry declares an actor named ``actor_name`` on ``queue``; each message is
@@ -52,28 +54,31 @@ class Inbox:
     #: The message's positional and keyword arguments → what it says; raises on a malformed one.
     parse: Callable[[tuple[Any, ...], dict[str, Any]], Any]
     #: What the parsed message means: the items to send to the per-item actor.
-    accept: Callable[[Context, Any], Sequence[Item]]
+    accept: Callable[[Context[S], Any], Sequence[Item]]
 
 
 @dataclass(frozen=True)
-class Pipeline:
+class Pipeline(Generic[S]):
+    """One pipeline's declaration; ``S`` is its settings class, so its functions take a
+    ``Context[S]`` whose ``config`` is typed (``Context[OrdersSettings]``)."""
+
     name: str
     purpose: Purpose
     #: Do the work for one item; idempotent; raise to retry or fail (see backlane.errors).
-    process: Callable[[Context, Item], None]
+    process: Callable[[Context[S], Item], None]
     #: The table whose rows are the items: gives ``fetch``, ``stats``, ``on_failure`` and
     #: ``reopen`` (each still overridable by passing it).
     table: ItemTable | None = None
     #: Claim up to ``limit`` due items (with a lease) and return them; required without a table.
-    fetch: Callable[[Context, int], Sequence[Item]] | None = None
+    fetch: Callable[[Context[S], int], Sequence[Item]] | None = None
     #: Record a final failure on the item's row (permanent error or retries spent).
-    on_failure: Callable[[Context, Item, str], None] | None = None
+    on_failure: Callable[[Context[S], Item, str], None] | None = None
     #: Make a failed item workable again; called when an operator requeues its dead letter.
-    reopen: Callable[[Context, Item], None] | None = None
+    reopen: Callable[[Context[S], Item], None] | None = None
     #: Counts for ``backlane status``: due, in_flight, done, failed (see backlane.db.claims.status_counts).
-    stats: Callable[[Context], dict[str, int]] | None = None
+    stats: Callable[[Context[S]], dict[str, int]] | None = None
     #: Health rows (name, health = healthy/degraded/unhealthy, ...) for /health and status.
-    health: Callable[[Context], list[dict[str, Any]]] | None = None
+    health: Callable[[Context[S]], list[dict[str, Any]]] | None = None
     description: str = ""
     #: Defaults to the pipeline's name: one queue per pipeline.
     queue: str = ""
@@ -81,15 +86,15 @@ class Pipeline:
     params: dict[str, Any] = field(default_factory=dict)
     #: ``backlane trigger NAME TARGET``: do what an operator asked (catalog: refresh one section now)
     #: and return the items to send at once (none: the next discover takes it).
-    trigger: Callable[[Context, str], Sequence[Item]] | None = None
+    trigger: Callable[[Context[S], str], Sequence[Item]] | None = None
     #: Its settings section: read from ``BACKLANE_<NAME>__*`` (see :mod:`backlane.core.config`).
-    config: type[PipelineSettings] = PipelineSettings
+    config: type[S] = PipelineSettings  # type: ignore[assignment]  # S is PipelineSettings when not given
     #: This registration's own defaults for that section (e.g. ``{"max_items": 5}``).
     defaults: Mapping[str, Any] = field(default_factory=dict)
     #: Extra Dramatiq options of the per-item actor, from its section (e.g. its own ``time_limit``).
-    actor_options: Callable[[Any], dict[str, Any]] | None = None
+    actor_options: Callable[[S], dict[str, Any]] | None = None
     #: What other services publish to this pipeline (orders: OrderCreated on ``orders_inbox``).
-    inbox: Inbox | None = None
+    inbox: Inbox[S] | None = None
 
     def __post_init__(self) -> None:
         if self.table is not None:
@@ -103,16 +108,16 @@ class Pipeline:
 
 
 @dataclass(frozen=True)
-class Context:
+class Context(Generic[S]):
     """What a pipeline's functions get: their declaration, settings and the runtime."""
 
-    pipeline: Pipeline
+    pipeline: Pipeline[S]
     runtime: Runtime
 
     @property
-    def config(self) -> Any:
-        """This pipeline's settings section (an instance of its declared ``config`` class)."""
-        return self.runtime.config(self.pipeline)
+    def config(self) -> S:
+        """This pipeline's settings section, an instance of its declared ``config`` class."""
+        return cast(S, self.runtime.config(self.pipeline))
 
     @property
     def settings(self) -> Settings:

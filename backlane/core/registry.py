@@ -10,14 +10,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic
 
 import dramatiq
 from dramatiq.broker import Broker
 from dramatiq.middleware import CurrentMessage
 
 from backlane.core.log_limits import cut
-from backlane.core.pipeline import Context, Item, Pipeline, Purpose
+from backlane.core.pipeline import Context, Item, Pipeline, Purpose, S
 from backlane.core.processing import REQUEUED_OPTION, FinalFailure, RetryPolicy, run_item
 from backlane.core.runtime import get_runtime
 from backlane.errors import MalformedMessage
@@ -33,8 +33,8 @@ class RegistrationError(ValueError):
 
 
 @dataclass
-class Registered:
-    pipeline: Pipeline
+class Registered(Generic[S]):
+    pipeline: Pipeline[S]
     process_actor: dramatiq.Actor  # type: ignore[type-arg]
     discover_actor: dramatiq.Actor | None = None  # type: ignore[type-arg]
     inbox_actor: dramatiq.Actor | None = None  # type: ignore[type-arg]
@@ -43,10 +43,10 @@ class Registered:
     def name(self) -> str:
         return self.pipeline.name
 
-    def context(self) -> Context:
+    def context(self) -> Context[S]:
         return Context(self.pipeline, get_runtime())
 
-    def retry_policy(self, ctx: Context) -> RetryPolicy:
+    def retry_policy(self, ctx: Context[S]) -> RetryPolicy:
         config, defaults = ctx.config, ctx.settings.retries
         return RetryPolicy(
             max_retries=config.max_retries if config.max_retries is not None else defaults.max_retries,
@@ -123,9 +123,9 @@ def _raiser(error: Exception):  # type: ignore[no-untyped-def]
 
 class Registry:
     def __init__(self) -> None:
-        self._pipelines: dict[str, Registered] = {}
+        self._pipelines: dict[str, Registered[Any]] = {}
 
-    def register(self, pipeline: Pipeline, broker: Broker | None = None) -> Registered:
+    def register(self, pipeline: Pipeline[S], broker: Broker | None = None) -> Registered[S]:
         if pipeline.name in self._pipelines:
             raise RegistrationError(f"a pipeline named {pipeline.name!r} is already registered")
         if pipeline.fetch is None:
@@ -150,17 +150,17 @@ class Registry:
         self._pipelines[name] = registered
         return registered
 
-    def get(self, name: str) -> Registered:
+    def get(self, name: str) -> Registered[Any]:
         try:
             return self._pipelines[name]
         except KeyError:
             known = ", ".join(sorted(self._pipelines)) or "none"
             raise KeyError(f"no pipeline named {name!r} (registered: {known})") from None
 
-    def __iter__(self) -> Iterator[Registered]:
+    def __iter__(self) -> Iterator[Registered[Any]]:
         return iter(self._pipelines.values())
 
-    def by_purpose(self, purpose: Purpose | None = None) -> list[Registered]:
+    def by_purpose(self, purpose: Purpose | None = None) -> list[Registered[Any]]:
         return [r for r in self if purpose is None or r.pipeline.purpose == purpose]
 
 
@@ -168,5 +168,5 @@ class Registry:
 REGISTRY = Registry()
 
 
-def register(pipeline: Pipeline) -> Registered:
+def register(pipeline: Pipeline[S]) -> Registered[S]:
     return REGISTRY.register(pipeline)

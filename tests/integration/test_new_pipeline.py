@@ -54,13 +54,13 @@ GREETINGS = ItemTable(
 )
 
 
-def process(ctx: Context, item: Any) -> None:
+def process(ctx: Context[GreeterSettings], item: Any) -> None:
     text = f"{ctx.config.salutation}, " + Greeting.name + "!"
     with ctx.db.connection() as connection:
         connection.execute(update(Greeting).where(GREETINGS.row(ctx, item)).values(text=text))
 
 
-def greeter(name: str) -> Pipeline:
+def greeter(name: str) -> Pipeline[GreeterSettings]:
     return Pipeline(
         name=name,
         purpose=Purpose.INTERNAL,
