@@ -1,9 +1,11 @@
 """backlane's whole error vocabulary, and the one place exceptions are classified.
 
-Every exception raised while processing an item ends up as one of three kinds:
+Every error backlane raises is a :class:`BacklaneError`: a ``reason`` meant for a
+person and a ``kind`` for logs, metrics and dead letters. Every exception raised
+while processing an item ends up as one of these:
 
 * :class:`TransientError` — try again later with exponential backoff
-  (network trouble, 5xx, timeouts, database unavailable);
+  (network trouble, 5xx, timeouts, a message RabbitMQ could not route);
 * :class:`DelayedRetry` — try again after exactly the delay someone named
   (:class:`RateLimited` by a server's "wait for X seconds" / Retry-After,
   :class:`CircuitOpen` until the breaker's trial time);
@@ -11,10 +13,16 @@ Every exception raised while processing an item ends up as one of three kinds:
   is down: the item waits the outage out with capped backoff and its retry
   budget is not touched, since nothing is wrong with the item itself;
 * :class:`PermanentError` — retrying cannot help (malformed message, 4xx,
-  unknown item): the item is marked failed and the message dead-lettered.
+  unknown item): the item is marked failed and the message dead-lettered
+  (:class:`FinalFailure` is how processing ends it).
 
-:func:`classify` maps library exceptions (httpx, SQLAlchemy, pydantic) onto them,
-so actors never decide this on their own.
+:func:`classify` maps library exceptions (httpx, SQLAlchemy, pydantic, pika) onto
+them, so actors never decide this on their own.
+
+:class:`SetupError` and its kinds are backlane itself not set up to run (a bad
+setting, a pipeline declaration that cannot work, RabbitMQ refusing our login):
+never an item's fault, they stop a command or a process with one line naming
+what to fix. Raised inside an item, like any unexpected exception, they are transient.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from urllib.parse import urlsplit, urlunsplit
 
 import dramatiq.errors
 import httpx
@@ -101,10 +110,83 @@ class UnknownItem(PermanentError):
     kind = "unknown_item"
 
 
+class FinalFailure(BacklaneError):
+    """Raised by :mod:`backlane.core.processing` to end a message for good (its row already
+    marked failed); actors list it in ``throws`` and it is dead-lettered with its reason."""
+
+    def __init__(self, reason: str, kind: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+
+
+class UnroutableMessages(TransientError):
+    """RabbitMQ could not route (or refused) some messages; nothing was silently dropped."""
+
+    kind = "unroutable"
+
+    def __init__(self, failures: dict[str, str]) -> None:
+        self.failures = failures
+        sample = ", ".join(f"{mid}: {why}" for mid, why in list(failures.items())[:3])
+        super().__init__(f"{len(failures)} message(s) not accepted by RabbitMQ ({sample})")
+
+
 class SetupError(BacklaneError):
     """backlane is not set up to do what was asked (no application loaded, no runtime installed)."""
 
     kind = "setup"
+
+
+class SettingsError(SetupError):
+    """A setting is invalid; the message is one line naming the environment variable(s)."""
+
+    kind = "settings"
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        #: One entry per bad variable: "BACKLANE_X: what is wrong".
+        self.problems = problems or [message]
+
+
+class RegistrationError(SetupError):
+    """A pipeline declaration that cannot work (duplicate name, bad queue name, nothing to claim)."""
+
+    kind = "registration"
+
+
+#: The setting to fix when RabbitMQ refuses us.
+BROKER_URL_SETTING = "BACKLANE_BROKER__URL"
+
+
+class BrokerAccessRefused(SetupError):
+    """RabbitMQ refused our login, vhost or a permission: a configuration error, not an outage."""
+
+    kind = "broker_refused"
+
+    def __init__(self, url: str, refusal: str) -> None:
+        self.url = redact_url(url)
+        #: RabbitMQ's own words (e.g. "ACCESS_REFUSED - Login was refused ...").
+        self.refusal = refusal
+        super().__init__(
+            f"RabbitMQ refused access ({refusal}): fix the user, password, vhost or permissions in "
+            f"{BROKER_URL_SETTING} (now {self.url})"
+        )
+
+
+def redact_url(url: str) -> str:
+    """``url`` (or ``;``-separated URLs) with each password replaced by ``***``: an error
+    names the URL to fix, never its password."""
+    shown = []
+    for part in url.split(";"):
+        try:
+            split = urlsplit(part)
+            if split.password is None:
+                shown.append(part)
+                continue
+            host = split.netloc.rsplit("@", 1)[1]
+            shown.append(urlunsplit(split._replace(netloc=f"{split.username or ''}:***@{host}")))
+        except ValueError:
+            shown.append("<unparsable URL>")
+    return ";".join(shown)
 
 
 _WAIT_FOR = re.compile(r"wait\s+for\s+(\d+(?:\.\d+)?)\s*s", re.IGNORECASE)
@@ -188,3 +270,4 @@ def _describe_validation(exc: pydantic.ValidationError) -> str:
 def delay_ms(error: DelayedRetry) -> int:
     """Dramatiq wants whole milliseconds; never round a server's delay down."""
     return math.ceil(error.delay_seconds * 1000)
+

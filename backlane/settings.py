@@ -20,6 +20,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from backlane.errors import SettingsError
+
 ENV_PREFIX = "BACKLANE_"
 ENV_NESTED_DELIMITER = "__"
 
@@ -153,10 +155,6 @@ class Settings(BaseSettings):
     app: str = "scheduler"
     #: Logging level of backlane's loggers.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-
-
-class SettingsError(RuntimeError):
-    """A setting is invalid; the message names the environment variable."""
 
 
 def env_name(location: tuple[str | int, ...]) -> str:

@@ -32,8 +32,8 @@ from dramatiq.middleware.time_limit import TimeLimitExceeded
 
 from backlane.core import outcomes
 from backlane.errors import (
-    BacklaneError,
     DelayedRetry,
+    FinalFailure,
     PermanentError,
     TransientError,
     Unavailable,
@@ -60,14 +60,6 @@ ATTEMPT_OPTIONS = (
     "requeue_timestamp",
     "eta",
 )
-
-
-class FinalFailure(BacklaneError):
-    """Raised to end a message for good; actors list it in ``throws``."""
-
-    def __init__(self, reason: str, kind: str) -> None:
-        super().__init__(reason)
-        self.kind = kind
 
 
 @dataclass(frozen=True)

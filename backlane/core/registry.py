@@ -18,18 +18,14 @@ from dramatiq.middleware import CurrentMessage
 
 from backlane.core.log_limits import cut
 from backlane.core.pipeline import Context, Item, Pipeline, Purpose, S
-from backlane.core.processing import REQUEUED_OPTION, FinalFailure, RetryPolicy, run_item
+from backlane.core.processing import REQUEUED_OPTION, RetryPolicy, run_item
 from backlane.core.runtime import get_runtime
-from backlane.errors import MalformedMessage
+from backlane.errors import FinalFailure, MalformedMessage, RegistrationError
 
 logger = logging.getLogger("backlane.registry")
 
 #: Per-item actors yield to discover actors (priority 0) inside a worker: lower runs first.
 ITEM_PRIORITY = 10
-
-
-class RegistrationError(ValueError):
-    """A pipeline declaration that cannot work (duplicate name, bad queue name)."""
 
 
 @dataclass

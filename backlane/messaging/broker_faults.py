@@ -21,35 +21,20 @@ import os
 import re
 import threading
 import time
-from urllib.parse import urlsplit, urlunsplit
 
 import pika.exceptions
+
+from backlane.errors import BROKER_URL_SETTING, BrokerAccessRefused, redact_url
 
 logger = logging.getLogger("backlane.broker")
 
 #: The setting to fix when RabbitMQ refuses us.
-URL_SETTING = "BACKLANE_BROKER__URL"
+URL_SETTING = BROKER_URL_SETTING
 #: Exit status of a worker or clock whose credentials or permissions RabbitMQ refused (sysexits EX_CONFIG).
 EXIT_BROKER_REFUSED = 78
 
 # "ConnectionClosedByBroker: (403) 'ACCESS_REFUSED - Login was refused ...'" inside pika's Probable* errors.
 _REPLY = re.compile(r"\((\d{3})\) ([\"'])(.*)\2$")
-
-
-def redact_url(url: str) -> str:
-    """``url`` (or ``;``-separated URLs) with each password replaced by ``***``."""
-    shown = []
-    for part in url.split(";"):
-        try:
-            split = urlsplit(part)
-            if split.password is None:
-                shown.append(part)
-                continue
-            host = split.netloc.rsplit("@", 1)[1]
-            shown.append(urlunsplit(split._replace(netloc=f"{split.username or ''}:***@{host}")))
-        except ValueError:
-            shown.append("<unparsable URL>")
-    return ";".join(shown)
 
 
 def _causes(exc: BaseException) -> list[BaseException]:
@@ -91,18 +76,6 @@ def refusal_of(exc: BaseException) -> str | None:
         if code == 403 or (code == 530 and " is down" not in text):
             return str(text)
     return None
-
-
-class BrokerAccessRefused(RuntimeError):
-    """RabbitMQ refused our login, vhost or a permission: a configuration error, not an outage."""
-
-    def __init__(self, url: str, reason: str) -> None:
-        self.url = redact_url(url)
-        self.reason = reason
-        super().__init__(
-            f"RabbitMQ refused access ({reason}): fix the user, password, vhost or permissions in "
-            f"{URL_SETTING} (now {self.url})"
-        )
 
 
 def exit_refused(refused: BrokerAccessRefused) -> None:

@@ -21,6 +21,8 @@ import pika
 import pika.exceptions
 from pika.spec import Basic
 
+from backlane.errors import UnroutableMessages as UnroutableMessages  # raised by the broker; named here too
+
 #: Longest wait for the confirms of one batch, seconds.
 CONFIRM_TIMEOUT = 30.0
 #: One slice of waiting for confirms, seconds. pika's wait runs until the slice ends
@@ -38,15 +40,6 @@ class Outgoing:
     priority: int | None = None
     #: "" is the default exchange (routing key = queue name); events go to their own exchange.
     exchange: str = ""
-
-
-class UnroutableMessages(RuntimeError):
-    """RabbitMQ could not route (or refused) some messages; nothing was silently dropped."""
-
-    def __init__(self, failures: dict[str, str]) -> None:
-        self.failures = failures
-        sample = ", ".join(f"{mid}: {why}" for mid, why in list(failures.items())[:3])
-        super().__init__(f"{len(failures)} message(s) not accepted by RabbitMQ ({sample})")
 
 
 class BatchPublisher:

@@ -68,3 +68,74 @@ def test_database_unavailable_is_transient() -> None:
 
 def test_unknown_exceptions_are_transient_so_work_is_never_dropped() -> None:
     assert isinstance(classify(ZeroDivisionError("oops")), TransientError)
+
+
+# -- one vocabulary ---------------------------------------------------------------
+
+#: Error classes of issue 12's work in progress (operations' one-line command errors) that do
+#: not derive from BacklaneError yet; each should, and then leaves this list.
+NOT_YET = {"backlane.operations.deadletter_admin.AdminError"}
+
+
+def _exception_classes() -> list[type[BaseException]]:
+    import importlib
+    import pkgutil
+
+    import backlane
+
+    found = []
+    for info in pkgutil.walk_packages(backlane.__path__, "backlane."):
+        module = importlib.import_module(info.name)
+        found += [
+            obj
+            for obj in vars(module).values()
+            if isinstance(obj, type) and issubclass(obj, BaseException) and obj.__module__ == module.__name__
+        ]
+    return found
+
+
+def test_every_error_backlane_defines_is_a_backlane_error() -> None:
+    from backlane.errors import BacklaneError
+
+    def pending(cls: type[BaseException]) -> bool:
+        return any(f"{base.__module__}.{base.__qualname__}" in NOT_YET for base in cls.__mro__)
+
+    strays = [
+        f"{cls.__module__}.{cls.__qualname__}"
+        for cls in _exception_classes()
+        if not issubclass(cls, BacklaneError) and not pending(cls)
+    ]
+    assert not strays, f"derive these from backlane.errors.BacklaneError: {strays}"
+
+
+def test_errors_keep_the_names_they_were_imported_by() -> None:
+    from backlane import errors
+    from backlane.core import processing, registry
+    from backlane.messaging import broker_faults, publishing
+    from backlane.settings import SettingsError
+
+    assert SettingsError is errors.SettingsError
+    assert registry.RegistrationError is errors.RegistrationError
+    assert processing.FinalFailure is errors.FinalFailure
+    assert publishing.UnroutableMessages is errors.UnroutableMessages
+    assert broker_faults.BrokerAccessRefused is errors.BrokerAccessRefused
+    assert broker_faults.redact_url is errors.redact_url
+
+
+def test_setup_errors_stop_a_process_and_unroutable_messages_are_retried() -> None:
+    from backlane.errors import (
+        BrokerAccessRefused,
+        RegistrationError,
+        SettingsError,
+        SetupError,
+        UnroutableMessages,
+    )
+
+    for error in (SettingsError("BACKLANE_X: bad"), RegistrationError("duplicate"), BrokerAccessRefused("u", "no")):
+        assert isinstance(error, SetupError) and classify(error) is error
+    unroutable = UnroutableMessages({"m1": "NO_ROUTE"})
+    assert isinstance(classify(unroutable), TransientError) and unroutable.kind == "unroutable"
+    assert unroutable.reason == "1 message(s) not accepted by RabbitMQ (m1: NO_ROUTE)"
+    refused = BrokerAccessRefused("amqp://guest:hunter2@h:5672/%2F", "ACCESS_REFUSED")
+    assert "hunter2" not in refused.reason and refused.refusal == "ACCESS_REFUSED"
+    assert SettingsError("one line").problems == ["one line"]
