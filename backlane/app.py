@@ -28,14 +28,14 @@ from dramatiq.middleware import (
 )
 from periodiq import PeriodiqMiddleware
 
-from backlane.core import log_limits
+from backlane.core import log_limits, startup
 from backlane.core.clock import default_clock
 from backlane.core.registry import REGISTRY, Registry
 from backlane.core.runtime import Runtime, get_runtime, install, installed_runtime
 from backlane.messaging.broker import BacklaneBroker
 from backlane.operations import endpoint
 from backlane.operations.metrics import build_metrics_middleware
-from backlane.settings import Settings, get_settings
+from backlane.settings import Settings, SettingsError, get_settings
 
 #: A tick message older than this is skipped: the next tick comes soon anyway, seconds.
 PERIODIQ_SKIP_DELAY = 30
@@ -63,6 +63,26 @@ def _retry_when(max_retries: int):  # type: ignore[no-untyped-def]
     return retry_when
 
 
+class Preflight(Middleware):
+    """A worker process checks, before its threads start (every module imported by then), that
+    every pipeline's settings are valid and the database has backlane's schema; else it refuses
+    to start in one line (:mod:`backlane.core.startup`). Workers built in-process (tests) skip it."""
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        if startup.process_role() != startup.WORKER:
+            return
+        preflight(startup.WORKER)
+
+
+def preflight(role: str) -> None:
+    """Every registered pipeline's section read (a bad one refuses start), then the database."""
+    runtime = get_runtime()
+    for registered in REGISTRY:
+        runtime.config(registered.pipeline)
+    database = runtime.settings.database
+    startup.check_database(database.url.get_secret_value(), database.connect_timeout, role)
+
+
 def build_middleware(settings: Settings) -> list[Middleware]:
     retry = settings.retries
     middleware: list[Middleware] = [
@@ -78,6 +98,7 @@ def build_middleware(settings: Settings) -> list[Middleware]:
         ),
         CurrentMessage(),
         PeriodiqMiddleware(skip_delay=PERIODIQ_SKIP_DELAY),
+        Preflight(),
     ]
     if settings.worker.metrics_port:
         middleware.insert(0, build_metrics_middleware(settings, serve_endpoint))
@@ -91,7 +112,30 @@ def build_broker(settings: Settings) -> BacklaneBroker:
         queue_type=settings.broker.queue_type,
         dead_letter_ttl_ms=settings.broker.dead_letter_ttl_ms,
         reconnect_timeout=settings.broker.reconnect_timeout,
+        connect_timeout=settings.broker.command_timeout / 2 if _command else None,
     )
+
+
+#: True in a `backlane` command: short timeouts, no waiting out outages (see :func:`run_as_command`).
+_command = False
+
+
+def run_as_command() -> None:
+    """This process is a `backlane` command: RabbitMQ and the database get ``broker.command_timeout``
+    to answer (not the reconnect window of long-running processes), so a command reports an
+    unreachable dependency within seconds. Call before :func:`load_app`."""
+    global _command
+    _command = True
+
+
+def command_settings(settings: Settings) -> Settings:
+    """``settings`` with the short timeouts of a command."""
+    timeout = settings.broker.command_timeout
+    broker = settings.broker.model_copy(update={"reconnect_timeout": timeout})
+    database = settings.database.model_copy(
+        update={"connect_timeout": max(1, min(settings.database.connect_timeout, round(timeout)))}
+    )
+    return settings.model_copy(update={"broker": broker, "database": database})
 
 
 def _apply_worker_settings(settings: Settings) -> None:
@@ -110,7 +154,14 @@ def setup() -> BacklaneBroker:
     installed already (by a test, or an earlier call) is kept."""
     runtime = installed_runtime()
     if runtime is None:
-        settings = get_settings()
+        try:
+            settings = get_settings()
+        except SettingsError as exc:
+            if startup.process_role() is not None:  # a worker or the clock: one line, no traceback
+                startup.refuse(str(exc))
+            raise
+        if _command:
+            settings = command_settings(settings)
         logging.getLogger("backlane").setLevel(settings.log_level)
         log_limits.install()
         _apply_worker_settings(settings)
@@ -133,6 +184,10 @@ def load_app(app: str | None = None) -> App:
 
 def serve_endpoint() -> int:
     """The process Dramatiq forks beside the workers: loads the application, then serves
-    ``/health`` and ``/metrics`` (:mod:`backlane.operations.endpoint`)."""
-    app = load_app()
+    ``/health`` and ``/metrics`` (:mod:`backlane.operations.endpoint`). When the application
+    cannot load, the worker processes say why (they load it too); this one just ends."""
+    try:
+        app = load_app()
+    except (SettingsError, SystemExit):
+        return 0
     return endpoint.serve(app.registry, app.runtime)

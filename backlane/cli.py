@@ -1,7 +1,12 @@
-"""The ``backlane`` command: migrate, pipelines, trigger, status, dead letters, schemas.
+"""The backlane command: migrate, declare queues, list and trigger pipelines, status, dead letters, schemas.
 
-Each subcommand is a thin shell over a module that does the work, so the
-same operations are importable from tests and scripts.
+Each subcommand is a thin shell over a module that does the work, so the same
+operations are importable from tests and scripts. Whatever goes wrong ends in
+one line on stderr naming the cause and the fix (:mod:`backlane.problems`), with
+exit status 2 for a mistake in the command or the settings, 1 for a dependency
+that is unreachable or not ready, 130 for Ctrl-C; ``--debug`` adds the traceback.
+Commands give RabbitMQ, its management API and the database
+``BACKLANE_BROKER__COMMAND_TIMEOUT`` seconds (3) to answer.
 """
 
 from __future__ import annotations
@@ -9,16 +14,43 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from backlane.app import load_app
-from backlane.errors import SetupError
-from backlane.settings import SettingsError
+from backlane.problems import EXIT_INTERRUPTED, EXIT_UNAVAILABLE, EXIT_USAGE, Problem
 
 if TYPE_CHECKING:
+    from backlane.app import App
     from backlane.operations.deadletter_admin import Listing
+
+PURPOSES = ("ingestion", "internal", "export")
+
+
+def _app(args: argparse.Namespace) -> App:
+    from backlane.app import load_app
+
+    return load_app(args.app)
+
+
+def _pipeline(app: App, name: str) -> Any:
+    try:
+        return app.registry.get(name)
+    except KeyError as exc:
+        raise Problem(str(exc.args[0]), EXIT_USAGE) from None
+
+
+def _require_schema(app: App) -> None:
+    """Stop with one line when the database is missing, unreachable or not migrated."""
+    from backlane.db.schema import schema_state
+
+    database = app.runtime.settings.database
+    state = schema_state(database.url.get_secret_value(), connect_timeout=database.connect_timeout)
+    if not state.ok:
+        assert state.problem is not None
+        raise state.problem
 
 
 def _pipelines(args: argparse.Namespace) -> int:
@@ -26,7 +58,7 @@ def _pipelines(args: argparse.Namespace) -> int:
 
     purpose = Purpose(args.purpose) if args.purpose else None
     rows = []
-    for reg in load_app(args.app).registry.by_purpose(purpose):
+    for reg in _app(args).registry.by_purpose(purpose):
         config = reg.context().config
         rows.append(
             {
@@ -42,23 +74,29 @@ def _pipelines(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'NAME':<22} {'PURPOSE':<10} {'QUEUE':<22} {'SCHEDULE':<14} {'MAX':>5}  ENABLED")
+    print(f"{'NAME':<16} {'PURPOSE':<10} {'QUEUE':<16} {'SCHEDULE':<13} {'MAX':>5}  ON")
     for row in rows:
         print(
-            f"{row['name']:<22} {row['purpose']:<10} {row['queue']:<22} {row['schedule']:<14} "
+            f"{row['name']:<16} {row['purpose']:<10} {row['queue']:<16} {row['schedule']:<13} "
             f"{row['max_items']:>5}  {'yes' if row['enabled'] else 'no'}"
         )
     return 0
 
 
 def _trigger(args: argparse.Namespace) -> int:
-    reg = load_app(args.app).registry.get(args.pipeline)
+    app = _app(args)
+    reg = _pipeline(app, args.pipeline)
     if args.target:
         hook = reg.pipeline.trigger
         if hook is None:
-            print(f"backlane: pipeline {args.pipeline} takes no trigger argument", file=sys.stderr)
-            return 2
-        items = hook(reg.context(), args.target)
+            raise Problem(
+                f"pipeline {args.pipeline} takes no argument: run `backlane trigger {args.pipeline}`", EXIT_USAGE
+            )
+        _require_schema(app)
+        try:
+            items = hook(reg.context(), args.target)
+        except KeyError as exc:  # e.g. an unknown catalog section; the message lists the known ones
+            raise Problem(str(exc.args[0]), EXIT_USAGE) from None
         for item in items:
             reg.process_actor.send(item)
         print(
@@ -74,40 +112,54 @@ def _trigger(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    import time
+    import shutil
 
     from backlane.operations.status import collect_status, render
 
-    app = load_app(args.app)
+    if args.watch is not None and args.watch <= 0:
+        raise Problem("--watch takes a number of seconds above 0, e.g. --watch 2", EXIT_USAGE)
+    app = _app(args)
     while True:
         status = collect_status(app.registry, app.runtime)
         if args.json:
-            print(json.dumps(status, indent=2, default=str))
+            print(json.dumps(status, indent=2, default=str), flush=True)
+        elif args.watch:
+            size = shutil.get_terminal_size((80, 24))
+            text = render(status, width=size.columns, height=size.lines - 1, compact=True)
+            footer = f"every {args.watch:g}s; Ctrl-C to stop"
+            print("\033[H\033[2J" + text + "\n" + footer[: size.columns], end="", flush=True)
         else:
-            text = render(status)
-            print(("\033[H\033[2J" + text) if args.watch else text, flush=True)
-        if not args.watch:
-            return 1 if status["errors"] else 0
+            print(render(status), flush=True)
+        if args.watch is None:
+            return EXIT_UNAVAILABLE if status["errors"] else 0
         time.sleep(args.watch)
 
 
 def _dead_letters(args: argparse.Namespace) -> int:
     from backlane.operations import deadletter_admin as admin
 
-    runtime = load_app(args.app).runtime
-    url = runtime.settings.broker.url.get_secret_value()
-    queues = [args.queue] if args.queue else sorted({a.queue_name for a in runtime.broker.actors.values()})
-    missing_ok = not args.queue  # every queue: one never declared has no dead letters; a named one must exist
     if args.limit < 0:
-        print("backlane: --limit must be 0 or more", file=sys.stderr)
-        return 2
+        raise Problem("--limit must be 0 or more", EXIT_USAGE)
+    if args.action == "requeue" and bool(args.all) == bool(args.message_id):
+        raise Problem("say which to requeue: --message-id ID (one) or --all", EXIT_USAGE)
+    if args.action == "purge" and not args.yes and not sys.stdin.isatty():
+        raise Problem(
+            "purge asks for confirmation and there is no terminal to ask on: add --yes to purge without asking",
+            EXIT_USAGE,
+        )
+    runtime = _app(args).runtime
+    url = runtime.settings.broker.url.get_secret_value()
+    timeout = runtime.settings.broker.command_timeout
+    known = sorted({a.queue_name for a in runtime.broker.actors.values()})
+    if args.queue and args.queue.removesuffix(".XQ") not in known:
+        raise Problem(f"no queue {args.queue!r} in this deployment; its queues are: {', '.join(known)}", EXIT_USAGE)
+    queues = [args.queue.removesuffix(".XQ")] if args.queue else known
+    missing_ok = not args.queue  # every queue: one never declared has no dead letters; a named one must exist
     try:
         if args.action == "list":
-            return _list_dead_letters(args, admin.list_dead_letters(url, queues, args.limit, missing_ok=missing_ok))
+            listings = admin.list_dead_letters(url, queues, args.limit, missing_ok=missing_ok, timeout=timeout)
+            return _list_dead_letters(args, listings)
         if args.action == "requeue":
-            if bool(args.all) == bool(args.message_id):
-                print("backlane: say which: --message-id ID or --all", file=sys.stderr)
-                return 2
             report = admin.requeue(
                 runtime.broker,
                 url,
@@ -115,20 +167,24 @@ def _dead_letters(args: argparse.Namespace) -> int:
                 lambda d: args.all or d.message_id == args.message_id,
                 first_only=bool(args.message_id),
                 missing_ok=missing_ok,
+                timeout=timeout,
             )
             print(report.summary(args.message_id))
             return 0 if report.requeued or args.all else 1
         if not args.yes:
-            answer = input(f"purge every dead letter of {', '.join(queues)}? type 'purge' to confirm: ")
+            try:
+                answer = input(f"purge every dead letter of {', '.join(queues)}? type 'purge' to confirm: ")
+            except EOFError:
+                print()
+                answer = ""
             if answer.strip() != "purge":
                 print("nothing purged")
                 return 1
-        for queue, count in admin.purge(url, queues, missing_ok=missing_ok).items():
+        for queue, count in admin.purge(url, queues, missing_ok=missing_ok, timeout=timeout).items():
             print(f"purged {count} from {queue}.XQ")
         return 0
     except admin.AdminError as exc:
-        print(f"backlane: {exc}", file=sys.stderr)
-        return 2
+        raise Problem(str(exc), exc.status) from None
 
 
 def _list_dead_letters(args: argparse.Namespace, listings: list[Listing]) -> int:
@@ -166,15 +222,33 @@ def _list_dead_letters(args: argparse.Namespace, listings: list[Listing]) -> int
 def _declare_queues(args: argparse.Namespace) -> int:
     from backlane.messaging.queues import declare_all
 
-    for name in declare_all(load_app(args.app).runtime.broker):
+    for name in declare_all(_app(args).runtime.broker):
         print(f"declared {name} (+ {name}.DQ, {name}.XQ)")
     return 0
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from backlane.db.migrate import upgrade
+    from pydantic import SecretStr
 
-    upgrade(args.url)
+    from backlane.db.migrate import upgrade
+    from backlane.problems import database_problem
+    from backlane.settings import get_settings, validate_database_url
+
+    settings = get_settings()
+    url = args.url or settings.database.url.get_secret_value()
+    if args.url:
+        try:
+            validate_database_url(SecretStr(args.url))
+        except ValueError as exc:
+            raise Problem(f"--url: {exc}", EXIT_USAGE) from None
+    timeout = min(settings.database.connect_timeout, max(1, round(settings.broker.command_timeout)))
+    try:
+        upgrade(url, connect_timeout=timeout)
+    except Exception as exc:
+        problem = database_problem(exc, url)
+        if problem is None:
+            raise
+        raise problem from None
     print("database is at the latest revision")
     return 0
 
@@ -182,100 +256,174 @@ def _migrate(args: argparse.Namespace) -> int:
 def _schemas(args: argparse.Namespace) -> int:
     from backlane.operations.schemas import write_schemas
 
-    for path in write_schemas(args.out):
+    try:
+        paths = write_schemas(args.out)
+    except OSError as exc:
+        raise Problem(f"cannot write the schemas to {args.out}: {exc.strerror or exc}", EXIT_USAGE) from None
+    for path in paths:
         print(path)
     return 0
 
 
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written (paragraphs and examples), defaults shown where they help."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="backlane", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser = argparse.ArgumentParser(
+        prog="backlane",
+        description=(
+            "Operate backlane: apply migrations, declare queues, list and trigger pipelines,\n"
+            "watch their status and handle dead letters.\n\n"
+            "Settings come from BACKLANE_* environment variables (backlane/settings.py).\n"
+            "A mistake ends in one line naming the fix: exit status 2 for a mistake in the\n"
+            "command or the settings, 1 when RabbitMQ or the database is unreachable or not\n"
+            "ready, 130 on Ctrl-C."
+        ),
+        epilog="Run `backlane COMMAND --help` for the options of each command.",
+        formatter_class=_Formatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens, pika's messages included")
+    parser.add_argument("--debug", action="store_true", help="print the traceback behind an error line")
     parser.add_argument(
         "--app",
+        metavar="MODULES",
         help="module(s) whose import registers the pipelines, as given to dramatiq "
         "(default: BACKLANE_APP, else 'scheduler')",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    migrate = sub.add_parser("migrate", help="apply the database migrations")
-    migrate.add_argument("--url", help="database URL (default: BACKLANE_DATABASE__URL)")
+    def command(name: str, summary: str, description: str = "") -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=summary, description=description or summary, formatter_class=_Formatter)
+
+    migrate = command(
+        "migrate",
+        "apply the database migrations (creates the SQLite file if needed)",
+        "Bring the database (BACKLANE_DATABASE__URL) to the latest schema. Run it once per\n"
+        "deploy, before the workers and the clock start: they refuse to start without it.",
+    )
+    migrate.add_argument("--url", help="database URL to migrate instead of BACKLANE_DATABASE__URL")
     migrate.set_defaults(func=_migrate)
 
-    status = sub.add_parser("status", help="pipelines, queue depths, breakers and freshness on one screen")
-    status.add_argument("--json", action="store_true")
-    status.add_argument("--watch", type=float, nargs="?", const=2.0, default=None, metavar="SECONDS")
+    declare = command(
+        "declare-queues",
+        "declare every queue on RabbitMQ (run once per deploy)",
+        "Declare each pipeline's queue with its delay (.DQ) and dead-letter (.XQ) queues, so\n"
+        "other services can publish (OrderCreated) before any worker has started.",
+    )
+    declare.set_defaults(func=_declare_queues)
+
+    pipelines = command("pipelines", "list the registered pipelines")
+    pipelines.add_argument("--purpose", choices=PURPOSES, help="only the pipelines of this purpose")
+    pipelines.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    pipelines.set_defaults(func=_pipelines)
+
+    trigger = command(
+        "trigger",
+        "run a pipeline's discover now, or its own trigger (catalog: a section)",
+        "Queue the pipeline's discover at once instead of waiting for the clock's next tick.\n"
+        "With TARGET, hand it to the pipeline's trigger: `backlane trigger catalog sales`\n"
+        "refreshes the sales section now, whatever its interval.",
+    )
+    trigger.add_argument("pipeline", help="the pipeline's name (see `backlane pipelines`)")
+    trigger.add_argument("target", nargs="?", help="handed to the pipeline's trigger (catalog: a section name)")
+    trigger.set_defaults(func=_trigger)
+
+    status = command(
+        "status",
+        "pipelines, queue depths, breakers and freshness on one screen",
+        "Every pipeline: items due, in flight, done and failed (database), its queue's depths\n"
+        "(RabbitMQ management API) and its health. A value that cannot be read shows as '?'\n"
+        "(null in JSON), never as 0. Exit status 1 when RabbitMQ, its management API or the\n"
+        "database cannot be read, or the database is not migrated.",
+    )
+    status.add_argument("--json", action="store_true", help="print JSON for scripts")
+    status.add_argument(
+        "--watch",
+        type=float,
+        nargs="?",
+        const=2.0,
+        default=None,
+        metavar="SECONDS",
+        help="refresh in place every SECONDS (default 2) until Ctrl-C",
+    )
     status.set_defaults(func=_status)
 
-    dead = sub.add_parser("dead-letters", help="list, requeue or purge dead letters")
-    dead.add_argument("action", choices=["list", "requeue", "purge"])
-    dead.add_argument("--queue", help="one queue (default: all)")
-    dead.add_argument("--message-id", help="requeue this message (one copy of it)")
-    dead.add_argument("--all", action="store_true", help="requeue every dead letter there is when it starts")
-    dead.add_argument("--yes", action="store_true", help="purge without asking")
+    dead = command(
+        "dead-letters",
+        "list, requeue or purge dead letters",
+        "Dead letters are in each queue's .XQ with the reason they failed.\n\n"
+        "  backlane dead-letters list [--queue Q] [--limit N] [--json]\n"
+        "  backlane dead-letters requeue --message-id ID [--queue Q]\n"
+        "  backlane dead-letters requeue --all [--queue Q]\n"
+        "  backlane dead-letters purge [--queue Q] [--yes]\n\n"
+        "Fix the cause before requeueing: a requeued message runs again with fresh retries.",
+    )
+    dead.add_argument("action", choices=["list", "requeue", "purge"], help="what to do")
+    dead.add_argument("--queue", help="only this queue's dead letters, e.g. orders (default: every queue)")
+    dead.add_argument("--message-id", metavar="ID", help="requeue: the message to put back (one copy of it)")
+    dead.add_argument("--all", action="store_true", help="requeue: every dead letter there is when it starts")
+    dead.add_argument("--yes", action="store_true", help="purge: do not ask for confirmation")
     dead.add_argument(
         "--limit", type=int, default=100, metavar="N", help="list: show at most N dead letters (default 100)"
     )
-    dead.add_argument("--json", action="store_true")
+    dead.add_argument("--json", action="store_true", help="list: print JSON for scripts")
     dead.set_defaults(func=_dead_letters)
 
-    declare = sub.add_parser("declare-queues", help="declare every queue on RabbitMQ (run once per deploy)")
-    declare.set_defaults(func=_declare_queues)
-
-    pipelines = sub.add_parser("pipelines", help="list the registered pipelines")
-    pipelines.add_argument("--purpose", choices=["ingestion", "internal", "export"])
-    pipelines.add_argument("--json", action="store_true")
-    pipelines.set_defaults(func=_pipelines)
-
-    trigger = sub.add_parser("trigger", help="run a pipeline's discover now, or its own trigger (catalog: a section)")
-    trigger.add_argument("pipeline")
-    trigger.add_argument("target", nargs="?", help="handed to the pipeline's trigger hook (catalog: a section name)")
-    trigger.set_defaults(func=_trigger)
-
-    schemas = sub.add_parser("schemas", help="write the JSON Schema of every message contract")
-    schemas.add_argument("--out", default="contracts/schemas")
+    schemas = command(
+        "schemas",
+        "write the JSON Schema of every message contract",
+        "Write one <Contract>.schema.json per message contract, for services in other languages.",
+    )
+    schemas.add_argument(
+        "--out", default="contracts/schemas", metavar="DIR", help="directory to write to (default contracts/schemas)"
+    )
     schemas.set_defaults(func=_schemas)
     return parser
 
 
+def _configure_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    if not verbose:
+        # The one error line says what pika's per-attempt errors and the broker's
+        # "waiting for it" warnings would say at length.
+        logging.getLogger("pika").setLevel(logging.CRITICAL)
+        logging.getLogger("backlane.broker").setLevel(logging.CRITICAL)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    args = build_parser().parse_args(argv)  # a usage mistake: argparse's usage line and exit status 2
     try:
+        _configure_logging(args.verbose)
+        from backlane.app import run_as_command
+
+        run_as_command()
         return int(args.func(args) or 0)
-    except (SettingsError, SetupError) as exc:
-        print(f"backlane: {exc}", file=sys.stderr)
-        return 2
-    except KeyError as exc:
-        print(f"backlane: {exc.args[0]}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # e.g. `backlane dead-letters list | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_UNAVAILABLE
     except Exception as exc:
-        line, status = _broker_problem(exc)
-        if line is None:
-            raise
-        print(f"backlane: {line}", file=sys.stderr)
-        return status
+        from backlane.problems import explain
 
+        problem = explain(exc)
+        if args.debug:
+            import traceback
 
-def _broker_problem(exc: Exception) -> tuple[str | None, int]:
-    """One line and an exit status for RabbitMQ refusing us or staying away; (None, 0) otherwise."""
-    import pika.exceptions
-    from dramatiq.errors import BrokerConnectionError
-
-    from backlane.messaging.broker_faults import EXIT_BROKER_REFUSED, BrokerAccessRefused, redact_url, refusal_of
-    from backlane.settings import get_settings
-
-    if isinstance(exc, BrokerAccessRefused):
-        return str(exc), EXIT_BROKER_REFUSED
-    if not isinstance(exc, BrokerConnectionError | pika.exceptions.AMQPError):
-        return None, 0
-    url = get_settings().broker.url.get_secret_value()
-    reason = refusal_of(exc)
-    if reason is not None:
-        return str(BrokerAccessRefused(url, reason)), EXIT_BROKER_REFUSED
-    return f"RabbitMQ at {redact_url(url)} is unreachable ({type(exc).__name__}: {exc})", 1
+            traceback.print_exc()
+        if problem is None:  # nobody foresaw this one: still one line, the traceback on --debug
+            text = str(exc).strip().splitlines()
+            cause = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+            problem = Problem(f"unexpected error ({cause}); run with --debug for the traceback", EXIT_UNAVAILABLE)
+        print(f"backlane: {problem.line}", file=sys.stderr)
+        return problem.status
 
 
 if __name__ == "__main__":

@@ -271,3 +271,15 @@ def delay_ms(error: DelayedRetry) -> int:
     """Dramatiq wants whole milliseconds; never round a server's delay down."""
     return math.ceil(error.delay_seconds * 1000)
 
+
+class Problem(BacklaneError):
+    """Why a command or a starting process cannot go on, for a person: ``line`` (one line naming
+    the cause and the fix) and the exit ``status`` (see :mod:`backlane.problems`). Raised by
+    commands and start-up checks, never while working on an item."""
+
+    kind = "problem"
+
+    def __init__(self, line: str, status: int = 1) -> None:
+        super().__init__(line)
+        self.line = line
+        self.status = status

@@ -7,16 +7,18 @@ and read from ``BACKLANE_<NAME>__*`` by :mod:`backlane.core.config`. Values come
 variables with the ``BACKLANE_`` prefix and ``__`` between nesting levels, e.g.
 ``BACKLANE_ORDERS__TICK="*/2 * * * *"`` or ``BACKLANE_BROKER__URL=amqp://...``.
 
-A bad value stops start-up with :class:`SettingsError`, whose message names the
-environment variable to fix; secrets are :class:`~pydantic.SecretStr` and print
-as ``**********``.
+A bad value stops start-up with :class:`SettingsError`, one line naming the
+environment variable to fix (and, unless it is a secret, the value it has);
+secrets are :class:`~pydantic.SecretStr` and print as ``**********``.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
+import pydantic_settings
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -25,15 +27,79 @@ from backlane.errors import SettingsError
 ENV_PREFIX = "BACKLANE_"
 ENV_NESTED_DELIMITER = "__"
 
+#: The fields of a cron spec: name, lowest and highest value.
+_CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7))
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
 
 def _validate_cron(value: str) -> str:
-    """Reject a cron spec periodiq would choke on only at the first tick."""
-    from periodiq import cron
+    """Reject, naming the field, a cron spec periodiq would choke on only at the first tick
+    (periodiq parses little: a minute of 61 or a step of 0 would crash the clock later)."""
+    import pendulum
+    from periodiq import CronSpec, expand_valid
 
+    spec = value.strip()
+    example = "e.g. '*/5 * * * *' (minute hour day-of-month month day-of-week)"
+    if spec.startswith("@"):
+        named = CronSpec._named_spec
+        if spec not in named:
+            raise ValueError(f"unknown cron shortcut {spec!r} (known: {', '.join(named)})")
+        parts = named[spec].split()
+    else:
+        parts = spec.split()
+    if len(parts) != 5:
+        raise ValueError(f"a cron spec has 5 fields, this one {len(parts)}; {example}")
+    for text, (name, low, high) in zip(parts, _CRON_FIELDS, strict=True):
+        if name == "day of week":
+            text = text.lower()
+            for number, day in enumerate(_WEEKDAYS):
+                text = text.replace(day, str(number))
+        try:
+            values = expand_valid(text, min=low, max=high)
+        except ValueError:
+            raise ValueError(f"{name} field {text!r} is not cron syntax; {example}") from None
+        if not values:
+            raise ValueError(f"{name} field {text!r} selects no {name}")
+        wrong = [v for v in values if not low <= v <= high]
+        if wrong:
+            raise ValueError(f"{name} {wrong[0]} is out of range {low}-{high}")
     try:
-        cron(value)
-    except Exception as exc:  # periodiq raises assorted errors for bad specs
-        raise ValueError(f"not a valid cron spec ({exc.__class__.__name__}: {exc})") from None
+        CronSpec.parse(spec).next_valid_date(pendulum.now())
+    except Exception as exc:  # periodiq raises assorted errors for specs it cannot schedule
+        raise ValueError(f"periodiq cannot schedule it ({exc.__class__.__name__}: {exc})") from None
+    return value
+
+
+def _validate_amqp_urls(value: SecretStr) -> SecretStr:
+    for part in value.get_secret_value().split(";"):
+        try:
+            split = urlsplit(part.strip())
+            split.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            split = None
+        if split is None or split.scheme not in ("amqp", "amqps") or not split.hostname:
+            raise ValueError("not an AMQP URL; expected amqp://user:password@host:5672/%2F (';' between several)")
+    return value
+
+
+def _validate_http_url(value: str) -> str:
+    split = urlsplit(value)
+    if split.scheme not in ("http", "https") or not split.netloc:
+        raise ValueError("not an http(s) URL, e.g. http://127.0.0.1:15672")
+    return value
+
+
+def validate_database_url(value: SecretStr) -> SecretStr:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    expected = "expected sqlite:///path/to/file.db or postgresql://user:password@host:5432/dbname"
+    try:
+        backend = make_url(value.get_secret_value()).get_backend_name()
+    except (ArgumentError, ValueError):
+        raise ValueError(f"not a database URL; {expected}") from None
+    if backend not in ("sqlite", "postgresql"):
+        raise ValueError(f"backlane runs on SQLite or PostgreSQL, not {backend}; {expected}")
     return value
 
 
@@ -54,10 +120,18 @@ class BrokerSettings(Section):
     queue_type: Literal["classic", "quorum"] = "classic"
     #: Messages a worker process holds per queue (RabbitMQ basic.qos); 0 = Dramatiq's 2 x threads.
     prefetch: int = Field(default=0, ge=0, le=65535)
-    #: How long a command keeps trying while RabbitMQ is unreachable, seconds (workers and the clock wait for ever).
+    #: How long a process that is neither a worker nor the clock (an application publishing
+    #: through backlane, the test suite) keeps trying while RabbitMQ is unreachable, seconds.
+    #: Workers and the clock wait for ever; `backlane` commands use ``command_timeout``.
     reconnect_timeout: float = Field(default=120.0, gt=0)
+    #: How long a `backlane` command waits for RabbitMQ, its management API or PostgreSQL
+    #: before it says which one is unreachable, seconds.
+    command_timeout: float = Field(default=3.0, gt=0, le=600)
     #: Dead letters are kept this long in the .XQ queues, milliseconds (7 days).
     dead_letter_ttl_ms: int = Field(default=7 * 24 * 3600 * 1000, gt=0)
+
+    _url = field_validator("url")(_validate_amqp_urls)
+    _management_url = field_validator("management_url")(_validate_http_url)
 
 
 class RetrySettings(Section):
@@ -81,6 +155,11 @@ class DatabaseSettings(Section):
     pool_size: int = Field(default=10, ge=1)
     #: Echo SQL to the log (debugging only).
     echo: bool = False
+    #: PostgreSQL: give up opening a connection after this many seconds (a command uses
+    #: broker.command_timeout when that is shorter).
+    connect_timeout: int = Field(default=10, ge=1)
+
+    _url = field_validator("url")(validate_database_url)
 
 
 class OrderApiSettings(Section):
@@ -126,10 +205,13 @@ class ProductApiSettings(Section):
 
 
 class WorkerSettings(Section):
-    #: Port of the worker's /health and /metrics (Prometheus) endpoint; 0 turns both off.
+    #: Port of the worker's /health and /metrics (Prometheus) endpoint; 0 turns both off. Several
+    #: workers on one host: give each its own port (a worker finding its port taken says so in
+    #: one line and runs on without an endpoint of its own).
     metrics_port: int = Field(default=9191, ge=0, le=65535)
-    #: Address that endpoint listens on (0.0.0.0 so a container's port can be published).
-    metrics_host: str = "0.0.0.0"
+    #: Address that endpoint listens on: loopback by default; 0.0.0.0 (all interfaces) in a
+    #: container whose port is scraped from outside (compose.yaml sets it).
+    metrics_host: str = "127.0.0.1"
     #: Where worker processes share their Prometheus counters (default: a per-port temp dir).
     metrics_dir: str | None = None
 
@@ -162,13 +244,43 @@ def env_name(location: tuple[str | int, ...]) -> str:
     return ENV_PREFIX + ENV_NESTED_DELIMITER.join(str(part) for part in location).upper()
 
 
+#: Words in a variable's name that mean its value must never be shown.
+_SECRET_WORDS = ("URL", "PASSWORD", "KEY", "SECRET", "TOKEN")
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def describe_validation(exc: ValidationError, location: tuple[str | int, ...] = ()) -> list[str]:
+    """One "BACKLANE_X: what is wrong (it is 'value')" per error; secret values never shown."""
+    problems = []
+    for err in exc.errors():
+        name = env_name((*location, *err["loc"]))
+        if err["type"] == "extra_forbidden":
+            problems.append(f"{name} is not a setting (a typo? every setting is in backlane/settings.py)")
+            continue
+        message = str(err["msg"]).removeprefix("Value error, ")
+        secret = any(word in name for word in _SECRET_WORDS)
+        given = "" if secret or err["type"] == "missing" else f" (it is {_shown(err.get('input'))})"
+        problems.append(f"{name}: {message}{given}")
+    return problems
+
+
+def settings_error(problems: list[str]) -> SettingsError:
+    what = "invalid setting" if len(problems) == 1 else f"{len(problems)} invalid settings"
+    return SettingsError(f"{what}: " + "; ".join(problems), problems)
+
+
 def load_settings() -> Settings:
-    """Read settings from the environment, turning validation errors into one clear message."""
+    """Read settings from the environment, turning validation errors into one clear line."""
     try:
         return Settings()
     except ValidationError as exc:
-        problems = [f"  {env_name(err['loc'])}: {err['msg']}" for err in exc.errors()]
-        raise SettingsError("invalid backlane settings:\n" + "\n".join(problems)) from None
+        raise settings_error(describe_validation(exc)) from None
+    except pydantic_settings.SettingsError as exc:  # e.g. a value that should be JSON is not
+        raise settings_error([f"{exc} (a BACKLANE_* variable that holds JSON?)"]) from None
 
 
 @functools.cache

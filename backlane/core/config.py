@@ -15,11 +15,19 @@ import os
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+import pydantic_settings
 from pydantic import ValidationError, create_model
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from backlane.settings import ENV_NESTED_DELIMITER, ENV_PREFIX, PipelineSettings, SettingsError, env_name
+from backlane.settings import (
+    ENV_NESTED_DELIMITER,
+    ENV_PREFIX,
+    PipelineSettings,
+    SettingsError,
+    describe_validation,
+    settings_error,
+)
 
 C = TypeVar("C", bound=PipelineSettings)
 
@@ -54,5 +62,6 @@ def load_section(name: str, cls: type[C], defaults: Mapping[str, Any] | None = N
         environment = create_model(f"{cls.__name__}Environment", __base__=_EnvBase, **{name: (model, model())})  # type: ignore[call-overload]
         return getattr(environment(), name)  # type: ignore[no-any-return]
     except ValidationError as exc:
-        problems = [f"  {env_name(err['loc'])}: {err['msg']}" for err in exc.errors()]
-        raise SettingsError(f"invalid settings of pipeline {name}:\n" + "\n".join(problems)) from None
+        raise settings_error(describe_validation(exc)) from None
+    except pydantic_settings.SettingsError:  # a nested value given as JSON that does not parse
+        raise settings_error([f"a {prefix}* variable holding a whole section or mapping is not valid JSON"]) from None

@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 import dramatiq
 
+from backlane.core import startup
 from backlane.core.clock import Clock
 from backlane.core.config import load_section
 from backlane.db.engine import Database
 from backlane.errors import SetupError
 from backlane.messaging.broker import BacklaneBroker
-from backlane.settings import Settings
+from backlane.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     from backlane.core.pipeline import Pipeline
@@ -36,15 +37,29 @@ class Runtime:
     def config(self, pipeline: Pipeline) -> Any:
         """``pipeline``'s settings section (tests may put their own in ``configs``)."""
         if pipeline.name not in self.configs:
-            self.configs[pipeline.name] = load_section(pipeline.name, pipeline.config, pipeline.defaults)
+            try:
+                self.configs[pipeline.name] = load_section(pipeline.name, pipeline.config, pipeline.defaults)
+            except SettingsError as exc:
+                if startup.process_role() is not None:  # a worker or the clock: one line, no traceback
+                    startup.refuse(str(exc))
+                raise
         return self.configs[pipeline.name]
+
+    @property
+    def database_url(self) -> str:
+        """The database's URL: the one in use (tests may install their own), else the setting's."""
+        if self._database is not None:
+            return self._database.url
+        return self.settings.database.url.get_secret_value()
 
     @property
     def database(self) -> Database:
         """Created on first use, so importing actors never opens a connection."""
         if self._database is None:
             db = self.settings.database
-            self._database = Database(db.url.get_secret_value(), pool_size=db.pool_size, echo=db.echo)
+            self._database = Database(
+                db.url.get_secret_value(), pool_size=db.pool_size, echo=db.echo, connect_timeout=db.connect_timeout
+            )
         return self._database
 
 

@@ -24,6 +24,9 @@ from typing import Any
 import pendulum
 import periodiq
 
+from backlane.core import startup
+from backlane.core.runtime import get_runtime
+
 logger = logging.getLogger("backlane.clock")
 
 #: A catch-up looks back at most this far (periodiq's resolution is one minute).
@@ -42,6 +45,10 @@ class OutageProofScheduler(periodiq.Scheduler):  # type: ignore[misc]
             if hasattr(broker, "serve"):
                 broker.serve()
                 broker.check_access()
+        if startup.process_role() == startup.CLOCK:
+            # Every pipeline's section was read when the discover actors were declared.
+            database = get_runtime().settings.database
+            startup.check_database(database.url.get_secret_value(), database.connect_timeout, startup.CLOCK)
 
     def send_actors(self, actors: list[Any], now: Any) -> None:
         due = list(actors)

@@ -40,8 +40,11 @@ def _setup_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def create_db_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
-    """An engine configured for backlane's access pattern on either backend."""
+def create_db_engine(
+    url: str, *, pool_size: int = 10, echo: bool = False, connect_timeout: float | None = None
+) -> Engine:
+    """An engine configured for backlane's access pattern on either backend; ``connect_timeout``
+    (seconds, PostgreSQL) bounds how long opening a connection may take."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30})
@@ -49,7 +52,8 @@ def create_db_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> En
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3 is the driver we ship
-    engine = create_engine(parsed, echo=echo, pool_size=pool_size, max_overflow=pool_size)
+    connect_args = {"connect_timeout": max(1, round(connect_timeout))} if connect_timeout else {}
+    engine = create_engine(parsed, echo=echo, pool_size=pool_size, max_overflow=pool_size, connect_args=connect_args)
     _ping_when_idle(engine)
     return engine
 
@@ -83,9 +87,11 @@ def _ping_when_idle(engine: Engine) -> None:
 class Database:
     """One engine and its session factory; ``transaction()`` is the unit of work."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+    def __init__(
+        self, url: str, *, pool_size: int = 10, echo: bool = False, connect_timeout: float | None = None
+    ) -> None:
         self.url = url
-        self.engine = create_db_engine(url, pool_size=pool_size, echo=echo)
+        self.engine = create_db_engine(url, pool_size=pool_size, echo=echo, connect_timeout=connect_timeout)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @property

@@ -20,6 +20,8 @@ def alembic_config(url: str | None = None) -> Config:
     return config
 
 
-def upgrade(url: str | None = None, revision: str = "heads") -> None:
+def upgrade(url: str | None = None, revision: str = "heads", *, connect_timeout: float | None = None) -> None:
     """Bring the database at ``url`` (default: settings) up to ``revision``."""
-    command.upgrade(alembic_config(url), revision)
+    config = alembic_config(url)
+    config.attributes["connect_timeout"] = connect_timeout
+    command.upgrade(config, revision)

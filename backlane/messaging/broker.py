@@ -71,8 +71,14 @@ class BacklaneBroker(RabbitmqBroker):
         queue_type: str = "classic",
         dead_letter_ttl_ms: int = 7 * 24 * 3600 * 1000,
         reconnect_timeout: float = 120.0,
+        connect_timeout: float | None = None,
     ) -> None:
         super().__init__(url=url, confirm_delivery=True, middleware=middleware)
+        if connect_timeout is not None:  # a command: one attempt must not take pika's 10 s + DNS
+            params = self.parameters if isinstance(self.parameters, list) else [self.parameters]
+            for param in params:
+                param.socket_timeout = param.stack_timeout = connect_timeout
+                param.connection_attempts = 1
         self.url = url
         self.queue_type = queue_type
         self.dead_letter_ttl_ms = dead_letter_ttl_ms

@@ -31,6 +31,7 @@ import pika.exceptions
 from dramatiq.common import q_name, xq_name
 
 from backlane.core.processing import ATTEMPT_OPTIONS, REQUEUED_OPTION
+from backlane.messaging.broker_faults import refusal_of
 from backlane.messaging.deadletter import UNDECODABLE_ACTOR
 from backlane.messaging.publishing import Outgoing
 
@@ -91,15 +92,24 @@ FIELD_LIMIT = 200
 
 
 class AdminError(Exception):
-    """A dead-letter command could not do its work; the message is one line for the operator."""
+    """A dead-letter command could not do its work; the message is one line for the operator,
+    ``status`` the exit status of the command (2: a mistake to fix, 1: RabbitMQ unavailable)."""
+
+    status = 1
 
 
 class UnknownQueue(AdminError):
-    pass
+    status = 2
 
 
 class BrokerUnavailable(AdminError):
-    pass
+    status = 1
+
+
+class BrokerRefused(AdminError):
+    """RabbitMQ refused our login, vhost or permission: fix BACKLANE_BROKER__URL."""
+
+    status = 2
 
 
 def clip(text: str, limit: int = FIELD_LIMIT) -> str:
@@ -151,13 +161,18 @@ def _why(exc: BaseException) -> str:
 
 
 @contextmanager
-def _connection(amqp_url: str) -> Iterator[Any]:
-    """A connection to RabbitMQ whose failures come out as one-line :class:`AdminError`."""
+def _connection(amqp_url: str, timeout: float | None = None) -> Iterator[Any]:
+    """A connection to RabbitMQ whose failures come out as one-line :class:`AdminError`;
+    ``timeout`` bounds each connection attempt, seconds."""
     setting = f"BACKLANE_BROKER__URL ({redact(amqp_url)})"
     try:
         params = [pika.URLParameters(url.strip()) for url in amqp_url.split(";") if url.strip()]
     except ValueError as exc:
-        raise BrokerUnavailable(f"{setting} is not a valid AMQP URL: {exc}") from None
+        raise BrokerRefused(f"{setting} is not a valid AMQP URL: {exc}") from None
+    for param in params:
+        param.connection_attempts = 1
+        if timeout is not None:
+            param.socket_timeout = param.stack_timeout = timeout
     pika_logger = logging.getLogger("pika")
     level = pika_logger.level
     if not pika_logger.isEnabledFor(logging.DEBUG):
@@ -166,13 +181,14 @@ def _connection(amqp_url: str) -> Iterator[Any]:
         try:
             connection = pika.BlockingConnection(params)
         except (pika.exceptions.ProbableAuthenticationError, pika.exceptions.AuthenticationError) as exc:
-            raise BrokerUnavailable(
-                f"RabbitMQ refused the login of {setting} (user or password?): {_why(exc)}"
-            ) from None
+            raise BrokerRefused(f"RabbitMQ refused the login of {setting} (user or password?): {_why(exc)}") from None
         except pika.exceptions.ProbableAccessDeniedError as exc:
-            raise BrokerUnavailable(f"RabbitMQ denied access to the vhost of {setting}: {_why(exc)}") from None
+            raise BrokerRefused(f"RabbitMQ denied access to the vhost of {setting}: {_why(exc)}") from None
         except (pika.exceptions.AMQPError, OSError) as exc:  # OSError: e.g. a host name that does not resolve
-            raise BrokerUnavailable(f"RabbitMQ unreachable at {setting}: {_why(exc)}") from None
+            refusal = refusal_of(exc)
+            if refusal is not None:
+                raise BrokerRefused(f"RabbitMQ refused access ({refusal}): fix {setting}") from None
+            raise BrokerUnavailable(f"RabbitMQ unreachable at {setting}: {_why(exc)}: is it running?") from None
         try:
             yield connection
         except (pika.exceptions.AMQPConnectionError, dramatiq.errors.ConnectionError) as exc:
@@ -199,7 +215,7 @@ def _count(connection: Any, queue: str, missing_ok: bool) -> int | None:
             return None
         raise UnknownQueue(
             f"no dead-letter queue {name!r} on RabbitMQ: is {q_name(queue)!r} a queue of this deployment? "
-            "(`backlane declare-queues` creates them)"
+            "If it is, run `backlane declare-queues` to create it"
         ) from None
     channel.close()
     return count
@@ -224,13 +240,18 @@ class Listing:
 
 
 def list_dead_letters(
-    amqp_url: str, queues: list[str], limit: int = DEFAULT_LIST_LIMIT, *, missing_ok: bool = False
+    amqp_url: str,
+    queues: list[str],
+    limit: int = DEFAULT_LIST_LIMIT,
+    *,
+    missing_ok: bool = False,
+    timeout: float | None = None,
 ) -> list[Listing]:
     """At most ``limit`` dead letters over ``queues``, with how many each queue holds; consumes nothing.
 
     A queue whose .XQ does not exist is skipped when ``missing_ok``, else :class:`UnknownQueue`."""
     listings: list[Listing] = []
-    with _connection(amqp_url) as connection:
+    with _connection(amqp_url, timeout) as connection:
         channel = connection.channel()
         remaining = max(limit, 0)
         for queue in queues:
@@ -283,6 +304,7 @@ def requeue(
     *,
     first_only: bool = False,
     missing_ok: bool = False,
+    timeout: float | None = None,
 ) -> RequeueReport:
     """Put matching dead letters back on their queues, each at most once, and say what was done.
 
@@ -293,7 +315,7 @@ def requeue(
     """
     report = RequeueReport()
     try:
-        _requeue(report, broker, amqp_url, queues, matches, first_only, missing_ok)
+        _requeue(report, broker, amqp_url, queues, matches, first_only, missing_ok, timeout)
     except BrokerUnavailable as exc:
         if report.requeued:
             raise BrokerUnavailable(
@@ -311,9 +333,10 @@ def _requeue(
     matches: Callable[[DeadLetter], bool],
     first_only: bool,
     missing_ok: bool,
+    timeout: float | None = None,
 ) -> None:
     done_ids: set[str] = set()
-    with _connection(amqp_url) as connection:
+    with _connection(amqp_url, timeout) as connection:
         channel = connection.channel()
         for queue in queues:
             total = _count(connection, queue, missing_ok)
@@ -337,9 +360,11 @@ def _requeue(
                     return
 
 
-def purge(amqp_url: str, queues: list[str], *, missing_ok: bool = False) -> dict[str, int]:
+def purge(
+    amqp_url: str, queues: list[str], *, missing_ok: bool = False, timeout: float | None = None
+) -> dict[str, int]:
     counts = {}
-    with _connection(amqp_url) as connection:
+    with _connection(amqp_url, timeout) as connection:
         for queue in queues:
             if _count(connection, queue, missing_ok) is None:
                 continue

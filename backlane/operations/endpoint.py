@@ -12,6 +12,7 @@ entry point (:func:`backlane.app.serve_endpoint`) loads them.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,7 +21,7 @@ from typing import Any
 from backlane.core.registry import Registry
 from backlane.core.runtime import Runtime
 from backlane.operations.health import overall_health
-from backlane.operations.metrics import prepare_environment
+from backlane.operations.metrics import metrics_dir, prepare_environment
 
 logger = logging.getLogger("backlane.metrics")
 
@@ -71,10 +72,34 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def serve(registry: Registry, runtime: Runtime) -> int:
-    """Serve until interrupted (the body of the process the dramatiq CLI forks)."""
+    """Serve until interrupted (the body of the process the dramatiq CLI forks).
+
+    A port already taken (another worker on this host) or an address that cannot be bound
+    is one warning line naming the setting; the worker runs on without an endpoint."""
     settings = runtime.settings
     prepare_environment(settings)
-    server = _Server((settings.worker.metrics_host, settings.worker.metrics_port), _Handler)
+    host, port = settings.worker.metrics_host, settings.worker.metrics_port
+    try:
+        server = _Server((host, port), _Handler)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            logger.warning(
+                "/health and /metrics not served: %s:%d is taken, by another worker on this host? "
+                "This worker runs on without them; give each worker its own BACKLANE_WORKER__METRICS_PORT "
+                "(its counters are in %s, which a backlane endpoint on that port serves too)",
+                host,
+                port,
+                metrics_dir(settings),
+            )
+        else:
+            logger.warning(
+                "/health and /metrics not served: cannot listen on %s:%d (%s); fix BACKLANE_WORKER__METRICS_HOST "
+                "or BACKLANE_WORKER__METRICS_PORT. This worker runs on without them",
+                host,
+                port,
+                exc.strerror or exc,
+            )
+        return 0
     server.registry, server.runtime = registry, runtime
     server.daemon_threads = True
     logger.info("health and metrics on http://%s:%d", settings.worker.metrics_host, settings.worker.metrics_port)

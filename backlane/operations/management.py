@@ -19,11 +19,11 @@ class QueueDepth:
 
 
 class ManagementClient:
-    def __init__(self, settings: BrokerSettings, vhost: str = "/") -> None:
+    def __init__(self, settings: BrokerSettings, vhost: str = "/", timeout: float = 10.0) -> None:
         self._http = httpx.Client(
             base_url=settings.management_url,
             auth=(settings.management_user, settings.management_password.get_secret_value()),
-            timeout=10,
+            timeout=timeout,
         )
         self.vhost = quote(vhost, safe="")
 

@@ -3,12 +3,20 @@
 Per pipeline: rows due / in flight / done / failed (from the database, through
 the pipeline's ``stats`` hook), its queue's depths read from the RabbitMQ
 management API (ready, unacked, delayed in ``.DQ``, dead-lettered in ``.XQ``),
-and its health rows (catalog freshness, breakers). ``--json`` gives the same
-data for scripts. No setting marked secret is ever part of the output.
+and its health (catalog freshness, breakers). ``--json`` gives the same data for
+scripts. No setting marked secret is ever part of the output.
+
+What cannot be read is unknown — ``None`` in JSON, ``?`` on screen — never 0 and
+never healthy: an unreachable database or RabbitMQ makes the overall health
+unhealthy, a database without backlane's schema is "not migrated", and a
+disabled pipeline or section is "disabled" and makes nothing unhealthy. Status
+only reads: a SQLite URL naming a file that does not exist is reported, not
+created.
 """
 
 from __future__ import annotations
 
+import textwrap
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,15 +24,19 @@ from dramatiq.common import dq_name, xq_name
 
 from backlane.core.registry import Registry
 from backlane.core.runtime import Runtime
-from backlane.operations.health import worst
+from backlane.operations.health import DISABLED, HEALTHY, check_broker, check_database, worst
 from backlane.operations.management import ManagementClient, QueueDepth
+from backlane.problems import management_problem
 from backlane.resilience.breaker import all_breaker_states
 
+DEPTHS = ("ready", "unacked", "delayed", "dead_lettered")
 
-def _queue_row(name: str, depths: dict[str, QueueDepth]) -> dict[str, int]:
-    main = depths.get(name, QueueDepth(0, 0, 0))
-    delayed = depths.get(dq_name(name), QueueDepth(0, 0, 0))
-    dead = depths.get(xq_name(name), QueueDepth(0, 0, 0))
+
+def _queue_row(name: str, depths: dict[str, QueueDepth] | None) -> dict[str, int | None]:
+    if depths is None:  # the management API could not be read: unknown, not empty
+        return {key: None for key in (*DEPTHS, "consumers")}
+    none = QueueDepth(0, 0, 0)
+    main, delayed, dead = (depths.get(n, none) for n in (name, dq_name(name), xq_name(name)))
     return {
         "ready": main.ready,
         "unacked": main.unacked,
@@ -35,16 +47,33 @@ def _queue_row(name: str, depths: dict[str, QueueDepth]) -> dict[str, int]:
     }
 
 
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__
+
+
 def collect_status(registry: Registry, runtime: Runtime) -> dict[str, Any]:
-    management = ManagementClient(runtime.settings.broker)
+    settings = runtime.settings
+    timeout = settings.broker.command_timeout
     errors: list[str] = []
+
+    broker = check_broker(settings.broker.url.get_secret_value(), timeout)
+    database = check_database(runtime, timeout)
+    for part in (broker, database):
+        if "error" in part:
+            errors.append(part["error"])
+    readable = database["health"] == HEALTHY
+
+    depths: dict[str, QueueDepth] | None = None
+    management = ManagementClient(settings.broker, timeout=timeout)
     try:
         depths = management.queues()
+        management_state: dict[str, Any] = {"reachable": True}
     except Exception as exc:
-        depths = {}
-        errors.append(
-            f"RabbitMQ management API unreachable at {runtime.settings.broker.management_url}: {exc.__class__.__name__}"
-        )
+        problem = management_problem(exc, settings.broker.management_url)
+        line = problem.line if problem else f"RabbitMQ management API: {_one_line(exc)}"
+        errors.append(line + " (queue depths unknown)")
+        management_state = {"reachable": False, "error": line}
     finally:
         management.close()
 
@@ -60,25 +89,36 @@ def collect_status(registry: Registry, runtime: Runtime) -> dict[str, Any]:
             "schedule": config.tick,
             "queue": hooks.queue_name,
             "queue_depth": _queue_row(hooks.queue_name, depths),
+            "items": None,
+            "health_rows": [],
+            "health": None,
         }
-        try:
-            row["items"] = hooks.stats(ctx) if hooks.stats else None
-            row["health_rows"] = hooks.health(ctx) if hooks.health else []
-        except Exception as exc:
-            row["items"], row["health_rows"] = None, []
-            errors.append(f"{registered.name}: database unreachable ({exc.__class__.__name__})")
-        row["health"] = worst([r.get("health", "healthy") for r in row["health_rows"]])
+        if readable:
+            try:
+                row["items"] = hooks.stats(ctx) if hooks.stats else {}
+                row["health_rows"] = hooks.health(ctx) if hooks.health and config.enabled else []
+                row["health"] = worst([r.get("health", HEALTHY) for r in row["health_rows"]])
+            except Exception as exc:
+                errors.append(f"{registered.name}: its rows cannot be read ({_one_line(exc)})")
+        if not config.enabled:
+            row["health"] = DISABLED
         pipelines.append(row)
 
-    try:
-        breakers = all_breaker_states(runtime.database, runtime.clock.now())
-    except Exception as exc:
-        breakers = []
-        errors.append(f"breakers unreadable ({exc.__class__.__name__})")
+    breakers: list[dict[str, Any]] | None = None
+    if readable:
+        try:
+            breakers = all_breaker_states(runtime.database, runtime.clock.now())
+        except Exception as exc:
+            errors.append(f"breakers cannot be read ({_one_line(exc)})")
 
     other_queues = sorted({a.queue_name for a in runtime.broker.actors.values()} - {p["queue"] for p in pipelines})
+    parts: list[str | None] = [broker["health"], database["health"]] + [p["health"] for p in pipelines]
     return {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "health": worst(parts),
+        "broker": broker,
+        "database": database,
+        "management": management_state,
         "pipelines": pipelines,
         "queues": {name: _queue_row(name, depths) for name in other_queues},
         "breakers": breakers,
@@ -86,44 +126,125 @@ def collect_status(registry: Registry, runtime: Runtime) -> dict[str, Any]:
     }
 
 
-def render(status: dict[str, Any]) -> str:
-    lines = [f"backlane status at {status['generated_at']}", ""]
-    header = (
-        f"{'PIPELINE':<18} {'ON':<3} {'DUE':>7} {'FLIGHT':>7} {'DONE':>8} {'FAILED':>7} │ "
-        f"{'READY':>7} {'UNACK':>6} {'DELAY':>6} {'DEAD':>6}  HEALTH"
-    )
-    lines += [header, "─" * len(header)]
+def _cell(value: Any, width: int) -> str:
+    """A right-aligned number; ``?`` when unknown, ``-`` when not applicable."""
+    shown = "?" if value is None else "-" if value == "" else str(value)
+    return f"{shown:>{width}}"
+
+
+#: 80 columns with the longest health word ("unhealthy").
+_HEADER = (
+    f"{'PIPELINE':<15}{'ON':<3}{'DUE':>6}{'FLIGHT':>7}{'DONE':>6}{'FAILED':>7} │"
+    f"{'READY':>6}{'UNACK':>6}{'DELAY':>6}{'DEAD':>6} HEALTH"
+)
+
+
+def _row(name: str, on: str, items: dict[str, Any] | None, depth: dict[str, Any], health: str) -> str:
+    def item(key: str) -> Any:
+        return None if items is None else items.get(key, "")
+
+    return (
+        f"{name[:14]:<15}{on:<3}{_cell(item('due'), 6)}{_cell(item('in_flight'), 7)}"
+        f"{_cell(item('done'), 6)}{_cell(item('failed'), 7)} │"
+        f"{_cell(depth['ready'], 6)}{_cell(depth['unacked'], 6)}{_cell(depth['delayed'], 6)}"
+        f"{_cell(depth['dead_lettered'], 6)} {health}"
+    ).rstrip()
+
+
+def _shown_health(value: str | None) -> str:
+    return "?" if value is None else value
+
+
+def render(
+    status: dict[str, Any], *, width: int | None = None, height: int | None = None, compact: bool = False
+) -> str:
+    """The status as text. ``compact`` (``--watch``): each pipeline's details folded into one
+    summary line, every line cut to ``width`` and the whole to ``height`` lines, so it fits
+    the terminal (80x24 with every built-in pipeline)."""
+    database = status["database"]
+    db_text = database.get("state", "?") if database["health"] != HEALTHY else "ok"
+    management = "ok" if status["management"]["reachable"] else "unreachable"
+    lines = [
+        f"backlane {status['generated_at']}  HEALTH {_shown_health(status['health'])}",
+        f"rabbitmq {status['broker'].get('state', '?')} · management API {management} · database {db_text}",
+    ]
+    for error in status["errors"]:
+        wrapped = textwrap.wrap(error, width - 2) if width and not compact else [error]
+        lines += ["! " + wrapped[0], *("  " + w for w in wrapped[1:])]
+    lines += ["", _HEADER]
     for p in status["pipelines"]:
-        items = p["items"] or {}
-        q = p["queue_depth"]
-        lines.append(
-            f"{p['name']:<18} {'yes' if p['enabled'] else 'no':<3} {items.get('due', '-'):>7} "
-            f"{items.get('in_flight', '-'):>7} {items.get('done', '-'):>8} {items.get('failed', '-'):>7} │ "
-            f"{q['ready']:>7} {q['unacked']:>6} {q['delayed']:>6} {q['dead_lettered']:>6}  {p['health']}"
-        )
-    for name, q in status["queues"].items():
-        lines.append(
-            f"{'(' + name + ')':<18} {'':<3} {'':>7} {'':>7} {'':>8} {'':>7} │ "
-            f"{q['ready']:>7} {q['unacked']:>6} {q['delayed']:>6} {q['dead_lettered']:>6}"
-        )
+        on = "yes" if p["enabled"] else "no"
+        lines.append(_row(p["name"], on, p["items"], p["queue_depth"], _shown_health(p["health"])))
+    for name, depth in status["queues"].items():
+        lines.append(_row(f"({name})", "", {}, depth, ""))
+    details: list[str] = []
     for p in status["pipelines"]:
         if p["health_rows"]:
-            lines += ["", f"{p['name']}:"]
-            lines += ["  " + _health_line(row) for row in p["health_rows"]]
-    if status["breakers"]:
-        lines += ["", "breakers:"]
-        for b in status["breakers"]:
-            detail = f"opens again for calls in {b['retry_in_s']:.0f}s" if b["state"] == "open" else ""
-            lines.append(
-                f"  {b['name']:<28} {b['state']:<10} failures in a row {b['consecutive_failures']:<3} "
-                f"opened {b['times_opened']}x {detail}"
+            details += (
+                _health_summary(p) if compact else [f"{p['name']}:", *(_health_line(r) for r in p["health_rows"])]
             )
-    if status["errors"]:
-        lines += ["", *("! " + e for e in status["errors"])]
+    breakers = status["breakers"]
+    if breakers:
+        opened = [b for b in breakers if b["state"] != "closed"]
+        if compact:
+            shown = ", ".join(f"{b['name']} {b['state']} {b['retry_in_s']:.0f}s" for b in opened)
+            details.append(f"breakers: {shown}" if opened else f"breakers: {len(breakers)} closed")
+        else:
+            details.append("breakers:")
+            for b in breakers:
+                reopen = f", calls again in {b['retry_in_s']:.0f}s" if b["state"] == "open" else ""
+                details.append(
+                    f"  {b['name']:<22} {b['state']:<9} {b['consecutive_failures']} failures in a row, "
+                    f"opened {b['times_opened']}x{reopen}"
+                )
+    if details:
+        lines += ["", *details]
+    if width:
+        lines = [line if len(line) <= width else line[: width - 1] + "…" for line in lines]
+    if height and len(lines) > height:
+        cut = len(lines) - height + 1
+        lines = [*lines[: height - 1], f"… {cut} more line(s): run `backlane status` for all"[: width or None]]
     return "\n".join(lines)
 
 
+def _health_summary(pipeline: dict[str, Any]) -> list[str]:
+    """One line for a pipeline's health rows: counts per state, naming the rows not healthy."""
+    rows = pipeline["health_rows"]
+    by_state: dict[str, list[str]] = {}
+    for row in rows:
+        by_state.setdefault(_shown_health(row.get("health")), []).append(str(row.get("name", "?")))
+    parts = []
+    for state in ("healthy", "degraded", "unhealthy", "?", "disabled"):
+        names = by_state.get(state, [])
+        if names:
+            shown = ", ".join(names[:3]) + (f", +{len(names) - 3}" if len(names) > 3 else "")
+            parts.append(f"{len(names)} {state}" + ("" if state == "healthy" else f" ({shown})"))
+    return [f"{pipeline['name']}: " + "; ".join(parts)]
+
+
+def _ago(seconds: Any) -> str:
+    if seconds is None:
+        return "never"
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds}s ago"
+    if seconds < 7200:
+        return f"{seconds // 60}m ago"
+    return f"{seconds // 3600}h ago"
+
+
 def _health_line(row: dict[str, Any]) -> str:
-    name = row.get("name", "?")
+    """One short line per health row (a catalog section, the product API)."""
+    name = str(row.get("name", "?"))
+    health = _shown_health(row.get("health"))
+    if "interval_min" in row:  # a catalog section
+        text = f"  {name:<19}{health:<10}every {row['interval_min']:g}m, last ok {_ago(row.get('age_s'))}"
+        if row.get("running"):
+            text += ", refreshing"
+        if row.get("breaker") not in (None, "closed"):
+            text += f", breaker {row['breaker']}"
+        if row.get("last_outcome") not in (None, "succeeded") and row.get("last_error"):
+            text += f", {row['last_outcome']}: {row['last_error']}"
+        return text
     rest = ", ".join(f"{k}={v}" for k, v in row.items() if k not in ("name", "health") and v is not None)
-    return f"{name:<20} {row.get('health', '?'):<10} {rest}"
+    return f"  {name:<19}{health:<10}{rest}"

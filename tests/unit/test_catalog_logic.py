@@ -8,6 +8,7 @@ import pytest
 
 from backlane.pipelines.catalog.schedule import (
     DEGRADED,
+    DISABLED,
     HEALTHY,
     UNHEALTHY,
     SectionState,
@@ -91,7 +92,7 @@ def test_section_health() -> None:
     assert health(NOW - 89 * MIN, interval_min=30) == HEALTHY
     assert health(NOW - 91 * MIN, interval_min=30) == DEGRADED
     assert health(NOW - MIN, breaker_open=True) == UNHEALTHY
-    assert health(None, enabled=False) == HEALTHY, "a disabled section is not expected to be fresh"
+    assert health(None, enabled=False) == DISABLED, "a disabled section is not expected to be fresh"
 
 
 def test_settings_cover_every_section_and_source_with_the_designed_defaults() -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
+HEALTHY, DEGRADED, UNHEALTHY, DISABLED = "healthy", "degraded", "unhealthy", "disabled"
 
 
 @dataclass(frozen=True)
@@ -89,9 +89,10 @@ def section_health(
     floor: timedelta,
     factor: float,
 ) -> str:
-    """healthy / degraded / unhealthy. A disabled section is not expected to be fresh."""
+    """healthy / degraded / unhealthy, or disabled: a section switched off is not expected to be
+    fresh, and counts for nothing in its pipeline's health."""
     if not enabled:
-        return HEALTHY
+        return DISABLED
     if last_success_at is None or breaker_open:
         return UNHEALTHY
     if now - last_success_at > degraded_after(interval, floor, factor):
