@@ -21,6 +21,7 @@ from typing import Any
 
 from dramatiq.middleware.time_limit import TimeLimitExceeded
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from backlane.clients.catalog_sources import fetch_section
 from backlane.core.clock import as_utc
@@ -130,6 +131,12 @@ def _own(ctx: CatalogContext, session: Any, name: str, token: str) -> CatalogSec
     return row
 
 
+def _claimed_row(session: Session, name: str, token: str) -> CatalogSection | None:
+    """Section ``name``'s row, locked, while the claim ``token`` still owns it; else None."""
+    row = session.scalars(select(CatalogSection).where(CatalogSection.name == name).with_for_update()).first()
+    return row if row is not None and row.lease_token == token else None
+
+
 def _record_attempt(ctx: CatalogContext, name: str, token: str, exc: BaseException, elapsed: float) -> None:
     """Give the slot back and say why; discover leaves the section to its retry until ``hold_until``."""
     error = TransientError("time limit exceeded") if isinstance(exc, TimeLimitExceeded) else classify(exc)
@@ -140,8 +147,8 @@ def _record_attempt(ctx: CatalogContext, name: str, token: str, exc: BaseExcepti
         outcome = "retrying"
     now = ctx.clock.now()
     with ctx.db.transaction() as session:
-        row = session.scalars(select(CatalogSection).where(CatalogSection.name == name).with_for_update()).first()
-        if row is None or row.lease_token != token:
+        row = _claimed_row(session, name, token)
+        if row is None:
             return
         row.lease_until, row.hold_until = None, now + timedelta(seconds=hold)
         row.last_outcome, row.last_error = outcome, f"[{error.kind}] {error.reason}"[:2000]
@@ -168,8 +175,8 @@ def _publish_and_release(ctx: CatalogContext, name: str, token: str) -> None:
     topology = EventTopology(config.event_exchange, config.event_recent_queue, config.event_recent_max_length)
     publish_event(ctx.runtime.broker, topology, event, routing_key=name)
     with ctx.db.transaction() as session:
-        row = session.scalars(select(CatalogSection).where(CatalogSection.name == name).with_for_update()).first()
-        if row is not None and row.lease_token == token:
+        row = _claimed_row(session, name, token)
+        if row is not None:
             row.lease_until = row.lease_token = row.hold_until = None
             row.event_pending, row.updated_at = False, ctx.clock.now()
 
@@ -182,8 +189,8 @@ def on_failure(ctx: CatalogContext, item: Any, reason: str) -> None:
         return
     now = ctx.clock.now()
     with ctx.db.transaction() as session:
-        row = session.scalars(select(CatalogSection).where(CatalogSection.name == name).with_for_update()).first()
-        if row is None or row.lease_token != token:
+        row = _claimed_row(session, name, token)
+        if row is None:
             return
         row.lease_until = row.lease_token = None
         row.hold_until = now + timedelta(minutes=ctx.config.sections[name].interval_minutes)

@@ -116,9 +116,7 @@ def process(ctx: ExportsContext, item: Any) -> None:
     final, partial = export_paths(config.output_dir, export.path)
     run_id, page, offset, rows = _start_or_resume(ctx, export, run, partial)
     client = ProductApiClient(ctx.settings.product_api)
-    breaker = CircuitBreaker(
-        ctx.db, ctx.clock, PRODUCT_API, config.breaker_failure_threshold, config.breaker_open_seconds
-    )
+    breaker = _breaker(ctx)
     while True:
         with breaker.guard():
             result = client.page(page, config.page_size)
@@ -131,6 +129,12 @@ def process(ctx: ExportsContext, item: Any) -> None:
     publish(partial, final, offset)
     _finish(ctx, export_id, run_id, ExportOutcome.SUCCEEDED, pages=page, rows=rows, file_path=str(final))
     ctx.log.info("export %s written: %d products in %d pages to %s", export.name, rows, page, final)
+
+
+def _breaker(ctx: ExportsContext) -> CircuitBreaker:
+    """The product-API breaker every process shares (its state is in the database)."""
+    config = ctx.config
+    return CircuitBreaker(ctx.db, ctx.clock, PRODUCT_API, config.breaker_failure_threshold, config.breaker_open_seconds)
 
 
 def _start_or_resume(
@@ -232,13 +236,10 @@ def on_failure(ctx: ExportsContext, item: Any, reason: str) -> None:
 
 def health(ctx: ExportsContext) -> list[dict[str, Any]]:
     """The product API as exports see it: known outage and breaker state."""
-    config = ctx.config
     with ctx.db.transaction() as session:
         outage = session.get(ServiceOutage, PRODUCT_API)
     down_since = outage.down_since if outage is not None else None
-    breaker = CircuitBreaker(
-        ctx.db, ctx.clock, PRODUCT_API, config.breaker_failure_threshold, config.breaker_open_seconds
-    ).state()["state"]
+    breaker = _breaker(ctx).state()["state"]
     healthy = down_since is None and breaker == "closed"
     return [
         {

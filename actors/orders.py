@@ -17,14 +17,14 @@ from typing import Any
 
 from dramatiq.middleware import CurrentMessage
 from pydantic import Field
-from sqlalchemy import case, select
+from sqlalchemy import case
 
 from backlane.clients.order_api import OrderApiClient
 from backlane.core.items import row_id
 from backlane.core.pipeline import Context, Inbox, Pipeline, Purpose
 from backlane.core.registry import register
 from backlane.core.table import ItemTable, TableSettings
-from backlane.db.models import UNSETTLED_ORDER_STATUSES, Order, OrderStatus
+from backlane.db.models import Order, OrderStatus
 from backlane.db.models.orders import ORDERS_DUE
 from backlane.errors import MalformedMessage, NotReady, PermanentError, UnknownItem
 from contracts.orders import ORDER_CREATED_ACTOR, ORDER_CREATED_QUEUE, OrderCreated
@@ -74,15 +74,11 @@ def fetch(ctx: OrdersContext, limit: int) -> list[int]:
 def process(ctx: OrdersContext, item: Any) -> None:
     order_id = row_id(item, "order")
     config = ctx.config
-    with ctx.db.connection() as connection:
-        order = connection.execute(
-            select(Order.request_id, Order.customer, Order.payload, Order.status, Order.external_order_id).where(
-                Order.id == order_id
-            )
-        ).one_or_none()
+    columns = (Order.request_id, Order.customer, Order.payload, Order.status, Order.external_order_id)
+    order = ORDER_ROWS.load(ctx, order_id, *columns)
     if order is None:
         raise UnknownItem(f"order {order_id} does not exist")
-    if order.status not in UNSETTLED_ORDER_STATUSES:
+    if not order.has_work:
         ctx.log.info("order %s is already %s; nothing to do", order_id, order.status)
         return
 

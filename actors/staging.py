@@ -34,9 +34,6 @@ class StagingSettings(TableSettings):
     timeout: float = Field(default=30.0, gt=0)
 
 
-#: Batches in these states are settled; a repeated message does nothing.
-SETTLED = (StagingStatus.COMPLETED.value, StagingStatus.FAILED.value)
-
 #: Open batches of one processor (each registration reads its own slice of
 #: ix_staging_batches_due), oldest first, marked processing when claimed.
 BATCH_ROWS = ItemTable(
@@ -53,13 +50,12 @@ BATCH_ROWS = ItemTable(
 
 def process(ctx: Context[StagingSettings], item: Any) -> None:
     batch_id = row_id(item, "staging batch")
-    with ctx.db.transaction() as session:
-        batch = session.get(StagingBatch, batch_id)
+    batch = BATCH_ROWS.load(ctx, batch_id)
     if batch is None:
         raise UnknownItem(f"staging batch {batch_id} does not exist")
     if batch.processor != ctx.pipeline.name:
         raise PermanentError(f"staging batch {batch_id} waits for {batch.processor!r}, not {ctx.pipeline.name!r}")
-    if batch.status in SETTLED:
+    if not batch.has_work:
         ctx.log.info("staging batch %s is already %s; nothing to do", batch_id, batch.status)
         return
     config = ctx.config

@@ -16,7 +16,6 @@ from pydantic import Field
 from sqlalchemy import delete
 
 from backlane.clients.storage import storage_from_settings
-from backlane.core.clock import as_utc
 from backlane.core.items import row_id
 from backlane.core.pipeline import Context, Pipeline, Purpose
 from backlane.core.registry import register
@@ -46,13 +45,11 @@ TRACK_ROWS = ItemTable(
 
 def process(ctx: Context[TracksSettings], item: Any) -> None:
     track_id = row_id(item, "track")
-    now = ctx.clock.now()
-    with ctx.db.transaction() as session:
-        track = session.get(Track, track_id)
+    track = TRACK_ROWS.load(ctx, track_id)
     if track is None:
         ctx.log.info("track %s is already gone; nothing to do", track_id)
         return
-    if track.status != TrackStatus.DELETED or track.delete_after is None or as_utc(track.delete_after) > now:
+    if not track.has_work:
         ctx.log.info("track %s is %s and not due for deletion; left alone", track_id, track.status)
         return
     storage = storage_from_settings(ctx.settings.storage)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import dramatiq
 from dramatiq.common import compute_backoff
@@ -32,6 +32,7 @@ from dramatiq.middleware.time_limit import TimeLimitExceeded
 
 from backlane.core import outcomes
 from backlane.errors import (
+    BacklaneError,
     DelayedRetry,
     FinalFailure,
     PermanentError,
@@ -130,17 +131,7 @@ def run_item(
             _wait(name, item, policy, options, attempt, elapsed, err, exc)
         if isinstance(err, DelayedRetry):
             options.pop(WAITS_OPTION, None)
-            outcomes.record(
-                name,
-                item,
-                "waiting",
-                attempt=attempt,
-                duration_s=elapsed,
-                kind=err.kind,
-                reason=err.reason,
-                delay_s=err.delay_seconds,
-            )
-            raise dramatiq.Retry(err.reason, delay=max(1, delay_ms(err))) from exc
+            _retry(name, item, "waiting", attempt, elapsed, err, max(1, delay_ms(err)), exc, err.delay_seconds)
         if isinstance(err, PermanentError) or failures >= policy.max_retries:
             reason = (
                 err.reason if isinstance(err, PermanentError) else f"gave up after {attempt} attempts: {err.reason}"
@@ -148,18 +139,7 @@ def run_item(
             _fail(name, item, policy, on_failure, options, attempt, started, err.kind, reason, exc)
         options.pop(WAITS_OPTION, None)
         options[FAILURES_OPTION] = failures + 1
-        backoff = policy.backoff_ms(failures)
-        outcomes.record(
-            name,
-            item,
-            "retry",
-            attempt=attempt,
-            duration_s=elapsed,
-            kind=err.kind,
-            reason=err.reason,
-            delay_s=backoff / 1000,
-        )
-        raise dramatiq.Retry(err.reason, delay=backoff) from exc
+        _retry(name, item, "retry", attempt, elapsed, err, policy.backoff_ms(failures), exc)
     options.pop(WAITS_OPTION, None)
     outcomes.record(name, item, "succeeded", attempt=attempt, duration_s=time.monotonic() - started)
 
@@ -173,22 +153,37 @@ def _wait(
     elapsed: float,
     err: Unavailable,
     cause: BaseException | None,
-) -> None:
+) -> NoReturn:
     """Wait an outage out: capped backoff that grows per wait, the item's budget untouched."""
     waits = int(options.get(WAITS_OPTION, 0))
     options[WAITS_OPTION] = waits + 1
-    delay = policy.backoff_ms(min(waits, 30))
+    _retry(name, item, "waiting", attempt, elapsed, err, policy.backoff_ms(min(waits, 30)), cause)
+
+
+def _retry(
+    name: str,
+    item: Any,
+    outcome: str,
+    attempt: int,
+    elapsed: float,
+    err: BacklaneError,
+    delay_ms: int,
+    cause: BaseException | None,
+    delay_s: float | None = None,
+) -> NoReturn:
+    """Record the attempt's outcome, then have Dramatiq deliver the message again after ``delay_ms``
+    (``delay_s``: the delay as the server or breaker named it, when it did)."""
     outcomes.record(
         name,
         item,
-        "waiting",
+        outcome,
         attempt=attempt,
         duration_s=elapsed,
         kind=err.kind,
         reason=err.reason,
-        delay_s=delay / 1000,
+        delay_s=delay_s if delay_s is not None else delay_ms / 1000,
     )
-    raise dramatiq.Retry(err.reason, delay=delay) from cause
+    raise dramatiq.Retry(err.reason, delay=delay_ms) from cause
 
 
 def _fail(

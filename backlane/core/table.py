@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import Field
-from sqlalchemy import ColumnElement, CursorResult, and_, false, select, true, update
+from sqlalchemy import ColumnElement, CursorResult, Row, and_, false, select, true, update
 
 from backlane.core.items import is_row_id
 from backlane.db import claims
@@ -143,6 +143,15 @@ class ItemTable:
             return claims.any_due(
                 session, self.model, due=self.due_now(ctx, now), now=now, lease_column=self.lease_column
             )
+
+    def load(self, ctx: Context, row_id: Any, *columns: Any) -> Row[*tuple[Any, ...]] | None:
+        """Row ``row_id`` (the given columns, all by default), None when there is none. Its
+        ``has_work`` says whether it is still due, by the predicate the claims use, so the
+        per-item work never restates it: a settled row is left alone."""
+        selected = columns or tuple(self.model.__table__.c)
+        has_work = self.due_now(ctx, ctx.clock.now()).label("has_work")
+        with ctx.db.connection() as connection:
+            return connection.execute(select(*selected, has_work).where(self.model.id == row_id)).one_or_none()
 
     def update(self, ctx: Context, row_id: Any, **values: Any) -> bool:
         """Write to row ``row_id`` only while it has work left (a settled row is never touched
