@@ -230,8 +230,17 @@ def on_failure(ctx: ExportsContext, item: Any, reason: str) -> None:
         return
     with ctx.db.transaction() as session:
         export = session.get(Export, item)
-    if export is not None and export.run_id is not None:
-        _finish(ctx, item, export.run_id, ExportOutcome.FAILED, error=reason)
+    if export is None:
+        return
+    run_id = export.run_id
+    if run_id is None:  # refused before a run started (a path leaving the output directory): record it
+        with ctx.db.transaction() as session:
+            run_id = session.execute(
+                insert(ExportRun).returning(ExportRun.id),
+                {"export_id": item, "first_page": export.next_page, "started_at": ctx.clock.now()},
+            ).scalar_one()
+            session.execute(update(Export).where(Export.id == item).values(run_id=run_id))
+    _finish(ctx, item, run_id, ExportOutcome.FAILED, error=reason)
 
 
 def health(ctx: ExportsContext) -> list[dict[str, Any]]:

@@ -13,7 +13,48 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+
+from backlane.errors import PermanentError
+
+
+class PathOutsideRoot(PermanentError):
+    """A relative path that is empty or would reach outside the directory it must stay in."""
+
+    kind = "path_outside_root"
+
+
+def relative_parts(path: str, what: str = "path", error: type[PermanentError] = PathOutsideRoot) -> PurePosixPath:
+    """``path`` as a normalised relative path, or ``error`` when it is empty, absolute or climbs out (``..``)."""
+    if not isinstance(path, str) or not path.strip():
+        raise error(f"{what} must be a non-empty string, got {path!r}")
+    if "\\" in path or "\x00" in path:
+        raise error(f"{what} {path!r} contains a backslash or NUL")
+    posix = PurePosixPath(path)
+    if posix.is_absolute() or any(part == ".." for part in posix.parts):
+        raise error(f"{what} {path!r} escapes {_root_name(what)}: absolute paths and '..' are refused")
+    parts = [part for part in posix.parts if part != "."]
+    if not parts:
+        raise error(f"{what} {path!r} names {_root_name(what)} itself")
+    return PurePosixPath(*parts)
+
+
+def confined_path(
+    root: Path | str, path: str, what: str = "path", error: type[PermanentError] = PathOutsideRoot
+) -> Path:
+    """``root`` / ``path``, refused for good (``error``) when it would land outside ``root``:
+    ``..``, an absolute path, or a symlink (a directory on the way or the file itself) leading out.
+    The one check behind tracks' storage keys and export files."""
+    joined = Path(root).joinpath(*relative_parts(path, what, error).parts)
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(joined)
+    if os.path.commonpath([real_root, real]) != real_root:
+        raise error(f"{what} {path!r} leads outside {_root_name(what)} {str(root)!r} through a symlink")
+    return joined
+
+
+def _root_name(what: str) -> str:
+    return "its directory" if "key" not in what else "the storage root"
 
 
 def fsync_dir(directory: Path) -> None:

@@ -10,11 +10,10 @@ as a permanent error: no retry can make it safe.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
-from backlane.clients.files import atomic_write
+from backlane.clients.files import atomic_write, confined_path, relative_parts
 from backlane.errors import PermanentError
 from backlane.settings import StorageSettings
 
@@ -39,17 +38,7 @@ class Storage(Protocol):
 
 def safe_key(key: str) -> PurePosixPath:
     """The key as a relative path, or :class:`InvalidKey` if it is empty or escapes the root."""
-    if not isinstance(key, str) or not key.strip():
-        raise InvalidKey(f"storage key must be a non-empty string, got {key!r}")
-    if "\\" in key or "\x00" in key:
-        raise InvalidKey(f"storage key {key!r} contains a backslash or NUL")
-    path = PurePosixPath(key)
-    if path.is_absolute() or any(part == ".." for part in path.parts):
-        raise InvalidKey(f"storage key {key!r} escapes the storage root")
-    parts = [part for part in path.parts if part != "."]
-    if not parts:
-        raise InvalidKey(f"storage key {key!r} names the storage root itself")
-    return PurePosixPath(*parts)
+    return relative_parts(key, "storage key", InvalidKey)
 
 
 class DirectoryStorage:
@@ -59,13 +48,8 @@ class DirectoryStorage:
         self.root = Path(root)
 
     def path(self, key: str) -> Path:
-        path = self.root.joinpath(*safe_key(key).parts)
-        # A symlinked directory inside the root must not lead outside it either.
-        root = os.path.realpath(self.root)
-        parent = os.path.realpath(path.parent)
-        if os.path.commonpath([root, parent]) != root:
-            raise InvalidKey(f"storage key {key!r} leads outside the storage root")
-        return path
+        # The same check as export files: no '..', no absolute key, no symlink leading out.
+        return confined_path(self.root, key, "storage key", InvalidKey)
 
     def put(self, key: str, data: bytes) -> None:
         atomic_write(self.path(key), data)

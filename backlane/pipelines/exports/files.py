@@ -13,6 +13,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from backlane.clients.files import confined_path
 from contracts.products import Product
 
 #: Suffix of the file an export is built in, next to its destination.
@@ -36,6 +37,8 @@ def encode_products(fmt: str, products: Sequence[Product], *, first_page: bool) 
 
 
 def export_paths(output_dir: str, path: str) -> tuple[Path, Path]:
-    """The destination (relative paths are under ``output_dir``) and its partial file beside it."""
-    final = Path(output_dir) / path
-    return final, final.with_name(final.name + PARTIAL_SUFFIX)
+    """The destination under ``output_dir`` and its partial file beside it; a path that would
+    leave ``output_dir`` (``..``, absolute, a symlink leading out) is a PermanentError naming why."""
+    final = confined_path(output_dir, path, "export path")
+    partial = confined_path(output_dir, path + PARTIAL_SUFFIX, "export path")
+    return final, partial
