@@ -31,6 +31,7 @@ import pika.exceptions
 from dramatiq.common import q_name, xq_name
 
 from backlane.core.processing import ATTEMPT_OPTIONS, REQUEUED_OPTION
+from backlane.errors import BacklaneError
 from backlane.messaging.broker_faults import refusal_of
 from backlane.messaging.deadletter import UNDECODABLE_ACTOR
 from backlane.messaging.publishing import Outgoing
@@ -91,10 +92,11 @@ DEFAULT_LIST_LIMIT = 100
 FIELD_LIMIT = 200
 
 
-class AdminError(Exception):
+class AdminError(BacklaneError):
     """A dead-letter command could not do its work; the message is one line for the operator,
     ``status`` the exit status of the command (2: a mistake to fix, 1: RabbitMQ unavailable)."""
 
+    kind = "admin"
     status = 1
 
 

@@ -72,10 +72,6 @@ def test_unknown_exceptions_are_transient_so_work_is_never_dropped() -> None:
 
 # -- one vocabulary ---------------------------------------------------------------
 
-#: Error classes of issue 12's work in progress (operations' one-line command errors) that do
-#: not derive from BacklaneError yet; each should, and then leaves this list.
-NOT_YET = {"backlane.operations.deadletter_admin.AdminError"}
-
 
 def _exception_classes() -> list[type[BaseException]]:
     import importlib
@@ -97,13 +93,8 @@ def _exception_classes() -> list[type[BaseException]]:
 def test_every_error_backlane_defines_is_a_backlane_error() -> None:
     from backlane.errors import BacklaneError
 
-    def pending(cls: type[BaseException]) -> bool:
-        return any(f"{base.__module__}.{base.__qualname__}" in NOT_YET for base in cls.__mro__)
-
     strays = [
-        f"{cls.__module__}.{cls.__qualname__}"
-        for cls in _exception_classes()
-        if not issubclass(cls, BacklaneError) and not pending(cls)
+        f"{cls.__module__}.{cls.__qualname__}" for cls in _exception_classes() if not issubclass(cls, BacklaneError)
     ]
     assert not strays, f"derive these from backlane.errors.BacklaneError: {strays}"
 
