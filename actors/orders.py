@@ -17,7 +17,9 @@ from typing import Any
 
 from dramatiq.middleware import CurrentMessage
 from pydantic import Field
-from sqlalchemy import case
+from sqlalchemy import case, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from backlane.clients.order_api import OrderApiClient
 from backlane.core.items import row_id
@@ -27,7 +29,13 @@ from backlane.core.table import ItemTable, TableSettings
 from backlane.db.models import Order, OrderStatus
 from backlane.db.models.orders import ORDERS_DUE
 from backlane.errors import MalformedMessage, NotReady, PermanentError, UnknownItem
-from contracts.orders import ORDER_CREATED_ACTOR, ORDER_CREATED_QUEUE, OrderCreated
+from contracts.orders import (
+    ORDER_CREATED_ACTOR,
+    ORDER_CREATED_QUEUE,
+    OrderCreated,
+    OrderCreatedByRequest,
+    order_created_from_masstransit,
+)
 
 
 class OrdersSettings(TableSettings):
@@ -41,6 +49,14 @@ class OrdersSettings(TableSettings):
     created_grace_seconds: float = Field(default=60.0, gt=0)
     #: Delay between two looks for a not-yet-visible order, seconds.
     created_recheck_seconds: float = Field(default=2.0, gt=0)
+    #: MassTransit publishers' OrderCreated: its namespace and type name. Their exchange
+    #: (``Namespace:TypeName``, fanout, durable) is declared and bound to ``orders_inbox``.
+    order_created_namespace: str = Field(default="SharedContracts", min_length=1, pattern=r"^[A-Za-z_][\w.]*$")
+    order_created_type_name: str = Field(default="OrderCreated", min_length=1, pattern=r"^[A-Za-z_][\w`]*$")
+
+    @property
+    def order_created_message_type(self) -> str:
+        return f"{self.order_created_namespace}:{self.order_created_type_name}"
 
 
 #: What the orders pipeline's functions get: ``ctx.config`` is its OrdersSettings.
@@ -111,30 +127,58 @@ def process(ctx: OrdersContext, item: Any) -> None:
     )
 
 
-def parse_order_created(args: tuple[Any, ...], kwargs: dict[str, Any]) -> OrderCreated:
+def parse_order_created(args: tuple[Any, ...], kwargs: dict[str, Any]) -> OrderCreated | OrderCreatedByRequest:
     """The inbox's wire format, in this one function: a Dramatiq message whose single
-    positional argument is an OrderCreated (see :mod:`contracts.orders`)."""
+    positional argument is an OrderCreated, version 1 (row id) or 2 (request id, maybe with
+    the order's content; what a MassTransit publisher's message becomes), see :mod:`contracts.orders`."""
     if len(args) != 1 or kwargs:
         raise MalformedMessage("OrderCreated must be the single positional argument of the message")
+    if isinstance(args[0], dict) and args[0].get("version") == 2:
+        return OrderCreatedByRequest.model_validate(args[0])
     return OrderCreated.model_validate(args[0])
 
 
-def accept_order_created(ctx: OrdersContext, event: OrderCreated) -> list[int]:
+def order_by_request(ctx: OrdersContext, event: OrderCreatedByRequest) -> int | None:
+    """The id of the order with the event's request id; with the order's content, the row is
+    created when absent (one row per request id: a repeat, or a race, creates nothing)."""
+    with ctx.db.transaction() as session:
+        if event.has_content:
+            now = ctx.clock.now()
+            dialect = session.get_bind().dialect.name
+            insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+            row = {
+                "request_id": event.request_id,
+                "customer": event.customer,
+                "payload": {"items": [item.model_dump() for item in event.items or ()]},
+                "status": OrderStatus.PENDING.value,
+                "created_at": now,
+                "updated_at": now,
+            }
+            session.execute(insert(Order).values(**row).on_conflict_do_nothing(index_elements=["request_id"]))
+        found: int | None = session.scalar(select(Order.id).where(Order.request_id == event.request_id))
+        return found
+
+
+def accept_order_created(ctx: OrdersContext, event: OrderCreated | OrderCreatedByRequest) -> list[int]:
     """Hand the order to the per-order actor, once: only a claim sends it. A row not visible
     yet (its transaction not committed) is looked for again until the grace period ends."""
     config = ctx.config
-    claimed = ORDER_ROWS.claim_one(ctx, event.order_id)
-    if claimed:
-        return [event.order_id]
+    if isinstance(event, OrderCreatedByRequest):
+        order_id, named = order_by_request(ctx, event), f"with request id {event.request_id!r}"
+    else:
+        order_id, named = event.order_id, str(event.order_id)
+    claimed = ORDER_ROWS.claim_one(ctx, order_id) if order_id is not None else None
+    if claimed and order_id is not None:
+        return [order_id]
     if claimed is not None:
-        ctx.log.info("order %s is settled or already in flight; OrderCreated ignored", event.order_id)
+        ctx.log.info("order %s is settled or already in flight; OrderCreated ignored", named)
         return []
     message = CurrentMessage.get_current_message()
     first_seen_ms = message.message_timestamp if message is not None else time.time() * 1000
     waited = time.time() - first_seen_ms / 1000
     if waited < config.created_grace_seconds:
-        raise NotReady(f"order {event.order_id} not visible yet", config.created_recheck_seconds)
-    raise UnknownItem(f"order {event.order_id} does not exist (waited {waited:.0f}s for it to appear)")
+        raise NotReady(f"order {named} not visible yet", config.created_recheck_seconds)
+    raise UnknownItem(f"order {named} does not exist (waited {waited:.0f}s for it to appear)")
 
 
 ORDERS = register(
@@ -145,7 +189,14 @@ ORDERS = register(
         table=ORDER_ROWS,
         fetch=fetch,
         process=process,
-        inbox=Inbox(ORDER_CREATED_QUEUE, ORDER_CREATED_ACTOR, parse=parse_order_created, accept=accept_order_created),
+        inbox=Inbox(
+            ORDER_CREATED_QUEUE,
+            ORDER_CREATED_ACTOR,
+            parse=parse_order_created,
+            accept=accept_order_created,
+            masstransit_type=lambda config: config.order_created_message_type,
+            from_masstransit=order_created_from_masstransit,
+        ),
         description="place pending orders at the order API and follow them until settled",
     )
 )

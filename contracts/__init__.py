@@ -7,11 +7,12 @@ other services, in any language, publish against these.
 from pydantic import BaseModel
 
 from contracts.catalog import CATALOG_EVENTS_EXCHANGE, CatalogSectionRefreshed
-from contracts.orders import ORDER_CREATED_ACTOR, ORDER_CREATED_QUEUE, OrderCreated
+from contracts.orders import ORDER_CREATED_ACTOR, ORDER_CREATED_QUEUE, OrderCreated, OrderCreatedByRequest
 
 #: Every message contract, by the name its JSON Schema is published under.
 MESSAGE_CONTRACTS: dict[str, type[BaseModel]] = {
     "OrderCreated": OrderCreated,
+    "OrderCreatedByRequest": OrderCreatedByRequest,
     "CatalogSectionRefreshed": CatalogSectionRefreshed,
 }
 
@@ -22,4 +23,5 @@ __all__ = [
     "ORDER_CREATED_QUEUE",
     "CatalogSectionRefreshed",
     "OrderCreated",
+    "OrderCreatedByRequest",
 ]

@@ -55,6 +55,11 @@ class Inbox(Generic[S]):
     parse: Callable[[tuple[Any, ...], dict[str, Any]], Any]
     #: What the parsed message means: the items to send to the per-item actor.
     accept: Callable[[Context[S], Any], Sequence[Item]]
+    #: The MassTransit message type (``Namespace:TypeName``, from the settings) the queue also
+    #: takes, published unchanged by .NET services (see backlane.messaging.masstransit).
+    masstransit_type: Callable[[S], str] | None = None
+    #: That message's ``message`` → the single argument ``parse`` reads; raises ValueError.
+    from_masstransit: Callable[[Any], Any] | None = None
 
 
 @dataclass(frozen=True)

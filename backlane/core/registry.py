@@ -17,7 +17,7 @@ from dramatiq.broker import Broker
 from dramatiq.middleware import CurrentMessage
 
 from backlane.core.log_limits import cut
-from backlane.core.pipeline import Context, Item, Pipeline, Purpose, S
+from backlane.core.pipeline import Context, Inbox, Item, Pipeline, Purpose, S
 from backlane.core.processing import REQUEUED_OPTION, RetryPolicy, run_item
 from backlane.core.runtime import get_runtime
 from backlane.errors import FinalFailure, MalformedMessage, RegistrationError
@@ -110,6 +110,16 @@ def _declare(
         raise RegistrationError(f"pipeline {pipeline.name!r}: {exc}") from None
 
 
+def _accept_masstransit(broker: Broker, inbox: Inbox[Any], message_type: str) -> None:
+    """The inbox's queue also takes ``message_type`` as MassTransit publishes it."""
+    from backlane.messaging.masstransit import MassTransitInbox
+
+    accept = getattr(broker, "accept_masstransit", None)
+    if accept is None or inbox.from_masstransit is None:
+        return  # a stub broker in unit tests: no RabbitMQ topology to declare
+    accept(MassTransitInbox(inbox.queue, inbox.actor_name, message_type, inbox.from_masstransit))
+
+
 def _raiser(error: Exception):  # type: ignore[no-untyped-def]
     def work() -> None:
         raise error
@@ -143,6 +153,8 @@ class Registry:
         if pipeline.inbox is not None:
             inbox = pipeline.inbox
             registered.inbox_actor = _declare(pipeline, broker, inbox.actor_name, inbox.queue, receive)
+            if inbox.masstransit_type is not None and inbox.from_masstransit is not None:
+                _accept_masstransit(broker, inbox, inbox.masstransit_type(get_runtime().config(pipeline)))
         self._pipelines[name] = registered
         return registered
 

@@ -47,6 +47,7 @@ from backlane.messaging.broker_faults import (
     refusal_of,
 )
 from backlane.messaging.deadletter import DeadLetteringConsumer
+from backlane.messaging.masstransit import MassTransitInbox
 from backlane.messaging.publishing import BatchPublisher, Outgoing, UnroutableMessages
 
 logger = logging.getLogger("backlane.broker")
@@ -90,6 +91,8 @@ class BacklaneBroker(RabbitmqBroker):
         self._local_publisher = threading.local()
         self._publishers: set[BatchPublisher] = set()
         self._publishers_lock = threading.Lock()
+        #: Inbox queues that also take MassTransit publishes, by queue name.
+        self.masstransit_inboxes: dict[str, MassTransitInbox] = {}
         quiet_pika()
         self.add_middleware(_ServiceLifecycle())
 
@@ -135,6 +138,20 @@ class BacklaneBroker(RabbitmqBroker):
         if self.queue_type == "quorum":
             arguments["x-queue-type"] = "quorum"
         return arguments
+
+    def accept_masstransit(self, inbox: MassTransitInbox) -> None:
+        """``inbox.queue`` also takes MassTransit publishes: its message-type exchange is declared
+        and bound with the queue (by ``backlane declare-queues`` and a worker's start)."""
+        self.masstransit_inboxes[inbox.queue] = inbox
+        if inbox.queue in self.queues:
+            self.queues_pending.add(inbox.queue)  # declared already: bind at the next ensure
+
+    def _declare_queue(self, queue_name: str) -> Any:
+        result = super()._declare_queue(queue_name)
+        inbox = self.masstransit_inboxes.get(queue_name)
+        if inbox is not None:
+            inbox.declare(self.channel)
+        return result
 
     def _declare_xq_queue(self, queue_name: str) -> Any:
         arguments: dict[str, Any] = {"x-message-ttl": self.dead_letter_ttl_ms}

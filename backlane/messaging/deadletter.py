@@ -7,6 +7,9 @@ original: the copy carries ``options.dead_letter`` with the reason, its class,
 the time and the attempts, and the same in AMQP headers so the RabbitMQ
 management UI shows it. A body that is not even a valid Dramatiq envelope is
 dead-lettered the same way, raw, instead of being dropped, and the worker goes on.
+On an inbox that takes MassTransit publishes (:mod:`backlane.messaging.masstransit`)
+a MassTransit envelope or raw JSON message is adapted into a Dramatiq message for
+the inbox's actor first, or dead-lettered raw with the reason it cannot be taken.
 """
 
 from __future__ import annotations
@@ -88,7 +91,7 @@ class DeadLetteringConsumer(_RabbitmqConsumer):
 
     def __next__(self) -> _RabbitmqMessage | None:
         try:
-            method, _properties, body = next(self.iterator)
+            method, properties, body = next(self.iterator)
             if method is None:
                 return None
         except (AssertionError, pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError) as e:
@@ -97,15 +100,23 @@ class DeadLetteringConsumer(_RabbitmqConsumer):
             raise ConnectionClosed(e) from None
 
         try:
-            message = Message.decode(body)
-            problem = envelope_problem(message)
-            if problem is None and message.actor_name not in self.broker.actors:
-                # Dramatiq would fail inside its own middleware and ack it: a silent loss.
-                problem = f"no actor named {cut(message.actor_name, 100)!r} is registered for queue {self.queue_name!r}"
+            inbox = self.broker.masstransit_inboxes.get(q_name(self.queue_name))
+            adapted = inbox.adapt(properties, body) if inbox is not None else None
+            problem: str | None
+            if isinstance(adapted, str):  # a MassTransit message that cannot be taken
+                message, problem = None, adapted
+            else:
+                message = adapted or Message.decode(body)
+                problem = envelope_problem(message)
+                if problem is None and message.actor_name not in self.broker.actors:
+                    # Dramatiq would fail inside its own middleware and ack it: a silent loss.
+                    problem = (
+                        f"no actor named {cut(message.actor_name, 100)!r} is registered for queue {self.queue_name!r}"
+                    )
         except DecodeError as e:
             message, problem = None, f"not a valid message envelope: {e.error or e}"
         if problem is not None:
-            self._dead_letter_raw(body, problem, message)
+            self._dead_letter_raw(body, problem, message, properties)
             self.channel.basic_ack(method.delivery_tag)
             return None
 
@@ -117,7 +128,7 @@ class DeadLetteringConsumer(_RabbitmqConsumer):
         self.known_tags.add(method.delivery_tag)
         return proxy
 
-    def _dead_letter_raw(self, body: bytes, problem: str, message: Message | None) -> None:
+    def _dead_letter_raw(self, body: bytes, problem: str, message: Message | None, properties: Any = None) -> None:
         logger.warning("dead-lettering a malformed message from %s: %s", self.queue_name, problem)
         envelope: dict[str, Any]
         if message is not None:
@@ -132,6 +143,9 @@ class DeadLetteringConsumer(_RabbitmqConsumer):
                 "kwargs": {},
                 "options": {"raw_body": body.decode("utf-8", errors="replace")},
             }
+            content_type = getattr(properties, "content_type", None)
+            if content_type:
+                envelope["options"]["content_type"] = content_type
         info = dead_letter_info(self.queue_name, "malformed", problem)
         self.broker.publish([dead_letter_outgoing(self.queue_name, envelope, info)])
         metrics.observe_dead_letter(q_name(self.queue_name), "malformed")
