@@ -34,8 +34,11 @@ def source_breaker(db: Database, clock: Clock, config: CatalogSettings, spec: Se
 
 
 def source_limit(config: CatalogSettings, spec: SectionSpec) -> Limit:
-    source = config.sources[spec.source]
-    return Limit(spec.rate_key, source.rate_limit_calls, source.rate_limit_window_seconds)
+    """The rate limit of the section's provider endpoint (``catalog.limiters``), held in the database."""
+    limiter = config.limiters.get(spec.limiter_name)
+    if limiter is None:
+        return Limit(spec.rate_key, None)
+    return Limit(spec.rate_key, limiter.calls, limiter.window_seconds)
 
 
 def fetch_section(db: Database, clock: Clock, config: CatalogSettings, spec: SectionSpec) -> list[dict[str, Any]]:

@@ -8,8 +8,10 @@ and tests change it through ``POST /_admin/catalog/{section}`` with
 ``{"items": [...]}`` (replace), ``{"upsert": [...]}`` (by id), ``{"remove": [ids]}``
 or ``{"reset": true}``; ``GET /_admin/catalog/{section}`` shows it. Each source
 is a service for the ``outage`` knob (``catalog``, ``erp``, ``eshop``,
-``logistics``) and a rate-limit key of the same name: ``rate_limits={"catalog":
-[2, 3600]}`` is the provider's real limit, answered with 429 "wait for X seconds".
+``logistics``) and a rate-limit key of the same name, except the provider's categories
+endpoint, limited on its own (key ``categories``): ``rate_limits={"catalog": [2, 3600]}``
+is the provider's real limit on its catalog endpoint (brands), answered with 429 "wait
+for X seconds".
 """
 
 from __future__ import annotations
@@ -145,7 +147,12 @@ def _checked(items: Any) -> list[dict[str, Any]]:
     return items
 
 
+#: The provider's rate-limit keys as it names its endpoints: categories has a limiter of its own,
+#: brands count against ``catalog``; every other section against its source's key.
+RATE_KEYS: dict[str, str] = {"categories": "categories"}
+
 for _section, (_source, _path) in SECTION_ROUTES.items():
-    register_route("GET", re.escape(_path), _source, _source, _serve(_section), name=f"{_source}.{_section}")
+    _key = RATE_KEYS.get(_section, _source)
+    register_route("GET", re.escape(_path), _source, _key, _serve(_section), name=f"{_source}.{_section}")
 register_admin_route("GET", r"/_admin/catalog/(?P<section>[a-z_]+)", admin_show)
 register_admin_route("POST", r"/_admin/catalog/(?P<section>[a-z_]+)", admin_change)

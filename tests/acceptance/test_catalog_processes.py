@@ -1,10 +1,11 @@
 """The catalog through real processes: two workers (separate OS processes), the
-simulator as its own process with the provider's real limit (2 requests an hour),
-one shared clock file moving time for all of them, RabbitMQ and a real database.
+simulator as its own process with the provider's real limits (its catalog endpoint,
+brands, 2 requests an hour; its categories endpoint limited on its own), one shared
+clock file moving time for all of them, RabbitMQ and a real database.
 
-Proves that the rate limit and the server's "wait for X seconds" hold across
-processes: the simulator counts every request to the catalog endpoint, including
-those it refused.
+Proves that each endpoint's rate limit and the server's "wait for X seconds" hold
+across processes, and independently: brands refresh every 30 minutes and never wait,
+whatever categories' budget. The simulator counts every request, refused ones included.
 """
 
 from __future__ import annotations
@@ -55,6 +56,12 @@ class CatalogSystem:
         with self.db.transaction() as session:
             return {row.name: row for row in session.scalars(select(CatalogSection))}
 
+    def requests(self, section: str) -> int:
+        return int(httpx.get(f"{self.simulator_url}/_admin/stats", timeout=5).json()["requests"].get(section, 0))
+
+    def refused(self) -> dict[str, int]:
+        return dict(httpx.get(f"{self.simulator_url}/_admin/stats", timeout=5).json()["rate_limited"])
+
     def catalog_requests(self) -> int:
         """Every request the simulator got on the catalog endpoint, refused ones included."""
         requests = httpx.get(f"{self.simulator_url}/_admin/stats", timeout=5).json()["requests"]
@@ -88,7 +95,7 @@ def catalog_system(rabbitmq: Any, database_url: str, tmp_path: Path) -> Iterator
     clock_file.write_text("0")
     # Workers, CLI and simulator share one time through the clock file.
     stack = Stack(tmp_path / "logs", stack_env(rabbitmq, database_url, BACKLANE_CLOCK_FILE=str(clock_file)))
-    _, sim_url = stack.start_simulator(None, "--rate-limit", "catalog=2/3600")
+    _, sim_url = stack.start_simulator(None, "--rate-limit", "catalog=2/3600", "--rate-limit", "categories=2/3600")
     stack.env["BACKLANE_CATALOG__BASE_URL"] = sim_url
     db = Database(database_url)
     system = CatalogSystem(stack, db, FileClock(clock_file), sim_url)
@@ -100,54 +107,70 @@ def catalog_system(rabbitmq: Any, database_url: str, tmp_path: Path) -> Iterator
     db.dispose()
 
 
-def test_two_workers_keep_the_provider_limit_and_honour_its_wait(catalog_system: CatalogSystem) -> None:
+def test_two_workers_keep_each_endpoint_limit_apart_and_honour_its_wait(catalog_system: CatalogSystem) -> None:
     system = catalog_system
     system.stack.start_worker(processes=1, threads=4)
     system.stack.start_worker(processes=1, threads=4)
     start = system.clock.now()
+    brands_outcomes: list[str | None] = []
 
-    # t = 0: every section refreshes once; the provider's two sections take the hour's 2 requests.
+    def brands_ok(since: datetime) -> None:
+        row = system.sections()["brands"]
+        brands_outcomes.append(row.last_outcome)
+        assert row.last_error is None and system.succeeded_since(since, "brands"), system.summary()
+
+    # t = 0: every section refreshes once; brands and categories each take one of their own budget.
     system.drive(lambda: system.succeeded_since(start, *_ALL), "every section's first refresh")
-    assert system.catalog_requests() == 2
-    rows = system.sections()
-    first_calls = min(as_utc(rows[n].last_success_at) for n in ("categories", "brands"))  # type: ignore[arg-type]
+    assert (system.requests("catalog.brands"), system.requests("catalog.categories")) == (1, 1)
+    brands_ok(start)
+    first_categories = as_utc(system.sections()["categories"].last_success_at or start)
 
-    # t = 31 min: categories and brands are due, but the hour's budget is spent: nobody calls.
+    # t = 31 min: both due; 2 an hour each fits their 30-minute intervals: nobody waits.
     system.clock.advance(31 * MINUTE)
     t31 = system.clock.now()
-    system.drive(
-        lambda: (
-            system.succeeded_since(t31, "erp_stock", "eshop_stock", "transport")
-            and {system.sections()[n].last_outcome for n in ("categories", "brands")} == {"waiting"}
-        ),
-        "the other due sections refreshed and the provider's waiting",
+    system.drive(lambda: system.succeeded_since(t31, "categories", "brands"), "both refreshed at 31 min")
+    assert (system.requests("catalog.brands"), system.requests("catalog.categories")) == (2, 2)
+    brands_ok(t31)
+
+    # t = 62 min: the categories endpoint now counts 2 per 2 hours and says "wait for X seconds";
+    # that answer holds every worker off categories, and brands does not notice.
+    httpx.post(
+        f"{system.simulator_url}/_admin/config",
+        json={"rate_limits": {"catalog": [2, 3600], "categories": [2, 7200]}},
+        timeout=5,
     )
-    system.cli("trigger", "catalog", "suppliers")  # due only in 2 hours: refreshed now on request
-    system.drive(lambda: system.succeeded_since(t31, "suppliers"), "suppliers refreshed on request")
-    assert system.catalog_requests() == 2
-    assert "2 calls per 3600s used up" in (system.sections()["brands"].last_error or "")
+    system.clock.advance(31 * MINUTE)
+    t62 = system.clock.now()
+    system.drive(
+        lambda: _held_until(system, "categories") is not None and system.succeeded_since(t62, "brands"),
+        "categories held, brands refreshed",
+    )
+    brands_ok(t62)
+    held = _held_until(system, "categories")
+    assert held is not None and abs((held - first_categories).total_seconds() - 120 * MINUTE) < 5
+    assert _held_until(system, "catalog") is None
+    told = system.requests("catalog.categories")
+    assert told == 3
 
-    # t = 61 min: our budget is back, but the provider now counts 2 per 2 hours and says
-    # "wait for X seconds": that one answer stops every worker until X has passed.
-    httpx.post(f"{system.simulator_url}/_admin/config", json={"rate_limits": {"catalog": [2, 7200]}}, timeout=5)
-    system.clock.advance(30 * MINUTE)
-    system.drive(lambda: _held_until(system) is not None, "the provider's wait to be recorded")
-    told = system.catalog_requests()
-    assert told in (3, 4), "one or both sections may have called before the first 429 came back"
-    held = _held_until(system)
-    # The provider's window ends 2 hours after the first of its calls at t = 0.
-    assert held is not None and abs((held - first_calls).total_seconds() - 120 * MINUTE) < 5
-    for _ in range(3):  # more discovers, and an operator's request: still no call
-        system.cli("trigger", "catalog")
-        system.cli("trigger", "catalog", "brands")
+    # t = 93 min: categories still held (no call from any worker, whoever asks); brands refresh again.
+    system.clock.advance(31 * MINUTE)
+    t93 = system.clock.now()
+    system.drive(lambda: system.succeeded_since(t93, "brands"), "brands refreshed at 93 min")
+    for _ in range(2):
+        system.cli("trigger", "catalog", "categories")
         time.sleep(1)
-    assert system.catalog_requests() == told
+    brands_ok(t93)
+    assert system.requests("catalog.categories") == told
+    assert system.sections()["categories"].last_outcome == "waiting"
 
-    # t = 122 min: the wait is over (and the calls of t = 61 min left the hour): both refresh.
-    system.clock.advance(61 * MINUTE)
-    t122 = system.clock.now()
-    system.drive(lambda: system.succeeded_since(t122, "categories", "brands"), "the provider's sections again")
-    assert system.catalog_requests() == told + 2
+    # t = 124 min: the wait is over: categories refreshes.
+    system.clock.advance(31 * MINUTE)
+    t124 = system.clock.now()
+    system.drive(lambda: system.succeeded_since(t124, "categories", "brands"), "both again at 124 min")
+    assert system.requests("catalog.categories") == told + 1
+    assert system.requests("catalog.brands") == 5
+    assert system.refused().get("catalog", 0) == 0, "brands never refused by the provider"
+    assert "waiting" not in brands_outcomes
     assert all(p.alive for p in system.stack.processes)
 
 
@@ -167,9 +190,9 @@ _ALL = (
 )
 
 
-def _held_until(system: CatalogSystem) -> datetime | None:
+def _held_until(system: CatalogSystem, limiter: str) -> datetime | None:
     with system.db.transaction() as session:
-        row = session.get(RateLimitRow, "source:catalog")
+        row = session.get(RateLimitRow, f"limiter:{limiter}")
         if row is None or row.held_until is None:
             return None
         held = as_utc(row.held_until)

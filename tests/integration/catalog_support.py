@@ -16,7 +16,8 @@ from tests.integration.conftest import App
 @pytest.fixture(name="catalog")
 def catalog_pipeline(app: App) -> Registered:
     app.configure("catalog", base_url=app.simulator.url)
-    set_catalog(app, app.config("catalog").with_source("catalog", rate_limit_calls=None))
+    config = app.config("catalog")
+    set_catalog(app, config.with_limiter("catalog", calls=None).with_limiter("categories", calls=None))
     return REGISTRY.get("catalog")
 
 

@@ -27,7 +27,7 @@ from backlane.db.models import (
     CatalogRecord,
 )
 from backlane.errors import RateLimited, TransientError
-from backlane.resilience import CircuitBreaker
+from backlane.resilience import CircuitBreaker, RateLimiter
 from tests.integration.catalog_support import (
     admin,
     catalog_pipeline,  # noqa: F401  (the `catalog` fixture)
@@ -198,22 +198,30 @@ def test_a_failing_section_keeps_its_last_good_data(app: App, catalog: Registere
 
 def test_server_wait_holds_every_worker_off_the_endpoint(app: App, catalog: Registered) -> None:
     only_sections(app, "categories", "brands")
-    set_catalog(app, app.config("catalog").with_source("catalog", rate_limit_calls=2))
+    config = app.config("catalog")
+    set_catalog(app, config.with_limiter("catalog", calls=2).with_limiter("categories", calls=2))
     app.simulator.configure(rate_limits={"catalog": [1, 3600]})  # the server is stricter than we know
-    [first, second] = catalog.pipeline.fetch(catalog.context(), 500)
-    catalog.pipeline.process(catalog.context(), first)
-    with pytest.raises(RateLimited) as told:
-        catalog.pipeline.process(catalog.context(), second)
-    assert 3590 < told.value.delay_seconds <= 3600
-    requests = catalog_requests(app)
-    assert requests == 2
+    for item in catalog.pipeline.fetch(catalog.context(), 500):
+        catalog.pipeline.process(catalog.context(), item)
+    assert catalog_requests(app) == 2
 
-    app.clock.advance(minutes=30)  # the first section is due again; the server's wait is not over
-    [again] = catalog.pipeline.fetch(catalog.context(), 500)
+    app.clock.advance(minutes=30)  # both due again: the catalog endpoint says wait, categories does not
+    items = {item["section"]: item for item in catalog.pipeline.fetch(catalog.context(), 500)}
+    with pytest.raises(RateLimited) as told:
+        catalog.pipeline.process(catalog.context(), items["brands"])
+    assert 3590 < told.value.delay_seconds <= 3600  # the simulator counts real time
+    catalog.pipeline.process(catalog.context(), items["categories"])  # its own limiter: not held
+    assert section(app, "categories").last_outcome == "succeeded"
+    requests = catalog_requests(app)
+    assert requests == 4
+
+    assert section(app, "brands").last_outcome == "waiting"
+    limiter = RateLimiter(app.db, app.clock)
+    assert limiter.state("limiter:catalog")["held_until"] is not None, "every worker waits on brands"
+    assert limiter.state("limiter:categories")["held_until"] is None
     with pytest.raises(RateLimited):
-        catalog.pipeline.process(catalog.context(), again)
-    assert catalog_requests(app) == requests, "no call while the server's wait lasts"
-    assert section(app, again["section"]).last_outcome == "waiting"
+        limiter.acquire("limiter:catalog", 2, 3600)
+    assert catalog_requests(app) == requests
 
 
 def catalog_requests(app: App) -> int:

@@ -118,8 +118,16 @@ def test_settings_cover_every_section_and_source_with_the_designed_defaults() ->
     assert {n for n, s in SECTIONS.items() if s.history} == set(retention)
     assert (config.max_concurrent, config.refresh_time_limit_seconds) == (3, 600)
     assert (config.breaker_failure_threshold, config.breaker_open_seconds) == (3, 30)
-    catalog = config.sources["catalog"]
-    assert (catalog.rate_limit_calls, catalog.rate_limit_window_seconds) == (2, 3600)
+    limits = {name: (limiter.calls, limiter.window_seconds) for name, limiter in config.limiters.items()}
+    assert limits == {"catalog": (2, 3600), "categories": (2, 3600)}
+    assert {n: s.limiter_name for n, s in SECTIONS.items() if s.source == "catalog"} == {
+        "categories": "categories",
+        "brands": "catalog",
+    }
+    for name in ("categories", "brands"):  # each default interval fits its own endpoint's limit
+        limiter = config.limiters[SECTIONS[name].limiter_name]
+        assert limiter.calls is not None
+        assert config.sections[name].interval_minutes * 60 * limiter.calls >= limiter.window_seconds
     assert config.lease_seconds > config.refresh_time_limit_seconds
 
 
@@ -133,7 +141,10 @@ def test_one_env_var_changes_one_field_of_one_section(monkeypatch: pytest.Monkey
     assert config.sections["sales"].enabled is False
     assert config.sections["sales"].retention_days == 365 and config.sections["sales"].interval_minutes == 30
     assert config.sources["erp"].base_url == "http://erp.internal"
-    assert config.sources["catalog"].rate_limit_calls == 2
+    assert config.limiters["catalog"].calls == 2
+    monkeypatch.setenv("BACKLANE_CATALOG__LIMITERS__CATEGORIES__CALLS", "6")
+    config = load_section("catalog", CatalogSettings)
+    assert (config.limiters["categories"].calls, config.limiters["catalog"].calls) == (6, 2)
     monkeypatch.setenv("BACKLANE_CATALOG__SECTIONS__SALEZ__ENABLED", "false")
     with pytest.raises(SettingsError, match="BACKLANE_CATALOG__SECTIONS"):
         load_section("catalog", CatalogSettings)

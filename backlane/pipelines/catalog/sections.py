@@ -2,8 +2,10 @@
 
 This is structure, not configuration: intervals, retention and the enabled flag
 are in settings (``catalog.sections``), base URLs and rate limits per source in
-``catalog.sources``. A source is also the unit of the circuit breaker and of the
-rate limit: the provider's two sections share one endpoint budget.
+``catalog.sources``, rate limits per provider endpoint in ``catalog.limiters``. A
+source is the unit of the circuit breaker; an endpoint (``limiter``, as the provider
+names it) is the unit of the rate limit: the provider's ``catalog`` endpoint serves
+brands, its ``categories`` endpoint has a limiter of its own.
 """
 
 from __future__ import annotations
@@ -27,6 +29,13 @@ class SectionSpec:
     #: History rows stay when the source stops sending them, until retention prunes them;
     #: rows of other sections are removed when the source no longer has them.
     history: bool = False
+    #: The provider endpoint whose rate limit the section counts against (``catalog.limiters``);
+    #: None: the source's name (a source without a limit of its own only honours server waits).
+    limiter: str | None = None
+
+    @property
+    def limiter_name(self) -> str:
+        return self.limiter or self.source
 
     @property
     def breaker_name(self) -> str:
@@ -34,14 +43,14 @@ class SectionSpec:
 
     @property
     def rate_key(self) -> str:
-        return f"source:{self.source}"
+        return f"limiter:{self.limiter_name}"
 
 
 SECTIONS: dict[str, SectionSpec] = {
     spec.name: spec
     for spec in (
-        SectionSpec("categories", "catalog", "/catalog/categories", "categories"),
-        SectionSpec("brands", "catalog", "/catalog/brands", "brands"),
+        SectionSpec("categories", "catalog", "/catalog/categories", "categories", limiter="categories"),
+        SectionSpec("brands", "catalog", "/catalog/brands", "brands", limiter="catalog"),
         SectionSpec("erp_stock", "erp", "/erp/stock"),
         SectionSpec("purchase_history", "erp", "/erp/purchase-history", history=True),
         SectionSpec("consumed_materials", "erp", "/erp/consumed-materials", history=True),

@@ -23,12 +23,21 @@ CATALOG_SECTION_DEFAULTS: dict[str, dict[str, float]] = {
     "categories": {"interval_minutes": 30},
     "brands": {"interval_minutes": 30},
 }
-#: Each catalog source; the catalog provider's endpoint allows 2 requests an hour.
+#: Each catalog source: where it is and how long a request may take.
 CATALOG_SOURCE_DEFAULTS: dict[str, dict[str, float]] = {
-    "catalog": {"rate_limit_calls": 2, "rate_limit_window_seconds": 3600},
+    "catalog": {},
     "erp": {},
     "eshop": {},
     "logistics": {},
+}
+
+#: Each rate limit of a provider endpoint, named as the provider names it: its ``catalog``
+#: endpoint (brands, with their products and prices) allows 2 requests an hour, its
+#: ``categories`` endpoint is limited on its own; with the default 30-minute intervals each
+#: section needs exactly 2 calls an hour, so neither waits on the other.
+CATALOG_LIMITER_DEFAULTS: dict[str, dict[str, float]] = {
+    "catalog": {"calls": 2, "window_seconds": 3600},
+    "categories": {"calls": 2, "window_seconds": 3600},
 }
 
 
@@ -67,10 +76,15 @@ class CatalogSourceSettings(Section):
     base_url: str | None = None
     #: Per-request timeout, seconds.
     timeout: float = Field(default=30.0, gt=0)
-    #: Calls to this source allowed per window, across every worker (None: no limit of our own).
-    rate_limit_calls: int | None = Field(default=None, ge=1)
+
+
+class CatalogLimiterSettings(Section):
+    """One provider endpoint's rate limit (``BACKLANE_CATALOG__LIMITERS__<NAME>__CALLS``)."""
+
+    #: Calls allowed per window, across every worker process (None: only the server's waits count).
+    calls: int | None = Field(default=None, ge=1)
     #: ... per this many seconds.
-    rate_limit_window_seconds: float = Field(default=3600.0, gt=0)
+    window_seconds: float = Field(default=3600.0, gt=0)
 
 
 class CatalogSettings(PipelineSettings):
@@ -106,13 +120,20 @@ class CatalogSettings(PipelineSettings):
             k: CatalogSectionSettings.model_validate(v) for k, v in CATALOG_SECTION_DEFAULTS.items()
         }
     )
-    #: Base URL, timeout and rate limit of each source (defaults: CATALOG_SOURCE_DEFAULTS).
+    #: Base URL and timeout of each source (defaults: CATALOG_SOURCE_DEFAULTS).
     sources: dict[str, CatalogSourceSettings] = Field(
         default_factory=lambda: {k: CatalogSourceSettings.model_validate(v) for k, v in CATALOG_SOURCE_DEFAULTS.items()}
+    )
+    #: Rate limit of each provider endpoint, by the provider's name for it (defaults: CATALOG_LIMITER_DEFAULTS).
+    limiters: dict[str, CatalogLimiterSettings] = Field(
+        default_factory=lambda: {
+            k: CatalogLimiterSettings.model_validate(v) for k, v in CATALOG_LIMITER_DEFAULTS.items()
+        }
     )
 
     _sections = field_validator("sections", mode="before")(_merge_defaults(CATALOG_SECTION_DEFAULTS, "sections"))
     _sources = field_validator("sources", mode="before")(_merge_defaults(CATALOG_SOURCE_DEFAULTS, "sources"))
+    _limiters = field_validator("limiters", mode="before")(_merge_defaults(CATALOG_LIMITER_DEFAULTS, "limiters"))
 
     def with_section(self, name: str, **changes: Any) -> CatalogSettings:
         """A copy with one section changed (validated), for tests and tools."""
@@ -122,3 +143,7 @@ class CatalogSettings(PipelineSettings):
     def with_source(self, name: str, **changes: Any) -> CatalogSettings:
         source = CatalogSourceSettings.model_validate({**self.sources[name].model_dump(), **changes})
         return self.model_copy(update={"sources": {**self.sources, name: source}})
+
+    def with_limiter(self, name: str, **changes: Any) -> CatalogSettings:
+        limiter = CatalogLimiterSettings.model_validate({**self.limiters[name].model_dump(), **changes})
+        return self.model_copy(update={"limiters": {**self.limiters, name: limiter}})
