@@ -209,7 +209,7 @@ def _finish(
     now = ctx.clock.now()
     run_values: dict[str, Any] = {"outcome": outcome.value, "finished_at": now, "error": error}
     export_values: dict[str, Any] = {
-        "next_run_at": now + timedelta(seconds=ctx.config.interval_seconds),
+        "next_run_at": now + timedelta(seconds=_interval(ctx, export_id)),
         "lease_until": None,
         "updated_at": now,
     }
@@ -223,6 +223,13 @@ def _finish(
             .values(**run_values)
         )
         session.execute(update(Export).where(Export.id == export_id).values(**export_values))
+
+
+def _interval(ctx: ExportsContext, export_id: int) -> float:
+    """Seconds between two runs of this export: its own interval, else exports.interval_seconds."""
+    with ctx.db.transaction() as session:
+        own = session.scalar(select(Export.interval_seconds).where(Export.id == export_id))
+    return own or ctx.config.interval_seconds
 
 
 def on_failure(ctx: ExportsContext, item: Any, reason: str) -> None:

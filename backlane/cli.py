@@ -313,6 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     declare.set_defaults(func=_declare_queues)
 
+    from backlane.operations.exports_admin import add_commands as add_export_commands
+
+    add_export_commands(command, _app)
+
     pipelines = command("pipelines", "list the registered pipelines")
     pipelines.add_argument("--purpose", choices=PURPOSES, help="only the pipelines of this purpose")
     pipelines.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -13,6 +13,7 @@ import pytest
 
 from backlane.clients.product_api import health_is_up
 from backlane.core.processing import RetryPolicy
+from backlane.errors import PermanentError
 from backlane.pipelines.exports.files import COLUMNS, encode_products, export_paths
 from contracts.products import Product
 
@@ -81,4 +82,9 @@ def test_unknown_format_is_refused() -> None:
 def test_export_paths(tmp_path: Path) -> None:
     final, partial = export_paths(str(tmp_path), "sub/products.csv")
     assert final == tmp_path / "sub/products.csv" and partial == tmp_path / "sub/products.csv.partial"
-    assert export_paths("out", "/abs/x.jsonl")[0] == Path("/abs/x.jsonl")
+    for outside in ("/abs/x.jsonl", "../escape.csv", "sub/../../escape.csv", ""):
+        with pytest.raises(PermanentError, match="export path"):
+            export_paths(str(tmp_path), outside)
+    (tmp_path / "link").symlink_to(tmp_path.parent, target_is_directory=True)
+    with pytest.raises(PermanentError, match="leads outside"):
+        export_paths(str(tmp_path), "link/x.csv")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, CheckConstraint, Float, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from backlane.db.models.base import Base, BigId
@@ -33,22 +33,30 @@ class Export(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     format: Mapped[str] = mapped_column(String(8))
-    #: File to write; a relative path is under exports.output_dir.
+    #: File to write, relative to exports.output_dir (a path leading out of it is refused).
     path: Mapped[str] = mapped_column(String(500))
+    #: Seconds between two runs of this export; NULL: exports.interval_seconds.
+    interval_seconds: Mapped[float | None] = mapped_column(Float)
     #: When the next run is due; NULL until discover first sees the export.
     next_run_at: Mapped[datetime | None]
     #: Until then the export is in flight and discover leaves it alone.
     lease_until: Mapped[datetime | None]
     #: The unfinished run, if any, and its progress.
     run_id: Mapped[int | None] = mapped_column(BigInteger)
-    next_page: Mapped[int] = mapped_column(Integer, default=1)
-    rows_written: Mapped[int] = mapped_column(Integer, default=0)
-    partial_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Defaults live in the database too (migration 0005), so a plain SQL insert of
+    # name, format and path defines an export.
+    next_page: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    rows_written: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    partial_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
     last_success_at: Mapped[datetime | None]
-    created_at: Mapped[datetime]
-    updated_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(server_default=text("CURRENT_TIMESTAMP"))
+    updated_at: Mapped[datetime] = mapped_column(server_default=text("CURRENT_TIMESTAMP"))
 
-    __table_args__ = (Index("ix_exports_due", "next_run_at"),)
+    __table_args__ = (
+        Index("ix_exports_due", "next_run_at"),
+        CheckConstraint("format IN ('csv', 'jsonl')", name="ck_exports_format"),
+        CheckConstraint("interval_seconds IS NULL OR interval_seconds > 0", name="ck_exports_interval"),
+    )
 
 
 class ExportRun(Base):

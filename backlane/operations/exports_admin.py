@@ -1,0 +1,161 @@
+"""Defining exports without Python: ``backlane exports add|list|remove``.
+
+An export is a row in ``exports`` (name, format, path, optional interval); every
+other column has a database default, so ``INSERT INTO exports (name, format, path)
+VALUES ('products', 'csv', 'products.csv')`` defines one just as well. Discover
+first runs a new export ``exports.initial_delay_seconds`` after it sees it.
+Validation here gives one line per mistake; the worker checks the path again
+(symlinks included) before it writes anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from backlane.clients.files import relative_parts
+from backlane.db.models import Export, ExportFormat, ExportRun
+from backlane.errors import PermanentError
+from backlane.problems import EXIT_USAGE, Problem
+
+if TYPE_CHECKING:
+    from backlane.core.clock import Clock
+    from backlane.db.engine import Database
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_INTERVAL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+
+
+def parse_interval(text: str | None) -> float | None:
+    """``300``, ``30s``, ``5m``, ``1h`` or ``1d`` as seconds (None: the exports.interval_seconds setting)."""
+    if text is None:
+        return None
+    match = _INTERVAL.match(text)
+    seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"] if match else 0.0
+    if seconds <= 0:
+        raise Problem(f"--interval {text!r}: give a duration above 0 such as 300, 30s, 5m, 1h or 1d", EXIT_USAGE)
+    return seconds
+
+
+def validate(name: str, fmt: str, path: str) -> str:
+    """The normalised path, or a one-line Problem naming the mistake."""
+    if not NAME.match(name):
+        raise Problem(
+            f"export name {name!r}: use 1-100 letters, digits, '_', '.' or '-', starting with a letter or digit",
+            EXIT_USAGE,
+        )
+    formats = [f.value for f in ExportFormat]
+    if fmt not in formats:
+        raise Problem(f"export format {fmt!r}: use one of {', '.join(formats)}", EXIT_USAGE)
+    try:
+        return str(relative_parts(path, "export path"))
+    except PermanentError as exc:
+        raise Problem(f"{exc}; give a path relative to the output directory", EXIT_USAGE) from None
+
+
+def add_export(db: Database, clock: Clock, name: str, fmt: str, path: str, interval: float | None) -> int:
+    path = validate(name, fmt, path)
+    now = clock.now()
+    values = {"name": name, "format": fmt, "path": path, "interval_seconds": interval}
+    try:
+        with db.transaction() as session:
+            return int(
+                session.execute(
+                    insert(Export).returning(Export.id), {**values, "created_at": now, "updated_at": now}
+                ).scalar_one()
+            )
+    except IntegrityError:
+        raise Problem(f"an export named {name!r} exists already: `backlane exports list`", EXIT_USAGE) from None
+
+
+def list_exports(db: Database) -> list[dict[str, Any]]:
+    with db.transaction() as session:
+        exports = list(session.scalars(select(Export).order_by(Export.name)))
+        outcomes = {
+            run.id: (run.outcome, run.error)
+            for run in session.scalars(
+                select(ExportRun).where(ExportRun.id.in_([e.run_id for e in exports if e.run_id]))
+            )
+        }
+    return [
+        {
+            "name": e.name,
+            "format": e.format,
+            "path": e.path,
+            "interval_seconds": e.interval_seconds,
+            "next_run_at": e.next_run_at,
+            "last_success_at": e.last_success_at,
+            "run": outcomes.get(e.run_id, (None, None))[0] if e.run_id else None,
+            "error": outcomes.get(e.run_id, (None, None))[1] if e.run_id else None,
+        }
+        for e in exports
+    ]
+
+
+def remove_export(db: Database, name: str) -> None:
+    with db.transaction() as session:
+        gone = session.execute(delete(Export).where(Export.name == name).returning(Export.id)).first()
+    if gone is None:
+        raise Problem(f"no export named {name!r}: `backlane exports list` shows them", EXIT_USAGE)
+
+
+def _require_schema(runtime: Any) -> None:
+    """One line when the database in use is missing, unreachable or not migrated."""
+    from backlane.db.schema import schema_state
+
+    state = schema_state(runtime.database_url, connect_timeout=runtime.settings.database.connect_timeout)
+    if not state.ok:
+        assert state.problem is not None
+        raise state.problem
+
+
+def _run(args: argparse.Namespace, load: Callable[[Any], Any]) -> int:
+    runtime = load(args).runtime
+    _require_schema(runtime)
+    if args.action == "add":
+        add_export(runtime.database, runtime.clock, args.name, args.format, args.path, parse_interval(args.interval))
+        every = f"every {args.interval}" if args.interval else "on exports.interval_seconds"
+        print(f"export {args.name} added: {args.format} to {args.path}, {every}")
+    elif args.action == "remove":
+        remove_export(runtime.database, args.name)
+        print(f"export {args.name} removed")
+    else:
+        rows = list_exports(runtime.database)
+        if not rows:
+            print("no exports: `backlane exports add NAME --format csv --path products.csv`")
+        for row in rows:
+            interval = f"{row['interval_seconds']:g}s" if row["interval_seconds"] else "default"
+            state = row["run"] or ("ok" if row["last_success_at"] else "new")
+            line = f"{row['name']}  {row['format']}  {row['path']}  every {interval}  next {row['next_run_at'] or '-'}"
+            print(f"{line}  {state}" + (f": {row['error']}" if row["error"] else ""))
+    return 0
+
+
+def add_commands(command: Callable[..., argparse.ArgumentParser], load: Callable[[Any], Any]) -> None:
+    """Register ``exports add|list|remove`` on the backlane command."""
+    exports = command(
+        "exports",
+        "define, list and remove exports (no Python needed)",
+        "An export writes the product catalogue to PATH (under exports.output_dir) every INTERVAL.\n"
+        "Examples:\n"
+        "  backlane exports add products --format csv --path products.csv --interval 5m\n"
+        "  backlane exports list\n"
+        "  backlane exports remove products\n"
+        "Or in SQL: INSERT INTO exports (name, format, path) VALUES ('products', 'csv', 'products.csv');",
+    )
+    actions = exports.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="define an export")
+    add.add_argument("name", help="unique name (letters, digits, '_', '.', '-')")
+    add.add_argument("--format", required=True, choices=[f.value for f in ExportFormat])
+    add.add_argument("--path", required=True, help="file to write, relative to exports.output_dir")
+    add.add_argument("--interval", help="time between runs: 300, 30s, 5m, 1h (default: exports.interval_seconds)")
+    actions.add_parser("list", help="list the exports and their last run")
+    remove = actions.add_parser("remove", help="remove an export and its run history")
+    remove.add_argument("name")
+    exports.set_defaults(func=lambda args: _run(args, load))
