@@ -171,9 +171,7 @@ def _publish_and_release(ctx: CatalogContext, name: str, token: str) -> None:
             duration_ms=row.last_duration_ms or 0.0,
             **counts.as_dict(),
         )
-    config = ctx.config
-    topology = EventTopology(config.event_exchange, config.event_recent_queue, config.event_recent_max_length)
-    publish_event(ctx.runtime.broker, topology, event, routing_key=name)
+    publish_event(ctx.runtime.broker, event_topology(ctx.config), event, routing_key=name)
     with ctx.db.transaction() as session:
         row = _claimed_row(session, name, token)
         if row is not None:
@@ -235,6 +233,11 @@ def trigger_section(ctx: CatalogContext, name: str) -> list[dict[str, str]]:
         )
 
 
+def event_topology(config: CatalogSettings) -> EventTopology:
+    """catalog.events and its bounded recent queue (declared by `backlane declare-queues` too)."""
+    return EventTopology(config.event_exchange, config.event_recent_queue, config.event_recent_max_length)
+
+
 CATALOG = register(
     Pipeline(
         name="catalog",
@@ -248,5 +251,6 @@ CATALOG = register(
         description="refresh each catalog section from its source on its own interval",
         trigger=trigger_section,
         actor_options=lambda config: {"time_limit": int(config.refresh_time_limit_seconds * 1000)},
+        events=lambda config: [event_topology(config)],
     )
 )

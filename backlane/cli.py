@@ -220,10 +220,14 @@ def _list_dead_letters(args: argparse.Namespace, listings: list[Listing]) -> int
 
 
 def _declare_queues(args: argparse.Namespace) -> int:
+    from backlane.messaging.events import declare_pipeline_events
     from backlane.messaging.queues import declare_all
 
-    for name in declare_all(_app(args).runtime.broker):
+    app = _app(args)
+    for name in declare_all(app.runtime.broker):
         print(f"declared {name} (+ {name}.DQ, {name}.XQ)")
+    for event in declare_pipeline_events(app.registry, app.runtime):
+        print(f"declared exchange {event.exchange} (+ {event.recent_queue}, the latest {event.recent_max_length})")
     return 0
 
 

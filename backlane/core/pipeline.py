@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from backlane.core.runtime import Runtime
     from backlane.core.table import ItemTable
     from backlane.db.engine import Database
+    from backlane.messaging.events import EventTopology
 
 Item = Any  # a JSON value: an id, or a small dict naming the item
 #: A pipeline's settings class: ``Pipeline[S]`` and ``Context[S]``, so ``ctx.config`` is an ``S``.
@@ -98,6 +99,9 @@ class Pipeline(Generic[S]):
     defaults: Mapping[str, Any] = field(default_factory=dict)
     #: Extra Dramatiq options of the per-item actor, from its section (e.g. its own ``time_limit``).
     actor_options: Callable[[S], dict[str, Any]] | None = None
+    #: The event exchanges it publishes to, each with its bounded recent queue: `backlane
+    #: declare-queues` declares them, so other services can bind before the first event.
+    events: Callable[[S], Sequence[EventTopology]] | None = None
     #: What other services publish to this pipeline (orders: OrderCreated on ``orders_inbox``).
     inbox: Inbox[S] | None = None
 

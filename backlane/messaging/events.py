@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,19 @@ def declare(broker: Any, topology: EventTopology) -> None:
     broker.with_reconnect(run, f"declare exchange {topology.exchange}")
     with _lock:
         _declared.add((id(broker), topology))
+
+
+def declare_pipeline_events(registry: Iterable[Any], runtime: Any) -> list[EventTopology]:
+    """Declare every registered pipeline's event exchanges and recent queues (``Pipeline.events``)."""
+    declared: list[EventTopology] = []
+    for reg in registry:
+        events = reg.pipeline.events
+        if events is None:
+            continue
+        for topology in events(runtime.config(reg.pipeline)):
+            declare(runtime.broker, topology)
+            declared.append(topology)
+    return declared
 
 
 def publish_event(broker: Any, topology: EventTopology, event: BaseModel, routing_key: str = "") -> str:
