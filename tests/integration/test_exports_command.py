@@ -3,6 +3,8 @@ Real worker, RabbitMQ, both databases and the product API simulator."""
 
 from __future__ import annotations
 
+import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -88,3 +90,24 @@ def test_a_second_export_of_the_same_name_is_one_line(app: App, capsys: pytest.C
     assert main(["exports", "add", "twice", "--format", "csv", "--path", "a.csv"]) == 0
     assert main(["exports", "add", "twice", "--format", "csv", "--path", "b.csv"]) == 2
     assert "an export named 'twice' exists already" in capsys.readouterr().err
+
+
+def test_the_readme_examples_define_exports_that_run(app: App, worker: Any, out: Path) -> None:
+    """The README's exports examples, as written: the commands and the SQL insert."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = re.findall(r"```(\w*)\n(.*?)```", readme, re.DOTALL)
+    [commands] = [body for lang, body in blocks if lang == "sh" and "backlane exports add" in body]
+    [sql] = [body for lang, body in blocks if lang == "sql" and "INSERT INTO exports" in body]
+    lines = [shlex.split(line) for line in commands.splitlines() if line.strip()]
+    add = next(line for line in lines if line[1:3] == ["exports", "add"])
+    assert main(add[1:]) == 0 and main(["exports", "list"]) == 0
+    with app.db.transaction() as session:
+        session.execute(text(sql.strip().rstrip(";")))
+
+    assert discover(REGISTRY.get("exports")).enqueued == 0, "first seen: scheduled after the initial delay"
+    app.clock.advance(seconds=31)
+    assert discover(REGISTRY.get("exports")).enqueued == 2
+    wait_until(lambda: _outcomes(app) == {"products": ["succeeded"], "products-feed": ["succeeded"]}, timeout=30)
+    assert (out / "products.csv").exists() and (out / "feeds" / "products.jsonl").exists()
+    remove = next(line for line in lines if line[1:3] == ["exports", "remove"])
+    assert main(remove[1:]) == 0
