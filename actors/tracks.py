@@ -10,17 +10,18 @@ broken key) is retried on its own and never holds up the others.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from pydantic import Field
-from sqlalchemy import delete
+from sqlalchemy import CursorResult, delete
 
 from backlane.clients.storage import storage_from_settings
 from backlane.core.items import row_id
 from backlane.core.pipeline import Context, Pipeline, Purpose
 from backlane.core.registry import register
 from backlane.core.table import ItemTable, TableSettings
-from backlane.db.models import Track, TrackStatus
+from backlane.db.models import PipelineTally, Track, TrackStatus
+from backlane.db.models.tallies import add_done
 from backlane.db.models.tracks import TRACKS_DUE
 
 
@@ -53,13 +54,29 @@ def process(ctx: Context[TracksSettings], item: Any) -> None:
         ctx.log.info("track %s is %s and not due for deletion; left alone", track_id, track.status)
         return
     storage = storage_from_settings(ctx.settings.storage)
+    errors: list[Exception] = []
     for key in (track.audio_key, track.waveform_key):
-        if key and not storage.delete(key):
-            ctx.log.info("track %s: object %r was already gone", track_id, key)
+        try:  # one object failing never keeps the other: each deletion is tried every time
+            if key and not storage.delete(key):
+                ctx.log.info("track %s: object %r was already gone", track_id, key)
+        except Exception as exc:
+            errors.append(exc)
+    if errors:
+        raise errors[0]
     with ctx.db.transaction() as session:
         # Only while still deleted: a track restored meanwhile keeps its row (its objects are gone,
         # which a restore after the scheduled deletion time has to accept).
-        session.execute(delete(Track).where(TRACK_ROWS.row(ctx, track_id)))
+        deleted = session.execute(delete(Track).where(TRACK_ROWS.row(ctx, track_id)))
+        if cast("CursorResult[Any]", deleted).rowcount:
+            add_done(session, ctx.pipeline.name, ctx.clock.now())
+
+
+def stats(ctx: Context[TracksSettings]) -> dict[str, int]:
+    """The table's counts, with ``done``: the tracks deleted (their rows are gone)."""
+    counts = TRACK_ROWS.stats(ctx)
+    with ctx.db.transaction() as session:
+        tally = session.get(PipelineTally, ctx.pipeline.name)
+    return {**counts, "done": tally.done if tally is not None else 0}
 
 
 TRACKS = register(
@@ -69,6 +86,7 @@ TRACKS = register(
         config=TracksSettings,
         table=TRACK_ROWS,
         process=process,
+        stats=stats,
         description="physically delete deleted tracks and their stored objects once due",
     )
 )

@@ -20,6 +20,7 @@ from backlane.db.models.exports import Export, ExportFormat, ExportOutcome, Expo
 from backlane.db.models.orders import UNSETTLED_ORDER_STATUSES, Order, OrderStatus
 from backlane.db.models.resilience import CircuitBreakerRow, RateLimitRow
 from backlane.db.models.staging import StagingBatch, StagingStatus
+from backlane.db.models.tallies import PipelineTally
 from backlane.db.models.tracks import Track, TrackStatus
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "ExportRun",
     "Order",
     "OrderStatus",
+    "PipelineTally",
     "RateLimitRow",
     "ServiceOutage",
     "StagingBatch",
