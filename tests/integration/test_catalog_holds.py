@@ -1,0 +1,48 @@
+"""A held catalog section says so: by what, until when, and its endpoint limiter's calls left
+(the rows `backlane status --json` and /health show). Real database, both kinds."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from backlane.core.registry import Registered
+from backlane.resilience import RateLimiter
+from tests.integration.catalog_support import catalog_pipeline  # noqa: F401  (the `catalog` fixture)
+from tests.integration.conftest import App
+
+
+def _rows(catalog: Registered) -> dict[str, dict[str, object]]:
+    assert catalog.pipeline.health is not None
+    return {row["name"]: row for row in catalog.pipeline.health(catalog.context())}
+
+
+def test_a_section_held_by_its_endpoint_shows_the_hold_and_when_it_ends(app: App, catalog: Registered) -> None:
+    config = app.config("catalog").with_limiter("catalog", calls=2).with_limiter("categories", calls=2)
+    app.set_config("catalog", config)
+    now = app.clock.now()
+    limiter = RateLimiter(app.db, app.clock)
+    limiter.hold_for("limiter:catalog", 1800, "wait for 1800 seconds")  # the provider's answer
+    for _ in range(2):  # categories' own budget used up: free again one hour after its first call
+        limiter.acquire("limiter:categories", 2, 3600)
+
+    rows = _rows(catalog)
+    brands, categories, lots = rows["brands"], rows["categories"], rows["lots"]
+    assert (brands["held_by"], brands["limiter"], brands["due"]) == ("rate limit catalog", "catalog", False)
+    held = datetime.fromisoformat(str(brands["held_until"]))
+    assert abs(held - (now + timedelta(seconds=1800))) < timedelta(seconds=1)
+    assert brands["next_due"] == brands["held_until"], "next due is when it can really run"
+    assert brands["limiter_calls_left"] == 2
+    assert (categories["held_by"], categories["limiter_calls_left"], categories["due"]) == (
+        "rate limit categories",
+        0,
+        False,
+    )
+    assert abs(datetime.fromisoformat(str(categories["held_until"])) - (now + timedelta(hours=1))) < timedelta(
+        seconds=1
+    )
+    assert (lots["held_by"], lots["held_until"], lots["due"]) == (None, None, True)
+
+    app.clock.advance(seconds=1801)  # the provider's wait is over: brands is due, categories still held
+    rows = _rows(catalog)
+    assert (rows["brands"]["held_by"], rows["brands"]["due"]) == (None, True)
+    assert rows["categories"]["held_by"] == "rate limit categories"
