@@ -16,7 +16,7 @@ holds another one back; its data stays as last written.
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from dramatiq.middleware.time_limit import TimeLimitExceeded
@@ -218,11 +218,14 @@ def trigger_section(ctx: CatalogContext, name: str) -> list[dict[str, str]]:
     now = ctx.clock.now()
     requested = plans(config)
     requested[name] = (True, requested[name][1])  # an operator's request refreshes a disabled section too
+    held = trigger_when(ctx, name) is not None  # a claim now would only wait: leave it to discover
     with ctx.db.transaction() as session:
         rows = lock_sections(session, requested, now)
         row = next(r for r in rows if r.name == name)
         row.requested_at = row.updated_at = now
         session.flush()
+        if held:
+            return []
         return claim_due_sections(
             session,
             plans=requested,
@@ -231,6 +234,16 @@ def trigger_section(ctx: CatalogContext, name: str) -> list[dict[str, str]]:
             lease=timedelta(seconds=config.lease_seconds),
             only=name,
         )
+
+
+def trigger_when(ctx: CatalogContext, name: str) -> str | None:
+    """When a requested section will really refresh, if something holds it (rate limit, breaker, retry)."""
+    row = next((r for r in health(ctx) if r["name"] == name), None)
+    if row is None or row["held_until"] is None:
+        return None
+    until = datetime.fromisoformat(row["held_until"])
+    wait = max(0.0, (until - ctx.clock.now()).total_seconds())
+    return f"held by {row['held_by']} until {until:%Y-%m-%d %H:%M:%S} UTC (in {wait / 60:.0f} min); it refreshes then"
 
 
 def event_topology(config: CatalogSettings) -> EventTopology:
@@ -250,6 +263,7 @@ CATALOG = register(
         health=health,
         description="refresh each catalog section from its source on its own interval",
         trigger=trigger_section,
+        trigger_when=trigger_when,
         actor_options=lambda config: {"time_limit": int(config.refresh_time_limit_seconds * 1000)},
         events=lambda config: [event_topology(config)],
     )

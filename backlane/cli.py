@@ -99,6 +99,14 @@ def _trigger(args: argparse.Namespace) -> int:
             raise Problem(str(exc.args[0]), EXIT_USAGE) from None
         for item in items:
             reg.process_actor.send(item)
+        when = (
+            None
+            if items or reg.pipeline.trigger_when is None
+            else reg.pipeline.trigger_when(reg.context(), args.target)
+        )
+        if when:
+            print(f"{args.pipeline} {args.target}: requested, but {when}")
+            return 0
         print(
             f"{args.pipeline} {args.target}: {len(items)} item(s) queued"
             if items

@@ -93,6 +93,9 @@ class Pipeline(Generic[S]):
     #: ``backlane trigger NAME TARGET``: do what an operator asked (catalog: refresh one section now)
     #: and return the items to send at once (none: the next discover takes it).
     trigger: Callable[[Context[S], str], Sequence[Item]] | None = None
+    #: When what ``trigger`` was asked for will really run, in words, when not at once (a catalog
+    #: section held by its endpoint's rate limit: "held by rate limit catalog until 10:42:00 UTC").
+    trigger_when: Callable[[Context[S], str], str | None] | None = None
     #: Its settings section: read from ``BACKLANE_<NAME>__*`` (see :mod:`backlane.core.config`).
     config: type[S] = PipelineSettings  # type: ignore[assignment]  # S is PipelineSettings when not given
     #: This registration's own defaults for that section (e.g. ``{"max_items": 5}``).

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import pytest
+
+from backlane.cli import main
 from backlane.core.registry import Registered
 from backlane.resilience import RateLimiter
 from tests.integration.catalog_support import catalog_pipeline  # noqa: F401  (the `catalog` fixture)
@@ -46,3 +49,21 @@ def test_a_section_held_by_its_endpoint_shows_the_hold_and_when_it_ends(app: App
     rows = _rows(catalog)
     assert (rows["brands"]["held_by"], rows["brands"]["due"]) == (None, True)
     assert rows["categories"]["held_by"] == "rate limit categories"
+
+
+def test_trigger_says_when_a_held_section_will_really_refresh(
+    app: App, catalog: Registered, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from actors.catalog import trigger_section
+
+    # The command's schema check reads BACKLANE_DATABASE__URL; the test's database is installed directly.
+    monkeypatch.setattr("backlane.cli._require_schema", lambda app: None)
+
+    RateLimiter(app.db, app.clock).hold_for("limiter:categories", 59 * 60, "wait for 3540 seconds")
+    assert main(["trigger", "catalog", "categories"]) == 0
+    said = capsys.readouterr().out.strip()
+    assert said.startswith("catalog categories: requested, but held by rate limit categories until "), said
+    assert "(in 59 min); it refreshes then" in said
+    assert trigger_section(catalog.context(), "categories") == [], "no message that would only wait"
+    assert main(["trigger", "catalog", "brands"]) == 0
+    assert "catalog brands: 1 item(s) queued" in capsys.readouterr().out
