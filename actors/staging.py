@@ -14,11 +14,12 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import Field
+from sqlalchemy import func, select
 
 from backlane.clients.vendor_api import VendorScraperClient
 from backlane.core.items import row_id
 from backlane.core.pipeline import Context, Pipeline, Purpose
-from backlane.core.registry import register
+from backlane.core.registry import REGISTRY, register
 from backlane.core.table import ItemTable, TableSettings
 from backlane.db.models import StagingBatch, StagingStatus
 from backlane.db.models.staging import STAGING_DUE
@@ -73,6 +74,41 @@ def process(ctx: Context[StagingSettings], item: Any) -> None:
     )
 
 
+#: Unclaimed batches last warned about by this process, so each change is one warning, not one per tick.
+_warned: dict[str, int] = {}
+
+
+def unclaimed(ctx: Context[StagingSettings]) -> dict[str, int]:
+    """Open batches per processor that no registration of this handler claims (a typo, a vendor
+    removed): they would wait forever, so they are counted and warned about."""
+    processors = sorted(reg.pipeline.name for reg in REGISTRY if reg.pipeline.table is BATCH_ROWS)
+    with ctx.db.transaction() as session:
+        rows = session.execute(
+            select(StagingBatch.processor, func.count())
+            .where(STAGING_DUE, StagingBatch.processor.not_in(processors))
+            .group_by(StagingBatch.processor)
+        ).all()
+    return {str(processor): int(count) for processor, count in rows}
+
+
+def fetch(ctx: Context[StagingSettings], limit: int) -> list[Any]:
+    """Claim this processor's batches; warn (once per change) about batches no processor claims."""
+    orphans = unclaimed(ctx)
+    if orphans != _warned:
+        if orphans:
+            known = ", ".join(sorted(reg.pipeline.name for reg in REGISTRY if reg.pipeline.table is BATCH_ROWS))
+            shown = ", ".join(f"{count} for {name!r}" for name, count in sorted(orphans.items()))
+            ctx.log.warning("staging batches no registration claims: %s (registered: %s)", shown, known)
+        _warned.clear()
+        _warned.update(orphans)
+    return BATCH_ROWS.claim(ctx, limit)
+
+
+def stats(ctx: Context[StagingSettings]) -> dict[str, int]:
+    """The table's counts for this processor, with ``unclaimed``: open batches no processor claims."""
+    return {**BATCH_ROWS.stats(ctx), "unclaimed": sum(unclaimed(ctx).values())}
+
+
 def staging_pipeline(name: str, vendor: str, description: str, max_items: int) -> Pipeline[StagingSettings]:
     """One registration of the handler: same functions, its own name, vendor and settings section."""
     return Pipeline(
@@ -81,6 +117,8 @@ def staging_pipeline(name: str, vendor: str, description: str, max_items: int) -
         config=StagingSettings,
         defaults={"max_items": max_items},
         table=BATCH_ROWS,
+        fetch=fetch,
+        stats=stats,
         process=process,
         description=description,
         params={"vendor": vendor},
