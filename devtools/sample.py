@@ -1,4 +1,5 @@
-"""Sample orders for the demo, tests and benchmarks."""
+"""Sample data for the demo, tests and benchmarks: orders, deleted tracks with their stored
+objects, product exports and staging batches."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from typing import Any
 
 from sqlalchemy import insert
 
+from backlane.clients.storage import DirectoryStorage
 from backlane.db.engine import Database
-from backlane.db.models import Order, OrderStatus
+from backlane.db.models import Export, Order, OrderStatus, StagingBatch, StagingStatus, Track, TrackStatus
 
 
 def order_rows(
@@ -38,4 +40,85 @@ def create_orders(db: Database, count: int, now: datetime, *, batch: int = 5000,
         with db.transaction() as session:
             result = session.execute(insert(Order).returning(Order.id), rows[start : start + batch])
             ids.extend(result.scalars())
+    return ids
+
+
+def create_tracks(
+    db: Database, storage: DirectoryStorage, count: int, now: datetime, *, kept: int = 0, broken: int = 0
+) -> list[int]:
+    """``count`` soft-deleted tracks due for physical deletion, each with its audio and waveform
+    stored; ``kept`` more that are not due (still active); ``broken`` more due tracks whose audio
+    key would leave the storage directory, which fail for good with that reason."""
+    rows: list[dict[str, Any]] = []
+    for i in range(count + kept):
+        audio, waveform = f"audio/track-{i}.mp3", f"waveforms/track-{i}.json"
+        storage.put(audio, b"ID3 sample audio " + str(i).encode())
+        storage.put(waveform, b"[0.1, 0.4, 0.2]")
+        deleted = i < count
+        rows.append(
+            {
+                "title": f"Track {i}",
+                "status": TrackStatus.DELETED.value if deleted else TrackStatus.ACTIVE.value,
+                "audio_key": audio,
+                "waveform_key": waveform,
+                "delete_after": now - timedelta(hours=1) if deleted else None,
+                "created_at": now - timedelta(days=90),
+                "updated_at": now,
+            }
+        )
+    for i in range(broken):
+        rows.append(
+            {
+                "title": f"Broken track {i}",
+                "status": TrackStatus.DELETED.value,
+                "audio_key": f"../outside/track-{i}.mp3",
+                "waveform_key": None,
+                "delete_after": now - timedelta(hours=1),
+                "created_at": now - timedelta(days=90),
+                "updated_at": now,
+            }
+        )
+    with db.transaction() as session:
+        return list(session.execute(insert(Track).returning(Track.id), rows).scalars())
+
+
+def create_exports(db: Database, now: datetime, formats: tuple[str, ...] = ("csv", "jsonl")) -> list[int]:
+    """One product export per format (``products.csv``, ``products.jsonl``), first run due at once."""
+    rows = [
+        {
+            "name": f"products-{fmt}",
+            "format": fmt,
+            "path": f"products.{fmt}",
+            "next_page": 1,
+            "rows_written": 0,
+            "partial_bytes": 0,
+            "next_run_at": now,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for fmt in formats
+    ]
+    with db.transaction() as session:
+        return list(session.execute(insert(Export).returning(Export.id), rows).scalars())
+
+
+def create_staging_batches(
+    db: Database, now: datetime, per_processor: dict[str, int], *, rejected: dict[str, int] | None = None
+) -> dict[str, list[int]]:
+    """Pending staging batches (a few URLs each) for each processor (a staging registration's
+    name); ``rejected`` more per processor with no URLs, which the vendor refuses (422)."""
+    ids: dict[str, list[int]] = {}
+    for processor, count in per_processor.items():
+        payloads: list[dict[str, Any]] = [
+            {"urls": [f"https://shop.example/{processor}/p/{i}", f"https://shop.example/{processor}/p/{i}/reviews"]}
+            for i in range(count)
+        ]
+        payloads += [{"urls": []} for _ in range((rejected or {}).get(processor, 0))]
+        rows = [
+            {"processor": processor, "payload": p, "status": StagingStatus.PENDING.value, "created_at": now}
+            | {"updated_at": now}
+            for p in payloads
+        ]
+        with db.transaction() as session:
+            ids[processor] = list(session.execute(insert(StagingBatch).returning(StagingBatch.id), rows).scalars())
     return ids
