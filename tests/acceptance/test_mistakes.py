@@ -28,3 +28,27 @@ def test_a_mistake_is_one_line_naming_the_fix(mistake: Mistake, place: Place, tm
     outcome = mistake.run(place, tmp_path)
     assert not check(mistake, outcome), (check(mistake, outcome), outcome.output)
     assert not (tmp_path / "backlane.db").exists(), "no command creates a database it was not asked to"
+
+
+def test_ctrl_c_at_the_purge_prompt_is_130_without_a_traceback(place: Place, tmp_path: Path) -> None:
+    import sys
+
+    from tests.acceptance.test_status_health import _pty_run
+
+    argv = [sys.executable, "-m", "backlane.cli", "dead-letters", "purge"]
+    code, output = _pty_run(argv, place.env(), seconds=3)
+    assert "type 'purge' to confirm" in output, output
+    assert code == 130, output
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
+
+
+def test_debug_adds_the_traceback_behind_the_line(place: Place, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = place.env(BACKLANE_BROKER__URL=place.dead_amqp_url)
+    argv = [sys.executable, "-m", "backlane.cli", "--debug", "trigger", "orders"]
+    result = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("backlane: RabbitMQ at"), result.stderr
