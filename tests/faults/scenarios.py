@@ -22,13 +22,15 @@ from tests.faults.harness import FaultRun, Infra, Outcome, Scale, envelope, faul
 
 
 def worker_sigkill(infra: Infra, scale: Scale) -> Outcome:
-    """SIGKILL a random worker at random moments, several times; the suite restarts each at once."""
+    """SIGKILL a random worker at random moments, several times; the suite restarts each at once.
+
+    The moments follow the run's progress (a random point in each of four stretches of it), so
+    every kill lands mid-run however fast the machine drains the orders."""
     rng = random.Random(11)
     with fault_run(infra, "worker SIGKILL x4", scale) as run:
         run.start()
-        run.wait_settled_part(0.05)
-        for _ in range(4):
-            run.sleep(rng.uniform(0.5, 4.0))
+        for low, high in ((0.05, 0.15), (0.2, 0.3), (0.35, 0.45), (0.5, 0.6)):
+            run.wait_settled_part(rng.uniform(low, high))
             victim = rng.choice(run.workers())
             run.kill(victim)
         settled = run.settled_orders()
