@@ -11,16 +11,29 @@ Commands give RabbitMQ, its management API and the database
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
 import os
+import signal
 import sys
-import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from types import FrameType
 
-from backlane.problems import EXIT_INTERRUPTED, EXIT_UNAVAILABLE, EXIT_USAGE, Problem
+
+def _quiet_exit(_signum: int, _frame: FrameType | None) -> None:
+    sys.exit(130)
+
+
+# Run as the command: Ctrl-C while the libraries below load ends it quietly too; main() gives
+# the interrupt back to Python, which raises KeyboardInterrupt, answered with 130, no traceback.
+if __name__ == "__main__" or os.path.basename(sys.argv[0] if sys.argv else "") == "backlane":
+    signal.signal(signal.SIGINT, _quiet_exit)
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+from typing import TYPE_CHECKING, Any  # noqa: E402
+
+from backlane.problems import EXIT_INTERRUPTED, EXIT_UNAVAILABLE, EXIT_USAGE, Problem  # noqa: E402
 
 if TYPE_CHECKING:
     from backlane.app import App
@@ -414,6 +427,8 @@ def _configure_logging(verbose: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # a usage mistake: argparse's usage line and exit status 2
+    if signal.getsignal(signal.SIGINT) is _quiet_exit:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         _configure_logging(args.verbose)
         from backlane.app import run_as_command

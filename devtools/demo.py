@@ -24,13 +24,17 @@ checked before anything starts; Ctrl-C stops everything cleanly (exit 130).
 
 from __future__ import annotations
 
+import signal
+import sys
+
+if __name__ == "__main__":  # Ctrl-C while the libraries below load: exit quietly too (main() restores it)
+    signal.signal(signal.SIGINT, lambda _signum, _frame: sys.exit(130))
+
 import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -793,7 +797,9 @@ def _run(options: DemoOptions, running: Running) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_demo(parse_options(argv))
+    options = parse_options(argv)  # a mistake: usage and exit status 2, before anything starts
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    return run_demo(options)
 
 
 if __name__ == "__main__":

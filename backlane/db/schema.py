@@ -9,6 +9,7 @@ answered from the file system: opening it would create an empty database.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
 from dataclasses import dataclass
@@ -66,8 +67,10 @@ def sqlite_path(url: str) -> Path | None:
     return Path(database)
 
 
-def _heads() -> tuple[set[str], set[str]]:
-    """(head revisions, every revision) of the migrations shipped with this backlane."""
+@functools.cache
+def _heads() -> tuple[frozenset[str], frozenset[str]]:
+    """(head revisions, every revision) of the migrations shipped with this backlane (read once:
+    /health asks on every probe)."""
     alembic_logger = logging.getLogger("alembic")
     level = alembic_logger.level
     alembic_logger.setLevel(logging.WARNING)  # importing it says "setup plugin ..." at INFO, 7 times
@@ -77,9 +80,9 @@ def _heads() -> tuple[set[str], set[str]]:
         from backlane.db.migrate import alembic_config
 
         scripts = ScriptDirectory.from_config(alembic_config())
-        return set(scripts.get_heads()), {rev.revision for rev in scripts.walk_revisions()}
+        return frozenset(scripts.get_heads()), frozenset(rev.revision for rev in scripts.walk_revisions())
     except Exception:  # no migrations beside an installed wheel: only "is there a schema" can be asked
-        return set(), set()
+        return frozenset(), frozenset()
     finally:
         alembic_logger.setLevel(level)
 

@@ -99,10 +99,13 @@ class Mistake:
     #: More text the output must hold somewhere.
     extra: list[str] = field(default_factory=list)
 
+    #: argparse's usage lines come before the error line.
+    usage: bool = False
+
     @property
     def one_stderr_line(self) -> bool:
         """A command's error is its only line on stderr (status reports on stdout instead)."""
-        return not self.process and self.argv(_NOWHERE)[3:4] != ["status"]
+        return not self.process and not self.usage and self.argv(_NOWHERE)[3:4] != ["status"]
 
     def run(self, place: Place, cwd: Path) -> Outcome:
         cwd.mkdir(parents=True, exist_ok=True)
@@ -318,6 +321,19 @@ MISTAKES = [
     ),
 ]
 
+for _option, _value in (("--threads", "0"), ("--orders", "-5")):
+    MISTAKES.append(
+        Mistake(
+            f"demo{_option}{_value}",
+            f"`scripts/demo {_option} {_value}`",
+            lambda p, o=_option, v=_value: [sys.executable, "-m", "devtools.demo", o, v],
+            lambda p: p.env(),
+            2,
+            [f"argument {_option}", "error:"],
+            usage=True,
+        )
+    )
+
 BY_KEY = {m.key: m for m in MISTAKES}
 
 
@@ -343,6 +359,66 @@ def check(mistake: Mistake, outcome: Outcome) -> list[str]:
     return wrong
 
 
+def interruptions(place: Place, base: Path) -> list[tuple[str, str, str, float]]:
+    """(what, last line, exit status, seconds after Ctrl-C) of Ctrl-C where the issue saw tracebacks,
+    and the second worker on one host: (what, its line, "runs on", seconds to say it)."""
+    from tests.acceptance.test_status_health import _pty_run
+
+    rows = []
+    cases = [
+        ("Ctrl-C in `backlane status --watch`", backlane("status", "--watch", "1"), 3.0),
+        ("Ctrl-C at the `dead-letters purge` prompt", backlane("dead-letters", "purge"), 3.0),
+        ("Ctrl-C while the demo starts RabbitMQ", [sys.executable, "-m", "devtools.demo"], 3.0),
+    ]
+    for what, argv, after in cases:
+        env = (
+            place.env() if "devtools.demo" not in argv else {k: v for k, v in place.env().items() if "BROKER" not in k}
+        )
+        cwd = base / "ctrl-c" / str(len(rows))
+        cwd.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        code, output = _pty_run(argv, env, seconds=after)
+        took = time.monotonic() - started - after
+        lines = [line.strip() for line in output.replace("\r", "").splitlines() if line.strip()]
+        last = lines[-1] if lines else ""
+        note = " (traceback!)" if "Traceback" in output else ""
+        rows.append((what, (last[-120:] or "(nothing)") + note, str(code), took))
+
+    from devtools.stack import Stack
+    from tests.waiting import wait_until
+
+    port = free_port()
+    stack = Stack(base / "workers", place.env(BACKLANE_WORKER__METRICS_PORT=str(port)))
+    try:
+        stack.start_worker(processes=1, threads=1)
+        import httpx
+
+        def answers() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code in (200, 503)
+            except httpx.HTTPError:
+                return False
+
+        wait_until(answers, timeout=60, what="the first worker's endpoint")
+        started = time.monotonic()
+        second = stack.start_worker(processes=1, threads=1)
+        wait_until(lambda: "is taken" in second.log_tail(100), timeout=60, what="the second worker's warning")
+        took = time.monotonic() - started
+        line = next(line for line in second.log_tail(100).splitlines() if "is taken" in line)
+        state = "runs on" if second.alive else f"exited {second.proc.returncode if second.proc else '?'}"
+        rows.append(
+            (
+                "two workers on one host, same metrics port",
+                re.sub(r"^\[[^]]*\] \[PID \d+\] \[\w+\] ", "", line),
+                state,
+                took,
+            )
+        )
+    finally:
+        stack.stop_all(timeout=15)
+    return rows
+
+
 def main() -> int:
     """Start a private RabbitMQ node, run every mistake, print the table."""
     import tempfile
@@ -364,6 +440,8 @@ def main() -> int:
             line = mistake.line(outcome).replace("|", "\\|")
             note = f" **{'; '.join(wrong)}**" if wrong else ""
             print(f"| {mistake.what} | `{line}`{note} | {outcome.status} | {outcome.seconds:.1f} |", flush=True)
+        for what, line, status, took in interruptions(place, base):
+            print(f"| {what} | `{line}` | {status} | {took:.1f} |", flush=True)
         return 1 if failures else 0
     finally:
         node.stop()
