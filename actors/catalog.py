@@ -248,7 +248,13 @@ def trigger_when(ctx: CatalogContext, name: str) -> str | None:
 
 def event_topology(config: CatalogSettings) -> EventTopology:
     """catalog.events and its bounded recent queue (declared by `backlane declare-queues` too)."""
-    return EventTopology(config.event_exchange, config.event_recent_queue, config.event_recent_max_length)
+    return EventTopology(
+        config.event_exchange,
+        config.event_recent_queue,
+        config.event_recent_max_length,
+        masstransit_namespace=config.event_masstransit_namespace,
+        event_types=(CatalogSectionRefreshed.__name__,),
+    )
 
 
 CATALOG = register(

@@ -40,6 +40,8 @@ class Outgoing:
     priority: int | None = None
     #: "" is the default exchange (routing key = queue name); events go to their own exchange.
     exchange: str = ""
+    #: AMQP content type; MassTransit consumers read theirs from it (application/vnd.masstransit+json).
+    content_type: str = "application/json"
 
 
 class BatchPublisher:
@@ -68,7 +70,7 @@ class BatchPublisher:
             properties = pika.BasicProperties(
                 delivery_mode=2,
                 message_id=out.message_id,
-                content_type="application/json",
+                content_type=out.content_type,
                 headers=out.headers,
                 priority=out.priority,
             )

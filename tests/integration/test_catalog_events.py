@@ -57,3 +57,35 @@ def test_every_successful_refresh_publishes_one_event(app: App, catalog: Registe
     assert second.refreshed_at > first.refreshed_at
     assert props.delivery_mode == 2 and props.headers["event"] == "CatalogSectionRefreshed"
     assert received(subscriber) == [], "exactly one event per refresh"
+
+
+def test_events_in_masstransit_envelope_for_a_dotnet_consumer(app: App, catalog: Registered) -> None:
+    """With the setting on, a MassTransit consumer of SharedContracts:CatalogSectionRefreshed gets each
+    event as MassTransit's bus would deliver it: its envelope, camelCase, on the message-type exchange."""
+    app.configure("catalog", event_masstransit_namespace="SharedContracts")
+    exchange = "SharedContracts:CatalogSectionRefreshed"
+    connection = pika.BlockingConnection(pika.URLParameters(app.rabbitmq.amqp_url))
+    channel = connection.channel()
+    channel.exchange_declare(exchange, exchange_type="fanout", durable=True)  # what MassTransit declares too
+    queue = channel.queue_declare("", exclusive=True).method.queue
+    channel.queue_bind(queue, exchange)
+    try:
+        only_sections(app, "lots")
+        run_due(app, catalog)
+
+        def one() -> Any:
+            method, properties, body = channel.basic_get(queue, auto_ack=True)
+            return (properties, json.loads(body)) if method is not None else None
+
+        properties, document = wait_until(one, timeout=10, what="the MassTransit copy of the event")
+        assert properties.content_type == "application/vnd.masstransit+json"
+        assert properties.delivery_mode == 2 and properties.message_id == document["messageId"]
+        assert document["messageType"] == ["urn:message:SharedContracts:CatalogSectionRefreshed"]
+        message = document["message"]
+        assert (message["section"], message["source"], message["inserted"]) == ("lots", "erp", 30)
+        assert "refreshedAt" in message and "refreshed_at" not in message
+        assert {"messageId", "conversationId", "sourceAddress", "destinationAddress", "sentTime", "host"} <= set(
+            document
+        )
+    finally:
+        connection.close()

@@ -114,6 +114,9 @@ class CatalogSettings(PipelineSettings):
     event_recent_queue: str = "catalog.events.recent"
     #: Most events kept in that queue (oldest dropped first).
     event_recent_max_length: int = Field(default=1000, ge=1)
+    #: Set (e.g. "SharedContracts") to also publish each event in MassTransit's envelope to the
+    #: exchange "<namespace>:CatalogSectionRefreshed", for .NET MassTransit consumers ("" = off).
+    event_masstransit_namespace: str = ""
     #: Interval, enabled flag and retention of each section (defaults: CATALOG_SECTION_DEFAULTS).
     sections: dict[str, CatalogSectionSettings] = Field(
         default_factory=lambda: {
