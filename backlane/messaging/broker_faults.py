@@ -16,6 +16,7 @@ Two faults look alike to pika, and must be handled oppositely:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -82,7 +83,8 @@ def exit_refused(refused: BrokerAccessRefused) -> None:
     """End a worker or clock process with one line: retrying a refusal would only repeat it."""
     logger.critical("%s", refused)
     for handler in logging.getLogger().handlers + logger.handlers:
-        handler.flush()
+        with contextlib.suppress(Exception):  # best effort: a handler on a closed stream must not stop the exit
+            handler.flush()
     if threading.current_thread() is threading.main_thread():
         raise SystemExit(EXIT_BROKER_REFUSED)
     os._exit(EXIT_BROKER_REFUSED)  # from a worker or consumer thread: the whole process goes
