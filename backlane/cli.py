@@ -80,6 +80,8 @@ def _pipelines(args: argparse.Namespace) -> int:
                 "queue": reg.pipeline.queue_name,
                 "schedule": config.tick,
                 "max_items": config.max_items,
+                # A pipeline whose items run a bounded number at once (the catalog's sections).
+                "max_concurrent": getattr(config, "max_concurrent", None),
                 "enabled": config.enabled,
                 "description": reg.pipeline.description,
             }
@@ -87,11 +89,12 @@ def _pipelines(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'NAME':<16} {'PURPOSE':<10} {'QUEUE':<16} {'SCHEDULE':<13} {'MAX':>5}  ON")
+    print(f"{'NAME':<16} {'PURPOSE':<10} {'QUEUE':<16} {'SCHEDULE':<13} {'LIMIT':<11} ON")
     for row in rows:
+        limit = f"{row['max_concurrent']} at once" if row["max_concurrent"] else f"{row['max_items']}/tick"
         print(
             f"{row['name']:<16} {row['purpose']:<10} {row['queue']:<16} {row['schedule']:<13} "
-            f"{row['max_items']:>5}  {'yes' if row['enabled'] else 'no'}"
+            f"{limit:<11} {'yes' if row['enabled'] else 'no'}"
         )
     return 0
 

@@ -233,6 +233,18 @@ def _ago(seconds: Any) -> str:
     return f"{seconds // 3600}h ago"
 
 
+def _until(moment: Any) -> str:
+    """'for 59m' (until a moment given as ISO text), or the text itself when it cannot be read."""
+    try:
+        end = datetime.fromisoformat(str(moment))
+    except ValueError:
+        return f"until {moment}"
+    if end.tzinfo is None:
+        end = end.replace(tzinfo=UTC)
+    seconds = max(0, int((end - datetime.now(UTC)).total_seconds()))
+    return f"for {seconds}s" if seconds < 120 else f"for {seconds // 60}m"
+
+
 def _health_line(row: dict[str, Any]) -> str:
     """One short line per health row (a catalog section, the product API)."""
     name = str(row.get("name", "?"))
@@ -243,6 +255,8 @@ def _health_line(row: dict[str, Any]) -> str:
             text += ", refreshing"
         if row.get("breaker") not in (None, "closed"):
             text += f", breaker {row['breaker']}"
+        if row.get("held_until"):
+            text += f", held by {row.get('held_by') or 'a hold'} {_until(row['held_until'])}"
         if row.get("last_outcome") not in (None, "succeeded") and row.get("last_error"):
             text += f", {row['last_outcome']}: {row['last_error']}"
         return text

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -67,3 +67,28 @@ def test_trigger_says_when_a_held_section_will_really_refresh(
     assert trigger_section(catalog.context(), "categories") == [], "no message that would only wait"
     assert main(["trigger", "catalog", "brands"]) == 0
     assert "catalog brands: 1 item(s) queued" in capsys.readouterr().out
+
+
+def test_status_lines_show_the_hold_and_pipelines_the_catalogs_concurrency(
+    app: App, catalog: Registered, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from backlane.operations.status import _health_line
+
+    monkeypatch.setattr("backlane.cli._require_schema", lambda app: None)
+    held_until = (datetime.now(UTC) + timedelta(minutes=30)).isoformat()
+    line = _health_line(
+        {
+            "name": "brands",
+            "health": "healthy",
+            "interval_min": 30,
+            "age_s": 60,
+            "held_until": held_until,
+            "held_by": "rate limit catalog",
+        }
+    )
+    assert "held by rate limit catalog for 29m" in line or "held by rate limit catalog for 30m" in line, line
+
+    assert main(["pipelines"]) == 0
+    lines = {row.split()[0]: row for row in capsys.readouterr().out.splitlines()[1:]}
+    assert "3 at once" in lines["catalog"], "the catalog runs at most max_concurrent sections at once"
+    assert f"{app.config('orders').max_items}/tick" in lines["orders"]
