@@ -7,17 +7,43 @@ port they use is asked of the kernel instead of being hard-coded.
 
 from __future__ import annotations
 
+import random
 import socket
+
+#: Lowest port handed out; below it live well-known services (RabbitMQ 5672, PostgreSQL 5432, ...).
+_LOWEST = 10_000
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for outgoing connections' own ports (Linux), or its usual default."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as fh:
+            low, high = (int(v) for v in fh.read().split())
+            return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
 def free_port() -> int:
     """Return a TCP port on 127.0.0.1 that nothing is listening on right now.
 
-    The kernel picks it (bind to port 0); the socket is closed before
-    returning, so there is a small window in which another process could take
-    it. Callers keep the port for the lifetime of their node (restarts reuse
-    it), which keeps that window to a single moment per node.
+    It is picked below the kernel's ephemeral range, so no outgoing connection (a worker's
+    AMQP or HTTP client, of this run or another) can be given it between now and the moment
+    its server binds it; only when that range leaves no room does the kernel pick (port 0).
+    The socket is closed before returning; callers keep the port for the lifetime of their
+    node (restarts reuse it).
     """
+    low, _high = _ephemeral_range()
+    rng = random.SystemRandom()
+    for _ in range(50) if low - _LOWEST > 1000 else ():
+        port = rng.randrange(_LOWEST, low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            if not is_listening(port):
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
