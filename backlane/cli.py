@@ -414,7 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(verbose: bool) -> None:
+def _configure_logging(verbose: bool) -> logging.Handler:
+    """The command's stderr handler; ``main`` removes it again (main may run inside another program)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.DEBUG if verbose else logging.WARNING)
@@ -426,14 +427,15 @@ def _configure_logging(verbose: bool) -> None:
         # "waiting for it" warnings would say at length.
         logging.getLogger("pika").setLevel(logging.CRITICAL)
         logging.getLogger("backlane.broker").setLevel(logging.CRITICAL)
+    return handler
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # a usage mistake: argparse's usage line and exit status 2
     if signal.getsignal(signal.SIGINT) is _quiet_exit:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    handler = _configure_logging(args.verbose)
     try:
-        _configure_logging(args.verbose)
         from backlane.app import run_as_command
 
         run_as_command()
@@ -458,6 +460,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             problem = Problem(f"unexpected error ({cause}); run with --debug for the traceback", EXIT_UNAVAILABLE)
         print(f"backlane: {problem.line}", file=sys.stderr)
         return problem.status
+    finally:
+        logging.getLogger().removeHandler(handler)
 
 
 if __name__ == "__main__":
