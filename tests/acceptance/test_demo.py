@@ -67,7 +67,11 @@ def test_ctrl_c_while_the_demo_starts_rabbitmq_stops_it_with_130_and_no_tracebac
     from devtools.infra.ports import is_listening
 
     if is_listening(5672):
-        pytest.skip("a RabbitMQ on localhost:5672: the demo would use it instead of starting one")
+        pytest.fail(
+            "a RabbitMQ is listening on localhost:5672, so the demo would use it instead of starting "
+            "its own node: stop it (e.g. systemctl stop rabbitmq-server) to run this test",
+            pytrace=False,
+        )
     code, output = _pty_run(demo(), demo_env(), seconds=3)
     assert "starting a private node" in output, output
     assert code == 130, output
