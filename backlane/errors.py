@@ -172,6 +172,27 @@ class BrokerAccessRefused(SetupError):
         )
 
 
+#: Where the classic → quorum (and back) migration is described.
+QUEUE_MIGRATION_DOC = "SCALING.md#changing-the-queue-type-of-a-running-deployment"
+
+
+class QueueTypeMismatch(SetupError):
+    """A queue exists on RabbitMQ with another type than ``broker.queue_type`` asks for.
+
+    RabbitMQ cannot change a queue's type in place (it answers PRECONDITION_FAILED);
+    the queue has to be drained and declared again, as the migration doc says."""
+
+    kind = "queue_type"
+
+    def __init__(self, queue: str, current: str, requested: str) -> None:
+        self.queue, self.current, self.requested = queue, current, requested
+        super().__init__(
+            f"queue {queue!r} exists on RabbitMQ as a {current} queue but BACKLANE_BROKER__QUEUE_TYPE is "
+            f"{requested}: a queue's type cannot change in place; migrate it as {QUEUE_MIGRATION_DOC} says "
+            f"(or set BACKLANE_BROKER__QUEUE_TYPE={current})"
+        )
+
+
 def redact_url(url: str) -> str:
     """``url`` (or ``;``-separated URLs) with each password replaced by ``***``: an error
     names the URL to fix, never its password."""

@@ -14,7 +14,12 @@ On top of :class:`dramatiq.brokers.rabbitmq.RabbitmqBroker` this adds:
   and a worker or clock exits;
 * a delivery whose connection has gone is neither acked nor dead-lettered on
   the connection that replaced it: RabbitMQ delivers it again;
-* quorum queues when ``broker.queue_type`` says so;
+* quorum queues when ``broker.queue_type`` says so, for every queue it declares (work,
+  delay, dead-letter); a queue that exists with the other type is one line
+  (:class:`~backlane.errors.QueueTypeMismatch`) naming the migration, not a retried 406;
+* a cluster: several URLs separated by ';'. Each process starts at a node of its own
+  (a random rotation of the list, so connections spread), and a node whose connection
+  died goes to the back of the list, so reconnecting tries the others first;
 * dead letters that carry their reason (:mod:`backlane.messaging.deadletter`).
 """
 
@@ -23,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -33,15 +39,17 @@ import pika
 import pika.exceptions
 from dramatiq.broker import Broker, MessageProxy
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
-from dramatiq.common import q_name, xq_name
+from dramatiq.common import dq_name, q_name, xq_name
 from dramatiq.errors import BrokerConnectionError, ConnectionClosed
 from dramatiq.message import Message
 from dramatiq.middleware import Middleware
 
+from backlane.errors import QueueTypeMismatch
 from backlane.messaging.broker_faults import (
     BrokerAccessRefused,
     OutageLog,
     QuietConsumerRestarts,
+    declare_checked,
     exit_refused,
     quiet_pika,
     refusal_of,
@@ -53,7 +61,14 @@ from backlane.messaging.publishing import BatchPublisher, Outgoing, UnroutableMe
 logger = logging.getLogger("backlane.broker")
 
 T = TypeVar("T")
-_CONNECTION_ERRORS = (BrokerConnectionError, pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError)
+#: A publish RabbitMQ nacked (a quorum queue losing its leader mid-publish) is sent again, like one
+#: whose confirm never came: a duplicate is harmless, processing is idempotent by row state.
+_CONNECTION_ERRORS = (
+    BrokerConnectionError,
+    pika.exceptions.AMQPConnectionError,
+    pika.exceptions.AMQPChannelError,
+    pika.exceptions.NackError,
+)
 #: Longest pause between two attempts to reach RabbitMQ, seconds.
 MAX_RECONNECT_PAUSE = 5.0
 #: Sent by periodiq with each tick; PeriodiqMiddleware skips a tick this much older than "now".
@@ -80,6 +95,11 @@ class BacklaneBroker(RabbitmqBroker):
             for param in params:
                 param.socket_timeout = param.stack_timeout = connect_timeout
                 param.connection_attempts = 1
+        if isinstance(self.parameters, list) and len(self.parameters) > 1:
+            # Each process starts at a node of its own, so a cluster's connections spread over it.
+            start = random.randrange(len(self.parameters))
+            self.parameters = self.parameters[start:] + self.parameters[:start]
+        self._parameters_lock = threading.Lock()
         self.url = url
         self.queue_type = queue_type
         self.dead_letter_ttl_ms = dead_letter_ttl_ms
@@ -127,7 +147,21 @@ class BacklaneBroker(RabbitmqBroker):
             except OSError:  # e.g. the host name does not resolve (yet)
                 pass
 
-    def _refused(self, refused: BrokerAccessRefused) -> None:
+    def demote(self, connection: Any) -> None:
+        """The node ``connection`` was on failed: when it is first in the list of URLs, move it to
+        the end, so the next connection tries the other nodes first (pika tries them in order,
+        and a node cut off by its network costs a whole socket timeout per attempt)."""
+        params = getattr(getattr(connection, "_impl", None), "params", None)
+        if params is None or not isinstance(self.parameters, list) or len(self.parameters) < 2:
+            return
+        with self._parameters_lock:
+            first = self.parameters[0]
+            if (first.host, first.port, first.virtual_host) == (params.host, params.port, params.virtual_host):
+                # A new list, not a change in place: another thread may be connecting through the old one.
+                self.parameters = self.parameters[1:] + self.parameters[:1]
+                logger.info("RabbitMQ node %s:%s failed; trying the others first", params.host, params.port)
+
+    def _refused(self, refused: BrokerAccessRefused | QueueTypeMismatch) -> None:
         if self.serving:
             exit_refused(refused)
         raise refused
@@ -137,6 +171,7 @@ class BacklaneBroker(RabbitmqBroker):
         arguments: dict[str, Any] = super()._build_queue_arguments(queue_name)
         if self.queue_type == "quorum":
             arguments["x-queue-type"] = "quorum"
+            arguments.pop("x-max-priority", None)  # quorum queues have no priorities: RabbitMQ refuses it
         return arguments
 
     def accept_masstransit(self, inbox: MassTransitInbox) -> None:
@@ -147,17 +182,20 @@ class BacklaneBroker(RabbitmqBroker):
             self.queues_pending.add(inbox.queue)  # declared already: bind at the next ensure
 
     def _declare_queue(self, queue_name: str) -> Any:
-        result = super()._declare_queue(queue_name)
+        result = declare_checked(self.channel, queue_name, self._build_queue_arguments(queue_name))
         inbox = self.masstransit_inboxes.get(queue_name)
         if inbox is not None:
             inbox.declare(self.channel)
         return result
 
+    def _declare_dq_queue(self, queue_name: str) -> Any:
+        return declare_checked(self.channel, dq_name(queue_name), self._build_queue_arguments(queue_name))
+
     def _declare_xq_queue(self, queue_name: str) -> Any:
         arguments: dict[str, Any] = {"x-message-ttl": self.dead_letter_ttl_ms}
         if self.queue_type == "quorum":
             arguments["x-queue-type"] = "quorum"
-        return self.channel.queue_declare(queue=xq_name(queue_name), durable=True, arguments=arguments)
+        return declare_checked(self.channel, xq_name(queue_name), arguments)
 
     # -- publishing ---------------------------------------------------------
     def enqueue(self, message: Message, *, delay: int | None = None) -> Message:
@@ -245,13 +283,19 @@ class BacklaneBroker(RabbitmqBroker):
         for attempt in itertools.count(1):
             try:
                 result = operation()
+            except QueueTypeMismatch as mismatch:
+                self._forget_connection()  # RabbitMQ closed the channel
+                self._refused(mismatch)
+                raise
             except _CONNECTION_ERRORS as exc:
                 reason = refusal_of(exc)
                 if reason is not None:
                     self._refused(BrokerAccessRefused(self.url, reason))
                 publisher = getattr(self._local_publisher, "publisher", None)
                 if publisher is not None:
+                    self.demote(publisher.connection)
                     self._drop_publisher(publisher)
+                self.demote(getattr(self.state, "connection", None))
                 self._forget_connection()
                 if attempt == 1:
                     continue  # a connection that died while idle (pika notices on use): try a fresh one at once
@@ -311,6 +355,7 @@ class _OutageAwareConsumer(DeadLetteringConsumer):
         except ConnectionClosed as exc:
             if isinstance(exc.message, pika.exceptions.AMQPConnectionError):
                 self.broker.outage.down(exc.message, f"consume {self.queue_name}")
+                self.broker.demote(self.connection)
             raise
         if proxy is not None:
             proxy._backlane_consumer = self  # type: ignore[attr-defined]

@@ -25,7 +25,8 @@ import time
 
 import pika.exceptions
 
-from backlane.errors import BROKER_URL_SETTING, BrokerAccessRefused, redact_url
+from backlane.errors import BROKER_URL_SETTING, QueueTypeMismatch, SetupError, redact_url
+from backlane.errors import BrokerAccessRefused as BrokerAccessRefused  # raised here, imported from here
 
 logger = logging.getLogger("backlane.broker")
 
@@ -79,8 +80,9 @@ def refusal_of(exc: BaseException) -> str | None:
     return None
 
 
-def exit_refused(refused: BrokerAccessRefused) -> None:
-    """End a worker or clock process with one line: retrying a refusal would only repeat it."""
+def exit_refused(refused: SetupError) -> None:
+    """End a worker or clock process with one line: retrying a refusal (or a queue of the wrong
+    type, :class:`QueueTypeMismatch`) would only repeat it."""
     logger.critical("%s", refused)
     for handler in logging.getLogger().handlers + logger.handlers:
         with contextlib.suppress(Exception):  # best effort: a handler on a closed stream must not stop the exit
@@ -88,6 +90,39 @@ def exit_refused(refused: BrokerAccessRefused) -> None:
     if threading.current_thread() is threading.main_thread():
         raise SystemExit(EXIT_BROKER_REFUSED)
     os._exit(EXIT_BROKER_REFUSED)  # from a worker or consumer thread: the whole process goes
+
+
+# "PRECONDITION_FAILED - inequivalent arg 'x-queue-type' for queue 'orders' in vhost '/': received the
+# value 'quorum' of type 'longstr' but current is none" (or "received none but current is the value 'quorum' ...").
+_CURRENT_TYPE = re.compile(r"but current is (?:the value )?'?([A-Za-z_]+)")
+
+
+def queue_type_mismatch(exc: BaseException, queue: str, requested: str) -> QueueTypeMismatch | None:
+    """``exc`` as :class:`QueueTypeMismatch` when RabbitMQ refused a declaration because ``queue``
+    exists with another type (406 PRECONDITION_FAILED on ``x-queue-type``), else None."""
+    if not isinstance(exc, pika.exceptions.ChannelClosedByBroker) or exc.reply_code != 406:
+        return None
+    text = str(exc.reply_text)
+    if "x-queue-type" not in text:
+        return None
+    found = _CURRENT_TYPE.search(text)
+    current = found.group(1) if found else "?"
+    if current == "none":
+        current = "classic"  # a queue declared without x-queue-type is a classic queue
+    return QueueTypeMismatch(queue, current, requested)
+
+
+def declare_checked(channel: object, queue: str, arguments: dict[str, object]) -> object:
+    """``channel.queue_declare`` (durable), turning RabbitMQ's PRECONDITION_FAILED on the queue
+    type into :class:`QueueTypeMismatch`: one line naming the queue, both types and the migration."""
+    requested = str(arguments.get("x-queue-type", "classic"))
+    try:
+        return channel.queue_declare(queue=queue, durable=True, arguments=arguments)  # type: ignore[attr-defined]
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        mismatch = queue_type_mismatch(exc, queue, requested)
+        if mismatch is not None:
+            raise mismatch from None
+        raise
 
 
 class OutageLog:

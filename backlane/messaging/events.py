@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from backlane.messaging import masstransit
+from backlane.messaging.broker_faults import declare_checked
 from backlane.messaging.publishing import Outgoing
 
 
@@ -64,7 +65,7 @@ def declare(broker: Any, topology: EventTopology, event_types: Iterable[str] = (
             arguments["x-queue-type"] = "quorum"
         for exchange, recent_queue in exchanges:
             channel.exchange_declare(exchange=exchange, exchange_type="fanout", durable=True)
-            channel.queue_declare(queue=recent_queue, durable=True, arguments=arguments)
+            declare_checked(channel, recent_queue, arguments)
             channel.queue_bind(queue=recent_queue, exchange=exchange)
 
     broker.with_reconnect(run, f"declare exchange {topology.exchange}")

@@ -80,8 +80,24 @@ class PostgresNode:
 
     restartable = True
 
-    def __init__(self, base_dir: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        base_dir: Path,
+        port: int | None = None,
+        *,
+        host: str = "127.0.0.1",
+        netns: str | None = None,
+        trusted_network: str | None = None,
+        options: dict[str, str] | None = None,
+    ) -> None:
         self.base_dir = Path(base_dir).resolve()
+        #: Address the server listens on; in a network namespace (``ip netns exec``) when ``netns`` is set.
+        self.host = host
+        self.netns = netns
+        #: A network (CIDR) whose clients may log in without a password, besides loopback.
+        self.trusted_network = trusted_network
+        #: Extra server settings (``-c key=value``).
+        self.options = options or {}
         self.port = port or free_port()
         self.data_dir = self.base_dir / "data"
         self.socket_dir = self.base_dir / "sock"
@@ -91,7 +107,7 @@ class PostgresNode:
 
     def url(self, dbname: str = "postgres") -> str:
         """SQLAlchemy URL (psycopg 3 driver) of database ``dbname`` on this server."""
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{dbname}"
+        return f"postgresql+psycopg://postgres@{self.host}:{self.port}/{dbname}"
 
     def is_running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
@@ -167,14 +183,25 @@ class PostgresNode:
         if not (self.data_dir / "PG_VERSION").exists():
             initdb = [self._bin("initdb"), "-D", str(self.data_dir), "-A", "trust", "-U", "postgres"]
             self._run([*initdb, "-E", "UTF8", "--no-locale", "--no-sync"])
+            if self.trusted_network:
+                with (self.data_dir / "pg_hba.conf").open("a") as hba:
+                    hba.write(f"host all all {self.trusted_network} trust\n")
         options = {
-            "listen_addresses": "127.0.0.1",
+            "listen_addresses": self.host,
             "fsync": "off",
             "synchronous_commit": "off",
             "full_page_writes": "off",
             "max_connections": "200",
+            **self.options,
         }
-        cmd = [postgres, "-D", str(self.data_dir), "-p", str(self.port), "-k", str(self.socket_dir)]
+        prefix: list[str] = []
+        user_args = self._server_user()
+        if self.netns:  # ip netns exec needs root: drop to the server user after it, with setpriv
+            prefix = ["ip", "netns", "exec", self.netns]
+            if user_args:
+                prefix += ["setpriv", f"--reuid={user_args['user']}", f"--regid={user_args['group']}", "--clear-groups"]
+            user_args = {}
+        cmd = [*prefix, postgres, "-D", str(self.data_dir), "-p", str(self.port), "-k", str(self.socket_dir)]
         for key, value in options.items():
             cmd += ["-c", f"{key}={value}"]
         with self.log_file.open("ab") as out:
@@ -187,10 +214,10 @@ class PostgresNode:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 preexec_fn=die_with_parent(signal.SIGINT),  # SIGINT = fast shutdown
-                **self._server_user(),
+                **user_args,
             )
         _running.add(self)
-        ready = [self._bin("pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"]
+        ready = [self._bin("pg_isready"), "-q", "-h", self.host, "-p", str(self.port), "-U", "postgres"]
         while subprocess.run(ready, env=self._env(), check=False).returncode != 0:
             if self._proc.poll() is not None or time.monotonic() > began + timeout:
                 reason = f"exited with {self._proc.returncode}" if self._proc.poll() is not None else "timed out"
@@ -215,7 +242,7 @@ class PostgresNode:
 
     def psql(self, sql: str, dbname: str = "postgres") -> str:
         """Run one SQL command with psql and return its unaligned output."""
-        cmd = [self._bin("psql"), "-X", "-qAt", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres"]
+        cmd = [self._bin("psql"), "-X", "-qAt", "-v", "ON_ERROR_STOP=1", "-h", self.host, "-U", "postgres"]
         cmd += ["-p", str(self.port), "-d", dbname, "-c", sql]
         result = subprocess.run(cmd, env=self._env(), capture_output=True, text=True, check=False, timeout=60)
         if result.returncode != 0:

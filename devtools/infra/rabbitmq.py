@@ -90,6 +90,10 @@ class RabbitMQNode:
     """
 
     restartable = True
+    #: Address the node listens on and clients connect to.
+    host = "127.0.0.1"
+    #: A network namespace to run the node in (``ip netns exec``); None: this machine's own network.
+    netns: str | None = None
 
     def __init__(self, base_dir: Path, amqp_port: int | None = None, management_port: int | None = None) -> None:
         self.base_dir = Path(base_dir).resolve()
@@ -104,11 +108,15 @@ class RabbitMQNode:
 
     @property
     def amqp_url(self) -> str:
-        return f"amqp://guest:guest@127.0.0.1:{self.amqp_port}/%2F"
+        return f"amqp://guest:guest@{self.host}:{self.amqp_port}/%2F"
 
     @property
     def management_url(self) -> str:
-        return f"http://127.0.0.1:{self.management_port}"
+        return f"http://{self.host}:{self.management_port}"
+
+    def exec_prefix(self) -> list[str]:
+        """The command prefix that runs a program where the node runs (its network namespace)."""
+        return ["ip", "netns", "exec", self.netns] if self.netns else []
 
     @property
     def pid(self) -> int | None:
@@ -175,14 +183,14 @@ class RabbitMQNode:
             raise MissingRabbitMQ()
         self._write_files()
         began = time.monotonic()
-        busy = wait_ports_free([self.amqp_port, self.management_port, self.dist_port], timeout=15)
+        busy = [] if self.netns else wait_ports_free([self.amqp_port, self.management_port, self.dist_port], 15)
         if busy:
             raise RabbitMQStartError(f"ports {busy} of node {self.nodename} are taken by another process")
         with self.stdout_log.open("ab") as out:
             out.write(f"\n==== start {time.strftime('%Y-%m-%d %H:%M:%S')} ====\n".encode())
             out.flush()
             self._proc = subprocess.Popen(
-                [str(server)],
+                [*self.exec_prefix(), str(server)],
                 env=self.env(),
                 cwd=self.base_dir,
                 stdin=subprocess.DEVNULL,
@@ -212,8 +220,8 @@ class RabbitMQNode:
 
     def _ready(self) -> bool:
         """True when a real AMQP connection opens and /api/overview answers as guest."""
-        if not (is_listening(self.amqp_port) and is_listening(self.management_port)):
-            return False
+        if not self.netns and not (is_listening(self.amqp_port) and is_listening(self.management_port)):
+            return False  # (another namespace's sockets are not in this one's /proc/net)
         import httpx
         import pika
         import pika.exceptions
@@ -277,7 +285,8 @@ class RabbitMQNode:
     def ctl(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Run ``rabbitmqctl -n <node> args...`` against this node (same HOME, so same cookie)."""
         rabbitmqctl = RABBITMQ_SBIN / "rabbitmqctl"
-        cmd = [str(rabbitmqctl) if rabbitmqctl.exists() else "rabbitmqctl", "-n", self.nodename, *args]
+        cmd = [*self.exec_prefix(), str(rabbitmqctl) if rabbitmqctl.exists() else "rabbitmqctl", "-n", self.nodename]
+        cmd += args
         return subprocess.run(cmd, env=self.env(), capture_output=True, text=True, check=check, timeout=timeout)
 
     def __repr__(self) -> str:
