@@ -54,6 +54,8 @@ class ManagedProcess:
     env: dict[str, str]
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    #: The host it runs on, for a multi-host run (:mod:`devtools.cluster`); "" = this machine.
+    host: str = ""
 
     def start(self) -> ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -88,6 +90,16 @@ class ManagedProcess:
         return tail(self.log_path, lines)
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a process runs: a host of a multi-host run (a network namespace, see
+    :mod:`devtools.cluster`), its address, and the command prefix that runs a program there."""
+
+    host: str
+    address: str
+    prefix: list[str]
+
+
 @dataclass
 class Stack:
     """Environment shared by every process of one running system."""
@@ -96,28 +108,40 @@ class Stack:
     env: dict[str, str]
     processes: list[ManagedProcess] = field(default_factory=list)
 
-    def _spawn(self, name: str, argv: list[str], extra_env: dict[str, str] | None = None) -> ManagedProcess:
+    def _spawn(
+        self, name: str, argv: list[str], extra_env: dict[str, str] | None = None, on: Placement | None = None
+    ) -> ManagedProcess:
         env = {**os.environ, **self.env, **(extra_env or {}), "PYTHONUNBUFFERED": "1"}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SOURCE_ROOT), env.get("PYTHONPATH", "")) if p)
         index = sum(1 for p in self.processes if p.name.startswith(name))
-        proc = ManagedProcess(f"{name}-{index}", argv, env, self.workdir / f"{name}-{index}.log").start()
+        prefix, host = (on.prefix, on.host) if on is not None else ([], "")
+        log = self.workdir / f"{name}-{index}.log"
+        proc = ManagedProcess(f"{name}-{index}", [*prefix, *argv], env, log, host=host).start()
         self.processes.append(proc)
         return proc
 
-    def start_simulator(self, port: int | None = None, *args: str) -> tuple[ManagedProcess, str]:
-        port = port or free_port()
-        proc = self._spawn("simulator", [sys.executable, "-m", "devtools.simulator", "--port", str(port), *args])
-        url = f"http://127.0.0.1:{port}"
+    def start_simulator(
+        self, port: int | None = None, *args: str, on: Placement | None = None
+    ) -> tuple[ManagedProcess, str]:
+        port = port or (8085 if on is not None else free_port())
+        address = on.address if on is not None else "127.0.0.1"
+        argv = [sys.executable, "-m", "devtools.simulator", "--host", address, "--port", str(port), *args]
+        proc = self._spawn("simulator", argv, on=on)
+        url = f"http://{address}:{port}"
         _wait_http(f"{url}/_admin/health", proc)
         return proc, url
 
     def start_worker(
-        self, processes: int = 1, threads: int = 8, extra_env: dict[str, str] | None = None
+        self,
+        processes: int = 1,
+        threads: int = 8,
+        extra_env: dict[str, str] | None = None,
+        on: Placement | None = None,
     ) -> ManagedProcess:
-        return self._spawn("worker", worker_command(processes, threads), extra_env)
+        return self._spawn("worker", worker_command(processes, threads), extra_env, on)
 
-    def start_clock(self, extra_env: dict[str, str] | None = None) -> ManagedProcess:
-        return self._spawn("clock", clock_command(), extra_env)
+    def start_clock(self, extra_env: dict[str, str] | None = None, on: Placement | None = None) -> ManagedProcess:
+        return self._spawn("clock", clock_command(), extra_env, on)
 
     def stop_all(self, timeout: float = 30) -> None:
         for proc in reversed(self.processes):

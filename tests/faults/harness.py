@@ -50,7 +50,7 @@ from backlane.db.models import CatalogSection, Order, Track
 from devtools.infra.postgres import PostgresNode
 from devtools.infra.rabbitmq import RabbitMQNode
 from devtools.sample import create_orders
-from devtools.stack import ManagedProcess, Stack
+from devtools.stack import ManagedProcess, Placement, Stack
 
 #: Every catalog section (backlane.settings.CATALOG_SECTION_DEFAULTS).
 SECTIONS = (
@@ -135,10 +135,28 @@ class Infra:
         self.rabbitmq = RabbitMQNode(self.base_dir / "rabbitmq")
         self.postgres = PostgresNode(self.base_dir / "postgres")
 
+    #: BACKLANE_BROKER__QUEUE_TYPE of every process of a run.
+    queue_type = "classic"
+
     def start(self) -> Infra:
         self.rabbitmq.start()
         self.postgres.start()
         return self
+
+    def broker_url(self) -> str:
+        """``BACKLANE_BROKER__URL`` of the run's processes."""
+        return self.rabbitmq.amqp_url
+
+    def amqp_url(self) -> str:
+        """One node's URL, for the harness's own connections (publishing by hand, reading .XQ)."""
+        return self.rabbitmq.amqp_url
+
+    def management_url(self) -> str:
+        return self.rabbitmq.management_url
+
+    def place(self, kind: str, index: int, host: str = "") -> Placement | None:
+        """Where the ``index``-th process of ``kind`` (worker, clock, simulator) runs: here."""
+        return None
 
     def ensure_up(self) -> None:
         """A scenario that failed half-way may leave a server down: the next one needs both."""
@@ -161,6 +179,10 @@ class Outcome:
 
     fault: str
     items: int = 0
+    #: Of ``items``, the orders, and of those the ones settled (placed exactly once) and lost.
+    orders: int = 0
+    orders_settled: int = 0
+    orders_lost: int = 0
     settled: int = 0
     failed_with_reason: int = 0
     lost: int = 0
@@ -258,17 +280,17 @@ class FaultRun:
         self.db = Database(self.database_url, pool_size=2)
         self.storage = self.workdir / "storage"
         self.storage.mkdir(parents=True, exist_ok=True)
-        rabbit = self.infra.rabbitmq
         env = {
-            "BACKLANE_BROKER__URL": rabbit.amqp_url,
-            "BACKLANE_BROKER__MANAGEMENT_URL": rabbit.management_url,
+            "BACKLANE_BROKER__URL": self.infra.broker_url(),
+            "BACKLANE_BROKER__QUEUE_TYPE": self.infra.queue_type,
+            "BACKLANE_BROKER__MANAGEMENT_URL": self.infra.management_url(),
             "BACKLANE_DATABASE__URL": self.database_url,
             "BACKLANE_STORAGE__ROOT": str(self.storage),
             **base_env(self.scale),
             **self.extra_env,
         }
         self.stack = Stack(self.workdir / "logs", env)
-        self.simulator, self.sim_url = self.stack.start_simulator()
+        self.simulator, self.sim_url = self.stack.start_simulator(on=self.infra.place("simulator", 0))
         self.stack.env["BACKLANE_ORDER_API__BASE_URL"] = self.sim_url
         self.stack.env["BACKLANE_CATALOG__BASE_URL"] = self.sim_url
         self.stack.env["BACKLANE_PRODUCT_API__BASE_URL"] = self.sim_url
@@ -314,12 +336,19 @@ class FaultRun:
         for _ in range(self.n_workers):
             self.start_worker()
         for _ in range(self.n_clocks):
-            self.stack.start_clock()
+            self.start_clock()
         self.trigger()
         return self
 
-    def start_worker(self) -> ManagedProcess:
-        return self.stack.start_worker(processes=1, threads=self.threads)
+    def start_worker(self, host: str = "") -> ManagedProcess:
+        """A worker process; on a multi-host run on ``host``, or the next host in turn."""
+        started = sum(1 for p in self.stack.processes if p.name.startswith("worker"))
+        on = self.infra.place("worker", started, host)
+        return self.stack.start_worker(processes=1, threads=self.threads, on=on)
+
+    def start_clock(self, host: str = "") -> ManagedProcess:
+        started = sum(1 for p in self.stack.processes if p.name.startswith("clock"))
+        return self.stack.start_clock(on=self.infra.place("clock", started, host))
 
     # -- operating the system ------------------------------------------------
 
@@ -353,9 +382,7 @@ class FaultRun:
         return dict(httpx.get(f"{self.sim_url}/_admin/stats", timeout=30).json())
 
     def mgmt(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        return httpx.request(
-            method, f"{self.infra.rabbitmq.management_url}{path}", auth=MGMT_AUTH, timeout=30, **kwargs
-        )
+        return httpx.request(method, f"{self.infra.management_url()}{path}", auth=MGMT_AUTH, timeout=30, **kwargs)
 
     def purge_queues(self) -> None:
         for queue in self.mgmt("GET", "/api/queues").json():
@@ -363,7 +390,7 @@ class FaultRun:
 
     def publish_raw(self, queue: str, body: bytes, message_id: str | None = None) -> None:
         """Publish bytes to a queue by hand, as a foreign service would (persistent, confirmed)."""
-        connection = pika.BlockingConnection(pika.URLParameters(self.infra.rabbitmq.amqp_url))
+        connection = pika.BlockingConnection(pika.URLParameters(self.infra.amqp_url()))
         try:
             channel = connection.channel()
             channel.confirm_delivery()
@@ -373,7 +400,7 @@ class FaultRun:
             connection.close()
 
     def publish_many(self, queue: str, bodies: list[bytes]) -> None:
-        connection = pika.BlockingConnection(pika.URLParameters(self.infra.rabbitmq.amqp_url))
+        connection = pika.BlockingConnection(pika.URLParameters(self.infra.amqp_url()))
         try:
             channel = connection.channel()
             channel.confirm_delivery()
@@ -406,8 +433,8 @@ class FaultRun:
     def _replace(self, proc: ManagedProcess) -> ManagedProcess:
         self.restarts += 1
         if proc.name.startswith("clock"):
-            return self.stack.start_clock()
-        return self.start_worker()
+            return self.start_clock(proc.host)
+        return self.start_worker(proc.host)
 
     def supervise(self) -> None:
         """A process that exited without being told to is lost: count it and restart it."""
@@ -503,7 +530,7 @@ class FaultRun:
     def dead_letters(self) -> list[dict[str, Any]]:
         """Every message in the work queues' .XQ, read without acking (they all go back)."""
         letters: list[dict[str, Any]] = []
-        connection = pika.BlockingConnection(pika.URLParameters(self.infra.rabbitmq.amqp_url))
+        connection = pika.BlockingConnection(pika.URLParameters(self.infra.amqp_url()))
         try:
             channel = connection.channel()
             for queue in WORK_QUEUES:
@@ -551,14 +578,17 @@ class FaultRun:
         for oid, (status, reason) in orders.items():
             creations = stats.get(keys[oid], {}).get("creations", 0)
             out.items += 1
+            out.orders += 1
             if creations > 1:
                 out.twice += 1
             if status == "succeeded" and creations == 1:
                 out.settled += 1
+                out.orders_settled += 1
             elif status == "failed" and reason:
                 out.failed_with_reason += 1
             else:
                 out.lost += 1
+                out.orders_lost += 1
                 if len(lost_examples) < 3:
                     lost_examples.append(f"order {oid} {status} creations={creations}")
         for tid in self.track_ids:

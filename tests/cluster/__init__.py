@@ -1,0 +1,1 @@
+"""Faults on a three-node RabbitMQ cluster in network namespaces (python -m tests.cluster)."""

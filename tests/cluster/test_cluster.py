@@ -1,0 +1,190 @@
+"""backlane on a real three-node RabbitMQ cluster (network namespaces, quorum queues), in CI.
+
+One cluster for the module (about 25 s to build): every queue backlane declares is a
+quorum queue; a queue of the other type is one line naming the migration; a publisher
+waiting for confirms loses nothing when the queue's leader node is killed; and a run
+with a few hundred orders loses none and places none twice when the node leading the
+orders queue is killed mid-run and restarted. Needs root and iproute2: without them
+the module fails with the fix, it is never skipped. ``scripts/cluster-faults`` runs
+the four cluster faults at full scale.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pika
+import pytest
+
+from backlane.errors import QUEUE_MIGRATION_DOC, QueueTypeMismatch
+from backlane.messaging.broker import BacklaneBroker
+from backlane.messaging.publishing import Outgoing
+from devtools.cluster import ClusterUnavailable, check_can_build
+from devtools.infra.postgres import MissingPostgres, find_pg_bin
+from devtools.infra.rabbitmq import MissingRabbitMQ, find_rabbitmq_server
+from devtools.sample import create_orders
+from tests.cluster.harness import CLUSTER_CI, ClusterInfra
+from tests.faults.harness import fault_run
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
+
+
+@pytest.fixture(scope="module")
+def infra() -> Iterator[ClusterInfra]:
+    try:
+        check_can_build()
+    except ClusterUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    if find_rabbitmq_server() is None:
+        pytest.fail(str(MissingRabbitMQ()), pytrace=False)
+    if find_pg_bin() is None:
+        pytest.fail(str(MissingPostgres()), pytrace=False)
+    cluster = ClusterInfra().start()
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+def _channel(infra: ClusterInfra) -> tuple[pika.BlockingConnection, pika.adapters.blocking_connection.BlockingChannel]:
+    connection = pika.BlockingConnection(pika.URLParameters(infra.amqp_url()))
+    return connection, connection.channel()
+
+
+def test_every_queue_backlane_declares_is_a_quorum_queue(infra: ClusterInfra) -> None:
+    env = {"BACKLANE_CATALOG__EVENT_MASSTRANSIT_NAMESPACE": "SharedContracts"}
+    with fault_run(infra, "declarations", CLUSTER_CI, env=env) as run:  # declare-queues runs in setup
+        types = infra.cluster.queue_types()
+        said = run.cli("declare-queues").stdout
+    work = [line.split()[1] for line in said.splitlines() if line.startswith("declared ") and "(+" in line]
+    work = [name for name in work if name != "exchange"]
+    expected = {q for name in work for q in (name, f"{name}.DQ", f"{name}.XQ")}
+    expected |= {"discover", "orders", "orders_inbox", "catalog.events.recent"}
+    expected |= {"SharedContracts:CatalogSectionRefreshed.recent", "SharedContracts:OrderCreated"} - {
+        "SharedContracts:OrderCreated"  # an exchange (bound to orders_inbox), not a queue
+    }
+    missing = sorted(expected - set(types))
+    assert not missing, f"not declared: {missing}; declared: {sorted(types)}"
+    classic = {name: kind for name, kind in types.items() if kind != "quorum"}
+    assert not classic, f"not quorum: {classic}"
+    assert len(types) >= 16, types
+
+
+def test_a_queue_of_the_other_type_is_one_line_naming_the_migration(infra: ClusterInfra) -> None:
+    connection, channel = _channel(infra)
+    try:
+        channel.queue_delete("legacy_probe")
+        channel.queue_declare("legacy_probe", durable=True)  # an existing classic deployment's queue
+    finally:
+        connection.close()
+    broker = BacklaneBroker(url=infra.broker_url(), queue_type="quorum", middleware=[], reconnect_timeout=20)
+    try:
+        with pytest.raises(QueueTypeMismatch) as raised:
+            broker.declare_queue("legacy_probe", ensure=True)
+    finally:
+        broker.close()
+    line = str(raised.value)
+    assert "\n" not in line
+    assert "'legacy_probe' exists on RabbitMQ as a classic queue" in line
+    assert "BACKLANE_BROKER__QUEUE_TYPE is quorum" in line and QUEUE_MIGRATION_DOC in line
+
+    # The command: classic settings against the cluster's quorum queues, one line, status 2.
+    with fault_run(infra, "declare classic on quorum", CLUSTER_CI) as run:
+        result = subprocess.run(
+            [sys.executable, "-m", "backlane.cli", "declare-queues"],
+            env={**os.environ, **run.stack.env, "BACKLANE_BROKER__QUEUE_TYPE": "classic"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "as a quorum queue but BACKLANE_BROKER__QUEUE_TYPE is classic" in lines[0], lines
+    assert "SCALING.md" in lines[0]
+
+
+def test_confirmed_publishes_survive_the_leader_being_killed(infra: ClusterInfra) -> None:
+    queue = f"confirm_probe_{uuid.uuid4().hex[:6]}"
+    broker = BacklaneBroker(url=infra.broker_url(), queue_type="quorum", middleware=[], reconnect_timeout=60)
+    broker.declare_queue(queue, ensure=True)
+    confirmed: list[str] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def publish() -> None:
+        try:
+            while not stop.is_set():
+                batch = [Outgoing(queue, b'{"probe": 1}', str(uuid.uuid4())) for _ in range(50)]
+                broker.publish(batch)  # returns once every message is confirmed
+                confirmed.extend(out.message_id for out in batch)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=publish)
+    thread.start()
+    victim = None
+    try:
+        time.sleep(2)
+        victim = infra.leader_of(queue)
+        before = len(confirmed)
+        victim.kill()
+        time.sleep(10)
+        after_kill = len(confirmed) - before
+    finally:
+        stop.set()
+        thread.join(120)
+        broker.close()
+        if victim is not None:
+            victim.start()
+    assert not errors, errors
+    assert after_kill > 0, "nothing was confirmed after the leader died"
+
+    got: list[str] = []
+    connection, channel = _channel(infra)
+    try:
+        while True:
+            method, props, _body = channel.basic_get(queue, auto_ack=True)
+            if method is None:
+                break
+            got.append(props.message_id)
+        channel.queue_delete(queue)
+    finally:
+        connection.close()
+    missing = set(confirmed) - set(got)
+    assert not missing, f"{len(missing)} of {len(confirmed)} confirmed messages are not in the queue"
+    infra.wait_cluster_whole()
+
+
+def test_a_node_killed_mid_run_loses_nothing_and_places_nothing_twice(infra: ClusterInfra) -> None:
+    """Transient API failures (retries through the .DQ delay queues) and orders the API rejects
+    for good (failed rows, dead letters in the quorum .XQ) too, while the orders leader dies."""
+    with fault_run(infra, "node kill -9 mid-run", CLUSTER_CI, sim={"failure_rate": 0.1}) as run:
+        bad = create_orders(run.db, 5, datetime.now(UTC), payload={"items": []})
+        run.order_ids += bad
+        run.start()
+        run.wait_settled_part(0.25)
+        victim = infra.leader_of("orders")
+        before = run.settled_orders()
+        victim.kill()
+        run.sleep(12)
+        resumed = run.settled_orders() - before
+        victim.start()
+        run.clear_fault()
+        run.wait_settled()
+        outcome = run.account()
+        letters = run.dead_letters()
+    detail = "\n  ".join([*outcome.failures(), "notes:", *outcome.notes])
+    assert outcome.ok, f"{outcome.fault}:\n  {detail}"
+    assert resumed > 0, f"the workers did not carry on while {victim.nodename} was down"
+    assert outcome.orders_settled == outcome.orders - len(bad), detail
+    assert outcome.failed_with_reason == len(bad), detail
+    assert sum(1 for letter in letters if letter["queue"] == "orders") >= len(bad), letters
+    infra.wait_cluster_whole()
