@@ -176,7 +176,21 @@ class BrokerAccessRefused(SetupError):
 QUEUE_MIGRATION_DOC = "SCALING.md#changing-the-queue-type-of-a-running-deployment"
 
 
-class QueueTypeMismatch(SetupError):
+class QueueMismatch(SetupError):
+    """A queue exists on RabbitMQ with other arguments than backlane declares (RabbitMQ answers
+    PRECONDITION_FAILED): waiting cannot help, so it is one line naming the queue and the fix."""
+
+    kind = "queue_mismatch"
+
+    def __init__(self, queue: str, detail: str) -> None:
+        self.queue = queue
+        super().__init__(
+            f"queue {queue!r} exists on RabbitMQ with other arguments than backlane declares ({detail}): "
+            f"delete it once drained, or migrate it as {QUEUE_MIGRATION_DOC} says"
+        )
+
+
+class QueueTypeMismatch(QueueMismatch):
     """A queue exists on RabbitMQ with another type than ``broker.queue_type`` asks for.
 
     RabbitMQ cannot change a queue's type in place (it answers PRECONDITION_FAILED);
@@ -186,10 +200,11 @@ class QueueTypeMismatch(SetupError):
 
     def __init__(self, queue: str, current: str, requested: str) -> None:
         self.queue, self.current, self.requested = queue, current, requested
-        super().__init__(
+        SetupError.__init__(
+            self,
             f"queue {queue!r} exists on RabbitMQ as a {current} queue but BACKLANE_BROKER__QUEUE_TYPE is "
             f"{requested}: a queue's type cannot change in place; migrate it as {QUEUE_MIGRATION_DOC} says "
-            f"(or set BACKLANE_BROKER__QUEUE_TYPE={current})"
+            f"(or set BACKLANE_BROKER__QUEUE_TYPE={current})",
         )
 
 

@@ -44,7 +44,7 @@ from dramatiq.errors import BrokerConnectionError, ConnectionClosed
 from dramatiq.message import Message
 from dramatiq.middleware import Middleware
 
-from backlane.errors import QueueTypeMismatch
+from backlane.errors import QueueMismatch
 from backlane.messaging.broker_faults import (
     BrokerAccessRefused,
     OutageLog,
@@ -56,7 +56,7 @@ from backlane.messaging.broker_faults import (
 )
 from backlane.messaging.deadletter import DeadLetteringConsumer
 from backlane.messaging.masstransit import MassTransitInbox
-from backlane.messaging.publishing import BatchPublisher, Outgoing, UnroutableMessages
+from backlane.messaging.publishing import NACKED, BatchPublisher, Outgoing, UnroutableMessages
 
 logger = logging.getLogger("backlane.broker")
 
@@ -161,7 +161,7 @@ class BacklaneBroker(RabbitmqBroker):
                 self.parameters = self.parameters[1:] + self.parameters[:1]
                 logger.info("RabbitMQ node %s:%s failed; trying the others first", params.host, params.port)
 
-    def _refused(self, refused: BrokerAccessRefused | QueueTypeMismatch) -> None:
+    def _refused(self, refused: BrokerAccessRefused | QueueMismatch) -> None:
         if self.serving:
             exit_refused(refused)
         raise refused
@@ -235,11 +235,20 @@ class BacklaneBroker(RabbitmqBroker):
         ``redeclare`` restores the topology of messages sent to an exchange of their own
         (default: declare the queue each routing key names)."""
 
+        remaining = list(batch)
+
         def attempt() -> None:
-            refused = self._publisher().publish(batch)
+            nonlocal remaining
+            refused = self._publisher().publish(remaining)
             if not refused:
                 return
-            again = [out for out in batch if out.message_id in refused]
+            nacked = {mid for mid, why in refused.items() if why == NACKED}
+            if nacked:
+                # A quorum queue losing its leader mid-publish: send those again (after the reconnect
+                # with backoff that with_reconnect gives), not the ones RabbitMQ confirmed.
+                remaining = [out for out in remaining if out.message_id in refused]
+                raise pika.exceptions.NackError([])
+            again = [out for out in remaining if out.message_id in refused]
             if redeclare is not None:
                 logger.warning("%d message(s) came back unroutable; declaring their exchange again", len(again))
                 redeclare()
@@ -247,7 +256,11 @@ class BacklaneBroker(RabbitmqBroker):
                 logger.warning("queue %r was missing; declaring it again and resending", queue)
                 self.queues_pending.add(queue)
                 self.declare_queue(queue, ensure=True)
+            remaining = again
             still_refused = self._publisher().publish(again)
+            if any(why == NACKED for why in still_refused.values()):
+                remaining = [out for out in again if out.message_id in still_refused]
+                raise pika.exceptions.NackError([])
             if still_refused:
                 raise UnroutableMessages(still_refused)
 
@@ -283,7 +296,7 @@ class BacklaneBroker(RabbitmqBroker):
         for attempt in itertools.count(1):
             try:
                 result = operation()
-            except QueueTypeMismatch as mismatch:
+            except QueueMismatch as mismatch:
                 self._forget_connection()  # RabbitMQ closed the channel
                 self._refused(mismatch)
                 raise

@@ -22,10 +22,11 @@ import os
 import re
 import threading
 import time
+from typing import Any
 
 import pika.exceptions
 
-from backlane.errors import BROKER_URL_SETTING, QueueTypeMismatch, SetupError, redact_url
+from backlane.errors import BROKER_URL_SETTING, QueueMismatch, QueueTypeMismatch, SetupError, redact_url
 from backlane.errors import BrokerAccessRefused as BrokerAccessRefused  # raised here, imported from here
 
 logger = logging.getLogger("backlane.broker")
@@ -92,37 +93,47 @@ def exit_refused(refused: SetupError) -> None:
     os._exit(EXIT_BROKER_REFUSED)  # from a worker or consumer thread: the whole process goes
 
 
-# "PRECONDITION_FAILED - inequivalent arg 'x-queue-type' for queue 'orders' in vhost '/': received the
-# value 'quorum' of type 'longstr' but current is none" (or "received none but current is the value 'quorum' ...").
-_CURRENT_TYPE = re.compile(r"but current is (?:the value )?'?([A-Za-z_]+)")
-
-
-def queue_type_mismatch(exc: BaseException, queue: str, requested: str) -> QueueTypeMismatch | None:
-    """``exc`` as :class:`QueueTypeMismatch` when RabbitMQ refused a declaration because ``queue``
-    exists with another type (406 PRECONDITION_FAILED on ``x-queue-type``), else None."""
-    if not isinstance(exc, pika.exceptions.ChannelClosedByBroker) or exc.reply_code != 406:
-        return None
-    text = str(exc.reply_text)
-    if "x-queue-type" not in text:
-        return None
-    found = _CURRENT_TYPE.search(text)
-    current = found.group(1) if found else "?"
-    if current == "none":
-        current = "classic"  # a queue declared without x-queue-type is a classic queue
-    return QueueTypeMismatch(queue, current, requested)
-
-
-def declare_checked(channel: object, queue: str, arguments: dict[str, object]) -> object:
-    """``channel.queue_declare`` (durable), turning RabbitMQ's PRECONDITION_FAILED on the queue
-    type into :class:`QueueTypeMismatch`: one line naming the queue, both types and the migration."""
-    requested = str(arguments.get("x-queue-type", "classic"))
+def declare_checked(channel: Any, queue: str, arguments: dict[str, Any]) -> Any:
+    """``channel.queue_declare`` (durable), turning RabbitMQ's PRECONDITION_FAILED (the queue exists
+    with other arguments) into one line: :class:`QueueTypeMismatch` naming both types when the
+    queue is of the other type (classic vs quorum), else :class:`QueueMismatch` with RabbitMQ's words."""
     try:
-        return channel.queue_declare(queue=queue, durable=True, arguments=arguments)  # type: ignore[attr-defined]
+        return channel.queue_declare(queue=queue, durable=True, arguments=arguments)
     except pika.exceptions.ChannelClosedByBroker as exc:
-        mismatch = queue_type_mismatch(exc, queue, requested)
-        if mismatch is not None:
-            raise mismatch from None
-        raise
+        if exc.reply_code != 406 or "inequivalent arg" not in str(exc.reply_text):
+            raise
+        detail = str(exc.reply_text).replace("PRECONDITION_FAILED - ", "")
+        requested = str(arguments.get("x-queue-type", "classic"))
+        other = "classic" if requested == "quorum" else "quorum"
+        if _declares(channel, queue, _with_type(arguments, other)):
+            raise QueueTypeMismatch(queue, other, requested) from None
+        raise QueueMismatch(queue, detail) from None
+
+
+def _with_type(arguments: dict[str, Any], queue_type: str) -> dict[str, Any]:
+    flipped = {k: v for k, v in arguments.items() if k != "x-queue-type"}
+    if queue_type == "quorum":
+        flipped["x-queue-type"] = "quorum"
+        flipped.pop("x-max-priority", None)
+    return flipped
+
+
+def _declares(channel: Any, queue: str, arguments: dict[str, Any]) -> bool:
+    """True when declaring ``queue`` with ``arguments`` is accepted (it exists with exactly those):
+    RabbitMQ checks the arguments one by one, so the one it names is not always the queue type."""
+    try:
+        probe = channel.connection.channel()
+    except Exception:
+        return False
+    try:
+        probe.queue_declare(queue=queue, durable=True, arguments=arguments)
+        return True
+    except pika.exceptions.AMQPError:
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            if probe.is_open:
+                probe.close()
 
 
 class OutageLog:

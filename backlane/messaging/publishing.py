@@ -29,6 +29,8 @@ CONFIRM_TIMEOUT = 30.0
 #: (confirm callbacks on the async channel do not end it early), so a long slice is
 #: dead time added to every batch: 50 ms was half of a 1,000-message discover tick.
 CONFIRM_POLL_SLICE = 0.002
+#: The reason :meth:`BatchPublisher.publish` gives a message RabbitMQ nacked (it may be sent again).
+NACKED = "nacked by RabbitMQ"
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,7 @@ class BatchPublisher:
         for tag in tags:
             message_id = self._outstanding.pop(tag, None)
             if message_id is not None and isinstance(method, Basic.Nack):
-                self._failed[message_id] = "nacked by RabbitMQ"
+                self._failed[message_id] = NACKED
 
     def _on_return(self, _channel: Any, method: Any, properties: Any, _body: bytes) -> None:
         # A return always precedes the ack of the same message.

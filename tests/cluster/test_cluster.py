@@ -78,12 +78,12 @@ def test_every_queue_backlane_declares_is_a_quorum_queue(infra: ClusterInfra) ->
 
 
 def test_a_queue_of_the_other_type_is_one_line_naming_the_migration(infra: ClusterInfra) -> None:
-    connection, channel = _channel(infra)
+    # An existing deployment's queue, declared as backlane declares it with queue_type=classic.
+    legacy = BacklaneBroker(url=infra.broker_url(), queue_type="classic", middleware=[], reconnect_timeout=20)
     try:
-        channel.queue_delete("legacy_probe")
-        channel.queue_declare("legacy_probe", durable=True)  # an existing classic deployment's queue
+        legacy.declare_queue("legacy_probe", ensure=True)
     finally:
-        connection.close()
+        legacy.close()
     broker = BacklaneBroker(url=infra.broker_url(), queue_type="quorum", middleware=[], reconnect_timeout=20)
     try:
         with pytest.raises(QueueTypeMismatch) as raised:
@@ -186,5 +186,8 @@ def test_a_node_killed_mid_run_loses_nothing_and_places_nothing_twice(infra: Clu
     assert resumed > 0, f"the workers did not carry on while {victim.nodename} was down"
     assert outcome.orders_settled == outcome.orders - len(bad), detail
     assert outcome.failed_with_reason == len(bad), detail
-    assert sum(1 for letter in letters if letter["queue"] == "orders") >= len(bad), letters
+    # Dead letters reach the quorum orders.XQ (account() matched each to its failed row). Not
+    # necessarily one per bad order: a rejection whose connection died before its dead letter was
+    # sent is delivered again, finds its row failed already, and is acked without a second letter.
+    assert any(letter["queue"] == "orders" for letter in letters), letters
     infra.wait_cluster_whole()
