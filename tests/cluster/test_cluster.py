@@ -109,6 +109,12 @@ def test_a_queue_of_the_other_type_is_one_line_naming_the_migration(infra: Clust
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     assert "as a quorum queue but BACKLANE_BROKER__QUEUE_TYPE is classic" in lines[0], lines
     assert "SCALING.md" in lines[0]
+    connection, channel = _channel(infra)
+    try:
+        for name in ("legacy_probe", "legacy_probe.DQ", "legacy_probe.XQ"):
+            channel.queue_delete(name)
+    finally:
+        connection.close()
 
 
 def test_confirmed_publishes_survive_the_leader_being_killed(infra: ClusterInfra) -> None:
@@ -125,6 +131,7 @@ def test_confirmed_publishes_survive_the_leader_being_killed(infra: ClusterInfra
                 batch = [Outgoing(queue, b'{"probe": 1}', str(uuid.uuid4())) for _ in range(50)]
                 broker.publish(batch)  # returns once every message is confirmed
                 confirmed.extend(out.message_id for out in batch)
+                time.sleep(0.02)
         except BaseException as exc:
             errors.append(exc)
 
@@ -150,11 +157,12 @@ def test_confirmed_publishes_survive_the_leader_being_killed(infra: ClusterInfra
     got: list[str] = []
     connection, channel = _channel(infra)
     try:
-        while True:
-            method, props, _body = channel.basic_get(queue, auto_ack=True)
+        channel.basic_qos(prefetch_count=1000)
+        for method, props, _body in channel.consume(queue, auto_ack=True, inactivity_timeout=3):
             if method is None:
                 break
             got.append(props.message_id)
+        channel.cancel()
         channel.queue_delete(queue)
     finally:
         connection.close()
