@@ -81,14 +81,21 @@ def refusal_of(exc: BaseException) -> str | None:
     return None
 
 
+_exit_lock = threading.Lock()
+
+
 def exit_refused(refused: SetupError) -> None:
     """End a worker or clock process with one line: retrying a refusal (or a queue of the wrong
-    type, :class:`QueueTypeMismatch`) would only repeat it."""
+    type, :class:`QueueTypeMismatch`) would only repeat it. Several consumer threads may get
+    here at once: the first says it and ends the process, the others wait for that."""
+    on_main = threading.current_thread() is threading.main_thread()
+    if not on_main:
+        _exit_lock.acquire()  # never released: os._exit below ends the process
     logger.critical("%s", refused)
     for handler in logging.getLogger().handlers + logger.handlers:
         with contextlib.suppress(Exception):  # best effort: a handler on a closed stream must not stop the exit
             handler.flush()
-    if threading.current_thread() is threading.main_thread():
+    if on_main:
         raise SystemExit(EXIT_BROKER_REFUSED)
     os._exit(EXIT_BROKER_REFUSED)  # from a worker or consumer thread: the whole process goes
 

@@ -96,14 +96,23 @@ def test_a_queue_of_the_other_type_is_one_line_naming_the_migration(infra: Clust
     assert "BACKLANE_BROKER__QUEUE_TYPE is quorum" in line and QUEUE_MIGRATION_DOC in line
 
     # The command: classic settings against the cluster's quorum queues, one line, status 2.
+    classic = {"BACKLANE_BROKER__QUEUE_TYPE": "classic"}
     with fault_run(infra, "declare classic on quorum", CLUSTER_CI) as run:
         result = subprocess.run(
             [sys.executable, "-m", "backlane.cli", "declare-queues"],
-            env={**os.environ, **run.stack.env, "BACKLANE_BROKER__QUEUE_TYPE": "classic"},
+            env={**os.environ, **run.stack.env, **classic},
             capture_output=True,
             text=True,
             timeout=120,
         )
+        # A worker: the same line, and it stops instead of retrying a declaration that cannot succeed.
+        worker = run.stack.start_worker(processes=1, threads=2, extra_env=classic, on=infra.place("worker", 0))
+        assert worker.proc is not None
+        code = worker.proc.wait(timeout=60)
+        log = worker.log_tail(300)
+    assert code != 0, log
+    said = [line for line in log.splitlines() if "as a quorum queue but BACKLANE_BROKER__QUEUE_TYPE is classic" in line]
+    assert len(said) == 1 and "Traceback" not in log, log
     assert result.returncode == 2, result
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
