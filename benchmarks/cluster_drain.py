@@ -36,8 +36,9 @@ def _on(cluster: Cluster, host: str) -> Placement:
     return Placement(host=host, address=where.address, prefix=where.prefix())
 
 
-def drain(nodes: int, queue_type: str, n: int, threads: int) -> tuple[float, float]:
-    """(settled orders/s, CPU seconds per 1,000 orders of the RabbitMQ nodes) on a fresh cluster."""
+def drain(nodes: int, queue_type: str, n: int, threads: int) -> tuple[float, float, int]:
+    """(settled orders/s, CPU seconds per 1,000 orders of the RabbitMQ nodes, the most PostgreSQL
+    connections the two worker processes held at once) on a fresh cluster."""
     with Cluster(rabbit_nodes=nodes) as cluster:
         db_url = cluster.postgres.create_database("drain")
         upgrade(db_url)
@@ -81,12 +82,19 @@ def drain(nodes: int, queue_type: str, n: int, threads: int) -> tuple[float, flo
                 timeout=120,
                 check=True,
             )
-            done = h.wait_for(lambda: h.settled(db) >= n, timeout=TIMEOUT, interval=0.2, procs=workers)
+            peak = [0]
+
+            def settled_all() -> bool:
+                sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = 'drain' AND client_addr <> '%s'"
+                peak[0] = max(peak[0], int(cluster.postgres.psql(sql % cluster.gateway).strip() or 0))
+                return h.settled(db) >= n
+
+            done = h.wait_for(settled_all, timeout=TIMEOUT, interval=0.5, procs=workers)
             rabbit_cpu = sum(h.cpu_seconds(node.pid) for node in cluster.nodes) - rabbit_cpu
         finally:
             stack.stop_all(timeout=15)
             db.dispose()
-    return n / (done - started), rabbit_cpu * 1000 / n
+    return n / (done - started), rabbit_cpu * 1000 / n, peak[0]
 
 
 def main() -> None:
@@ -100,22 +108,30 @@ def main() -> None:
         for setup in setups:
             nodes, queue_type = setup.split("-")
             h.log(f"{setup}: {n} orders ...")
-            rate, broker_cpu = drain(int(nodes), queue_type, n, threads)
+            rate, broker_cpu, connections = drain(int(nodes), queue_type, n, threads)
             loads.append(h.load())
             base = base or rate
             h.log(f"  {rate:,.0f} orders/s (load {loads[-1]})")
-            rows.append([f"{nodes} node(s), {queue_type}", n, rate, f"{rate / base:.2f}", broker_cpu])
+            rows.append([f"{nodes} node(s), {queue_type}", n, rate, f"{rate / base:.2f}", broker_cpu, connections])
     print(
         h.table(
             f"Cluster drain: settled orders/s (2 worker hosts x 1 process x {threads} threads; {h.machine()};"
             f" load after each setup {', '.join(loads)})",
-            ["RabbitMQ", "orders", "orders/s", "ratio to the first", "broker CPU s per 1,000 orders"],
+            [
+                "RabbitMQ",
+                "orders",
+                "orders/s",
+                "ratio to the first",
+                "broker CPU s per 1,000 orders",
+                "peak PostgreSQL connections (2 workers)",
+            ],
             rows,
             [
                 "each setup on a fresh namespaced cluster (devtools/cluster.py): node(s), w1, w2, db on one bridge",
                 "one discover tick (`backlane trigger orders`, max_items = N) -> RabbitMQ -> process_orders ->"
                 " simulator (final at the first GET, no latency) -> PostgreSQL; timed to the N-th settled row",
                 "broker CPU: /proc utime + stime of every RabbitMQ node's process tree during the drain",
+                "peak PostgreSQL connections: pg_stat_activity of the workers (not the harness), sampled every 0.5 s",
             ],
         )
     )
