@@ -26,7 +26,7 @@ import pytest
 from backlane.errors import QUEUE_MIGRATION_DOC, QueueTypeMismatch
 from backlane.messaging.broker import BacklaneBroker
 from backlane.messaging.publishing import Outgoing
-from devtools.cluster import ClusterUnavailable, check_can_build
+from devtools.cluster import ClusterUnavailable, check_can_build, clean_stale, ip
 from devtools.infra.postgres import MissingPostgres, find_pg_bin
 from devtools.infra.rabbitmq import MissingRabbitMQ, find_rabbitmq_server
 from devtools.sample import create_orders
@@ -208,3 +208,19 @@ def test_a_node_killed_mid_run_loses_nothing_and_places_nothing_twice(infra: Clu
     # sent is delivered again, finds its row failed already, and is acked without a second letter.
     assert any(letter["queue"] == "orders" for letter in letters), letters
     infra.wait_cluster_whole()
+
+
+def test_what_a_dead_run_left_behind_is_removed_by_the_next() -> None:
+    """A run that was SIGKILLed cannot tear its namespaces and bridge down: the next run does."""
+    try:
+        check_can_build()
+    except ClusterUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    dead = next(pid for pid in range(3_999_999, 3_000_000, -1) if not os.path.exists(f"/proc/{pid}"))
+    namespace, bridge = f"blc{dead}-r1", f"blc{dead}br"
+    ip("netns", "add", namespace)
+    ip("link", "add", bridge, "type", "bridge")
+    removed = clean_stale()
+    assert namespace in removed and bridge in removed, removed
+    assert namespace not in ip("netns", "list").stdout
+    assert bridge not in ip("-o", "link", "show").stdout
