@@ -1,0 +1,95 @@
+"""A pipeline's rows as the dashboard lists them: by state, newest first, one page at a time.
+
+Every query is bounded and indexed, whatever the table size: a page is ``LIMIT n`` on the
+primary key (keyset pagination: ``id < before``, never ``OFFSET``), a state is its
+pipeline's own condition (the partial index of its due predicate, ``ix_orders_status_id``
+for orders), a search is an exact match on the id or on a column the table declares
+searchable (each indexed). The states are those ``backlane status`` counts, from the same
+:class:`~backlane.core.table.ItemTable` conditions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import JSON, ColumnElement, and_, not_, or_, select, true
+
+from backlane.db.claims import lease_is_free
+
+if TYPE_CHECKING:
+    from backlane.core.pipeline import Context
+    from backlane.core.table import ItemTable
+
+#: The states a page can show, in the order they are offered.
+STATES = ("failed", "due", "in_flight", "done", "all")
+#: Longest text shown in one cell; the rest is cut, saying how long it was.
+CELL_LIMIT = 300
+
+
+@dataclass(frozen=True)
+class ItemPage:
+    columns: list[str]
+    rows: list[dict[str, Any]]
+    #: The id to pass as ``before`` for the next page, None on the last page.
+    next_before: Any
+
+
+def state_condition(table: ItemTable, ctx: Context[Any], state: str, now: datetime) -> ColumnElement[bool]:
+    """Rows of this registration in ``state`` (see :data:`STATES`)."""
+    mine = table.mine(ctx)
+    if state == "failed":
+        return and_(table.failed, mine)
+    if state == "done":
+        return and_(table.done, mine)
+    if state in ("due", "in_flight"):
+        free = lease_is_free(table.model, now, table.lease_column)
+        return and_(table.due_now(ctx, now), free if state == "due" else not_(free))
+    return mine
+
+
+def search_condition(table: ItemTable, text: str) -> ColumnElement[bool]:
+    """Rows whose id, or one of the table's searchable columns, is exactly ``text``."""
+    text = text.strip()
+    matches = [column == text for column in table.search]
+    if text.isdigit() and len(text) < 19:
+        matches.append(table.model.id == int(text))
+    return or_(*matches) if matches else not_(true())
+
+
+def shown_columns(table: ItemTable) -> list[Any]:
+    """The columns a page shows: all but JSON documents (an order's payload), id first."""
+    return [c for c in table.model.__table__.c if not isinstance(c.type, JSON)]
+
+
+def list_items(
+    ctx: Context[Any], table: ItemTable, *, state: str, search: str = "", before: Any = None, limit: int = 50
+) -> ItemPage:
+    """One page of rows in ``state`` (matching ``search``), newest first."""
+    model = table.model
+    columns = shown_columns(table)
+    where = [state_condition(table, ctx, state, ctx.clock.now())]
+    if search.strip():
+        where.append(search_condition(table, search))
+    if before is not None:
+        where.append(model.id < before)
+    query = select(*columns).where(*where).order_by(model.id.desc()).limit(limit + 1)
+    with ctx.db.connection() as connection:
+        found = connection.execute(query).mappings().all()
+    rows = [{c.name: _cell(row[c.name]) for c in columns} for row in found[:limit]]
+    next_before = found[limit - 1][model.id.name] if len(found) > limit else None
+    return ItemPage([c.name for c in columns], rows, next_before)
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ", timespec="seconds")
+    if isinstance(value, str) and len(value) > CELL_LIMIT:
+        return f"{value[:CELL_LIMIT]}… ({len(value):,} chars)"
+    return value
+
+
+def parse_before(text: str | None) -> int | None:
+    """The ``before`` query parameter: a row id, or None when absent or not a number."""
+    return int(text) if text and text.isdigit() and len(text) < 19 else None

@@ -1,0 +1,27 @@
+// Progressive enhancement: the page works without it. Every data-refresh seconds the
+// page's own URL is fetched again and <main> is replaced, unless the operator is busy
+// with it (a box ticked, a field focused), so a selection is never lost.
+(function () {
+  "use strict";
+  var seconds = parseFloat(document.body.getAttribute("data-refresh") || "0");
+  if (!(seconds > 0) || !window.fetch || !window.DOMParser) return;
+  function busy(main) {
+    var active = document.activeElement;
+    if (active && main.contains(active) && /^(INPUT|SELECT|TEXTAREA)$/.test(active.tagName)) return true;
+    return main.querySelector("input[type=checkbox]:checked") !== null;
+  }
+  function refresh() {
+    var main = document.getElementById("live");
+    if (!main || busy(main) || document.hidden) return;
+    fetch(window.location.href, { credentials: "same-origin", headers: { "X-Live-Refresh": "1" } })
+      .then(function (response) { return response.ok ? response.text() : null; })
+      .then(function (html) {
+        if (html === null) return;
+        var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("live");
+        var current = document.getElementById("live");
+        if (fresh && current && !busy(current)) current.replaceWith(fresh);
+      })
+      .catch(function () { /* the next round tries again */ });
+  }
+  window.setInterval(refresh, seconds * 1000);
+})();

@@ -1,0 +1,175 @@
+"""What each dashboard page shows, read through the operations code the CLI uses.
+
+The overview is ``backlane status`` (:func:`~backlane.operations.status.collect_status`) with
+RabbitMQ's answers cached, plus each pipeline's next tick and throughput; a pipeline's page
+is its counts and health rows (the same hooks) and its rows (:mod:`.items`); dead letters
+are :func:`~backlane.operations.deadletter_admin.list_dead_letters`; health is the broker and
+database checks of ``/health`` plus each worker's own ``/health``. Nothing here writes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from backlane.operations import deadletter_admin as admin
+from backlane.operations.dashboard.cache import Cached, Throughput
+from backlane.operations.dashboard.items import STATES, ItemPage, list_items
+from backlane.operations.health import HEALTHY, check_database
+from backlane.operations.status import collect_status, probe_broker, read_queues
+from backlane.resilience.rate_limit import current_holds
+
+if TYPE_CHECKING:
+    from backlane.app import App
+    from backlane.settings import DashboardSettings
+
+logger = logging.getLogger("backlane.dashboard")
+
+
+def next_tick(spec: str, now: datetime) -> datetime | None:
+    """When the clock next sends ``spec``'s tick (periodiq's own arithmetic), None if it cannot say."""
+    import pendulum
+    from periodiq import CronSpec
+
+    try:
+        moment = CronSpec.parse(spec).next_valid_date(pendulum.instance(now))
+    except Exception:
+        return None
+    return datetime.fromtimestamp(moment.timestamp(), UTC)
+
+
+def worker_urls(app: App, settings: DashboardSettings) -> list[str]:
+    """The workers' /health URLs: the setting's, else this host's worker when it serves one."""
+    if settings.workers is not None:
+        return [url.strip() for url in settings.workers.split(",") if url.strip()]
+    port = app.runtime.settings.worker.metrics_port
+    return [f"http://127.0.0.1:{port}/health"] if port else []
+
+
+@dataclass
+class Views:
+    """The dashboard's reads, sharing one cache of RabbitMQ's answers across every browser."""
+
+    app: App
+    settings: DashboardSettings
+    throughput: Throughput = field(default_factory=Throughput)
+
+    def __post_init__(self) -> None:
+        runtime_settings = self.app.runtime.settings
+        seconds = self.settings.management_cache_seconds
+        self._broker = Cached(lambda: probe_broker(runtime_settings), seconds)
+        self._queues = Cached(lambda: read_queues(runtime_settings), seconds)
+
+    def status(self) -> dict[str, Any]:
+        """``backlane status``, RabbitMQ's part read at most once per cache period."""
+        return collect_status(
+            self.app.registry,
+            self.app.runtime,
+            broker_probe=lambda _settings: self._broker.get(),
+            queue_reader=lambda _settings: self._queues.get(),
+        )
+
+    def overview(self) -> dict[str, Any]:
+        status = self.status()
+        now = datetime.now(UTC)
+        for row in status["pipelines"]:
+            pipeline = self.app.registry.get(row["name"]).pipeline
+            items = row["items"] or {}
+            finished = (items.get("done") or 0) + (items.get("failed") or 0) if row["items"] is not None else None
+            row["description"] = pipeline.description
+            row["next_tick"] = next_tick(row["schedule"], now) if row["enabled"] else None
+            row["per_minute"] = self.throughput.per_minute(row["name"], finished)
+        status["holds"] = None
+        if status["database"]["health"] == HEALTHY:
+            try:
+                status["holds"] = current_holds(self.app.runtime.database, self.app.runtime.clock.now())
+            except Exception as exc:
+                status["errors"].append(f"rate limits cannot be read ({type(exc).__name__})")
+        return status
+
+    def database(self) -> dict[str, Any]:
+        return check_database(self.app.runtime, self.app.runtime.settings.broker.command_timeout)
+
+    def pipeline(self, name: str, *, state: str, search: str, before: int | None) -> dict[str, Any]:
+        """A pipeline's page: its status row, failed rows first, then the rows asked for."""
+        registered = self.app.registry.get(name)
+        status = self.status()
+        row = next(p for p in status["pipelines"] if p["name"] == name)
+        table = registered.pipeline.table
+        page: dict[str, Any] = {"status": status, "pipeline": row, "table": table is not None}
+        page["description"] = registered.pipeline.description
+        page["can_trigger_rows"] = registered.pipeline.trigger is not None
+        if table is None or status["database"]["health"] != HEALTHY:
+            return page
+        ctx = registered.context()
+        state = state if state in STATES else ("all" if search else "")
+        size = self.settings.page_size
+        page["reason_column"] = table.reason.name if table.reason is not None else None
+        page["lease_column"] = table.lease_column
+        page["searchable"] = [c.name for c in table.search]
+        if not state and not search and before is None:  # the default page: failures first
+            page["failed"] = list_items(ctx, table, state="failed", limit=size)
+            page["items"] = list_items(ctx, table, state="all", limit=size)
+        else:
+            page["items"] = list_items(ctx, table, state=state or "all", search=search, before=before, limit=size)
+        page["state"] = state
+        return page
+
+    def dead_letters(self) -> dict[str, Any]:
+        """Each queue's dead letters (at most the setting's limit per queue), read without consuming."""
+        runtime = self.app.runtime
+        url = runtime.settings.broker.url.get_secret_value()
+        timeout = runtime.settings.broker.command_timeout
+        queues = admin.deployment_queues(runtime.broker)
+        result: dict[str, Any] = {"queues": [], "error": None}
+        try:
+            for queue in queues:
+                listings = admin.list_dead_letters(
+                    url, [queue], self.settings.dead_letter_limit, missing_ok=True, timeout=timeout
+                )
+                for listing in listings:
+                    letters = [_letter_row(letter) for letter in listing.letters]
+                    result["queues"].append(
+                        {"queue": queue, "xq": listing.xq, "total": listing.total, "letters": letters}
+                    )
+        except admin.AdminError as exc:
+            result["error"] = str(exc)
+        return result
+
+    def health(self) -> dict[str, Any]:
+        broker = self._broker.get()
+        database = self.database()
+        workers = [_worker_health(url) for url in worker_urls(self.app, self.settings)]
+        return {"broker": broker, "database": database, "workers": workers}
+
+
+def _letter_row(letter: admin.DeadLetter) -> dict[str, Any]:
+    row = admin.display_row(letter)
+    row["retries"] = admin.retries_of(letter)
+    item = row["item"]
+    row["item"] = item if isinstance(item, str) else json.dumps(item, default=str)
+    return row
+
+
+def _worker_health(url: str) -> dict[str, Any]:
+    """One worker's /health: its status and parts, or why it could not be read."""
+    try:
+        response = httpx.get(url, timeout=2.0)
+        body = response.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        return {"url": url, "status": None, "error": f"not reachable ({type(exc).__name__})"}
+    return {
+        "url": url,
+        "status": body.get("status"),
+        "http": response.status_code,
+        "broker": (body.get("broker") or {}).get("health"),
+        "database": (body.get("database") or {}).get("health"),
+    }
+
+
+__all__ = ["ItemPage", "Views", "next_tick", "worker_urls"]
