@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, ColumnElement, and_, not_, or_, select, true
 
+from backlane.core.clock import as_utc
 from backlane.db.claims import lease_is_free
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ def list_items(
 
 def _cell(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.isoformat(sep=" ", timespec="seconds")
+        return as_utc(value).strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, str) and len(value) > CELL_LIMIT:
         return f"{value[:CELL_LIMIT]}… ({len(value):,} chars)"
     return value
