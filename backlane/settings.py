@@ -234,6 +234,9 @@ class DashboardSettings(Section):
     management_cache_seconds: float = Field(default=5.0, ge=0)
     #: Open pages refresh themselves this often, seconds (0: never).
     refresh_seconds: float = Field(default=5.0, ge=0)
+    #: Counts of rows are exact up to this many; above it (PostgreSQL) the planner's estimate is
+    #: shown, marked ≈, so a page over millions of rows stays fast. `backlane status` always counts.
+    exact_count_limit: int = Field(default=100_000, ge=1)
     #: Rows per page of a pipeline's items.
     page_size: int = Field(default=50, ge=1, le=1000)
     #: Dead letters shown per queue (read without consuming them).

@@ -79,15 +79,18 @@ def collect_status(
     *,
     broker_probe: Callable[[Settings], dict[str, Any]] = probe_broker,
     queue_reader: Callable[[Settings], tuple[dict[str, QueueDepth] | None, dict[str, Any]]] = read_queues,
+    database_probe: Callable[[Runtime], dict[str, Any]] | None = None,
+    only: str | None = None,
 ) -> dict[str, Any]:
-    """Everything ``backlane status`` shows. ``broker_probe`` and ``queue_reader`` read RabbitMQ;
-    the dashboard passes cached ones, so many open pages do not load it."""
+    """Everything ``backlane status`` shows (``only``: that pipeline's row alone). The probes read
+    RabbitMQ and check the database; the dashboard passes cached ones, so many open pages
+    do not load either."""
     settings = runtime.settings
     timeout = settings.broker.command_timeout
     errors: list[str] = []
 
     broker = broker_probe(settings)
-    database = check_database(runtime, timeout)
+    database = database_probe(runtime) if database_probe else check_database(runtime, timeout)
     for part in (broker, database):
         if "error" in part:
             errors.append(part["error"])
@@ -99,6 +102,8 @@ def collect_status(
 
     pipelines = []
     for registered in registry:
+        if only is not None and registered.name != only:
+            continue
         ctx = registered.context()
         config = ctx.config
         hooks = registered.pipeline

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from backlane.db.claims import bounded_counts
 from backlane.operations import deadletter_admin as admin
 from backlane.operations.dashboard.cache import Cached, Throughput
 from backlane.operations.dashboard.items import STATES, ItemPage, list_items
@@ -64,15 +65,20 @@ class Views:
         seconds = self.settings.management_cache_seconds
         self._broker = Cached(lambda: probe_broker(runtime_settings), seconds)
         self._queues = Cached(lambda: read_queues(runtime_settings), seconds)
+        self._database = Cached(self.database, seconds)
 
-    def status(self) -> dict[str, Any]:
-        """``backlane status``, RabbitMQ's part read at most once per cache period."""
-        return collect_status(
-            self.app.registry,
-            self.app.runtime,
-            broker_probe=lambda _settings: self._broker.get(),
-            queue_reader=lambda _settings: self._queues.get(),
-        )
+    def status(self, only: str | None = None) -> dict[str, Any]:
+        """``backlane status`` (``only``: one pipeline's row), RabbitMQ and the schema check read at
+        most once per cache period, every count bounded (an estimate above the setting's limit)."""
+        with bounded_counts(self.settings.exact_count_limit):
+            return collect_status(
+                self.app.registry,
+                self.app.runtime,
+                broker_probe=lambda _settings: self._broker.get(),
+                queue_reader=lambda _settings: self._queues.get(),
+                database_probe=lambda _runtime: self._database.get(),
+                only=only,
+            )
 
     def overview(self) -> dict[str, Any]:
         status = self.status()
@@ -98,8 +104,8 @@ class Views:
     def pipeline(self, name: str, *, state: str, search: str, before: int | None) -> dict[str, Any]:
         """A pipeline's page: its status row, failed rows first, then the rows asked for."""
         registered = self.app.registry.get(name)
-        status = self.status()
-        row = next(p for p in status["pipelines"] if p["name"] == name)
+        status = self.status(only=name)
+        [row] = status["pipelines"]
         table = registered.pipeline.table
         page: dict[str, Any] = {"status": status, "pipeline": row, "table": table is not None}
         page["description"] = registered.pipeline.description
@@ -143,7 +149,7 @@ class Views:
 
     def health(self) -> dict[str, Any]:
         broker = self._broker.get()
-        database = self.database()
+        database = self._database.get()
         workers = [_worker_health(url) for url in worker_urls(self.app, self.settings)]
         return {"broker": broker, "database": database, "workers": workers}
 
