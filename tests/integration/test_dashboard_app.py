@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from sqlalchemy import update
 
 with warnings.catch_warnings():  # Starlette >= 1.x would rather have httpx2; httpx is what backlane uses
-    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
 from backlane.app import App as LoadedApp
@@ -176,3 +176,21 @@ def test_an_unmigrated_database_is_said_on_the_page(app: App, tmp_path: Any) -> 
             page = client.get(path)
             assert page.status_code == 200, path
             assert "run `backlane migrate`" in page.text.replace("&#96;", "`"), path
+
+
+def test_rows_still_due_are_listed_in_claim_order_page_by_page(app: App) -> None:
+    ids = create_orders(app.db, 3, app.clock.now())  # the first is the newest: claimed last
+    with dashboard(app, page_size=2) as client:
+        first = client.get("/pipelines/orders", params={"state": "due"}).text
+        assert re.findall(r'data-id="(\d+)"', first) == [str(ids[2]), str(ids[1])]
+        assert "in the order discover claims them" in first
+        next_link = re.search(r'href="(/pipelines/orders\?state=due[^"]*page=1)"', first)
+        assert next_link, first
+        second = client.get(next_link.group(1).replace("&amp;", "&")).text
+        assert re.findall(r'data-id="(\d+)"', second) == [str(ids[0])]
+        newest = client.get("/pipelines/orders", params={"state": "all"}).text
+        assert re.findall(r'data-id="(\d+)"', newest) == [str(ids[2]), str(ids[1])]  # by id, newest first
+        older = re.search(r'href="(/pipelines/orders\?state=all[^"]*before=\d+)"', newest)
+        assert older and re.findall(r'data-id="(\d+)"', client.get(older.group(1).replace("&amp;", "&")).text) == [
+            str(ids[0])
+        ]

@@ -29,12 +29,18 @@ STATES = ("failed", "due", "in_flight", "done", "all")
 CELL_LIMIT = 300
 
 
+#: Deepest page of a list in claim order (due, in flight): OFFSET costs grow with it.
+MAX_PAGE = 1000
+
+
 @dataclass(frozen=True)
 class ItemPage:
     columns: list[str]
     rows: list[dict[str, Any]]
-    #: The id to pass as ``before`` for the next page, None on the last page.
-    next_before: Any
+    #: The id to pass as ``before`` for the next page (lists newest first), else None.
+    next_before: Any = None
+    #: The ``page`` to ask for next (lists in claim order), else None.
+    next_page: int | None = None
 
 
 def state_condition(table: ItemTable, ctx: Context[Any], state: str, now: datetime) -> ColumnElement[bool]:
@@ -65,22 +71,38 @@ def shown_columns(table: ItemTable) -> list[Any]:
 
 
 def list_items(
-    ctx: Context[Any], table: ItemTable, *, state: str, search: str = "", before: Any = None, limit: int = 50
+    ctx: Context[Any],
+    table: ItemTable,
+    *,
+    state: str,
+    search: str = "",
+    before: Any = None,
+    page: int = 0,
+    limit: int = 50,
 ) -> ItemPage:
-    """One page of rows in ``state`` (matching ``search``), newest first."""
+    """One page of rows in ``state`` (matching ``search``): rows still due (or in flight) in the
+    order discover claims them, along the due predicate's partial index, ``page`` by page;
+    the others newest first, along the id (``before``: the last page's last id)."""
     model = table.model
     columns = shown_columns(table)
     where = [state_condition(table, ctx, state, ctx.clock.now())]
     if search.strip():
         where.append(search_condition(table, search))
-    if before is not None:
-        where.append(model.id < before)
-    query = select(*columns).where(*where).order_by(model.id.desc()).limit(limit + 1)
+    claim_order = state in ("due", "in_flight") and bool(table.order_by)
+    query = select(*columns).where(*where).limit(limit + 1)
+    if claim_order:
+        page = min(max(page, 0), MAX_PAGE)
+        query = query.order_by(*table.order_by).offset(page * limit)
+    else:
+        query = query.where(model.id < before) if before is not None else query
+        query = query.order_by(model.id.desc())
     with ctx.db.connection() as connection:
         found = connection.execute(query).mappings().all()
     rows = [{c.name: _cell(row[c.name]) for c in columns} for row in found[:limit]]
-    next_before = found[limit - 1][model.id.name] if len(found) > limit else None
-    return ItemPage([c.name for c in columns], rows, next_before)
+    more = len(found) > limit
+    if claim_order:
+        return ItemPage([c.name for c in columns], rows, next_page=page + 1 if more and page < MAX_PAGE else None)
+    return ItemPage([c.name for c in columns], rows, next_before=found[limit - 1][model.id.name] if more else None)
 
 
 def _cell(value: Any) -> Any:
@@ -92,5 +114,5 @@ def _cell(value: Any) -> Any:
 
 
 def parse_before(text: str | None) -> int | None:
-    """The ``before`` query parameter: a row id, or None when absent or not a number."""
+    """The ``before`` (or ``page``) query parameter: a number, or None when absent or not one."""
     return int(text) if text and text.isdigit() and len(text) < 19 else None

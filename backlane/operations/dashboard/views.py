@@ -101,30 +101,33 @@ class Views:
     def database(self) -> dict[str, Any]:
         return check_database(self.app.runtime, self.app.runtime.settings.broker.command_timeout)
 
-    def pipeline(self, name: str, *, state: str, search: str, before: int | None) -> dict[str, Any]:
+    def pipeline(
+        self, name: str, *, state: str, search: str, before: int | None, page: int | None = None
+    ) -> dict[str, Any]:
         """A pipeline's page: its status row, failed rows first, then the rows asked for."""
         registered = self.app.registry.get(name)
         status = self.status(only=name)
         [row] = status["pipelines"]
         table = registered.pipeline.table
-        page: dict[str, Any] = {"status": status, "pipeline": row, "table": table is not None}
-        page["description"] = registered.pipeline.description
-        page["can_trigger_rows"] = registered.pipeline.trigger is not None
+        result: dict[str, Any] = {"status": status, "pipeline": row, "table": table is not None}
+        result["description"] = registered.pipeline.description
+        result["can_trigger_rows"] = registered.pipeline.trigger is not None
         if table is None or status["database"]["health"] != HEALTHY:
-            return page
+            return result
         ctx = registered.context()
         state = state if state in STATES else ("all" if search else "")
         size = self.settings.page_size
-        page["reason_column"] = table.reason.name if table.reason is not None else None
-        page["lease_column"] = table.lease_column
-        page["searchable"] = [c.name for c in table.search]
+        result["reason_column"] = table.reason.name if table.reason is not None else None
+        result["searchable"] = [c.name for c in table.search]
         if not state and not search and before is None:  # the default page: failures first
-            page["failed"] = list_items(ctx, table, state="failed", limit=size)
-            page["items"] = list_items(ctx, table, state="all", limit=size)
+            result["failed"] = list_items(ctx, table, state="failed", limit=size)
+            result["items"] = list_items(ctx, table, state="all", limit=size)
         else:
-            page["items"] = list_items(ctx, table, state=state or "all", search=search, before=before, limit=size)
-        page["state"] = state
-        return page
+            result["items"] = list_items(
+                ctx, table, state=state or "all", search=search, before=before, page=page or 0, limit=size
+            )
+        result["state"] = state
+        return result
 
     def dead_letters(self) -> dict[str, Any]:
         """Each queue's dead letters (at most the setting's limit per queue), read without consuming."""

@@ -3,6 +3,12 @@
 // with it (a box ticked, a field focused), so a selection is never lost.
 (function () {
   "use strict";
+  // The notice an action left (?notice=...) is said once: a reload does not repeat it.
+  if (window.history && window.URL && window.location.search.indexOf("notice=") !== -1) {
+    var url = new URL(window.location.href);
+    url.searchParams.delete("notice");
+    window.history.replaceState(null, "", url.pathname + url.search + url.hash);
+  }
   var seconds = parseFloat(document.body.getAttribute("data-refresh") || "0");
   if (!(seconds > 0) || !window.fetch || !window.DOMParser) return;
   function busy(main) {
