@@ -10,6 +10,7 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
+import pika
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import update
@@ -50,6 +51,15 @@ def csrf_of(client: TestClient, path: str = "/") -> str:
     found = re.search(r'name="csrf" value="([^"]+)"', page.text)
     assert found, "no CSRF token in the page"
     return found.group(1)
+
+
+def purge_queue(app: App, queue: str) -> None:
+    """Empty one queue (not its .DQ and .XQ, as the broker's flush would)."""
+    connection = pika.BlockingConnection(pika.URLParameters(app.rabbitmq.amqp_url))
+    try:
+        connection.channel().queue_purge(queue)
+    finally:
+        connection.close()
 
 
 def failed_order(app: App, reason: str) -> int:
@@ -194,3 +204,28 @@ def test_rows_still_due_are_listed_in_claim_order_page_by_page(app: App) -> None
         assert older and re.findall(r'data-id="(\d+)"', client.get(older.group(1).replace("&amp;", "&")).text) == [
             str(ids[0])
         ]
+
+
+def test_requeue_selected_then_all_and_purge_only_when_confirmed(app: App, client: TestClient) -> None:
+    declare(app)
+    xq = f"{ORDER_CREATED_QUEUE}.XQ"
+    ids = [str(uuid.uuid4()) for _ in range(5)]
+    for message_id in ids:
+        publish(app, xq, dead_letter(message_id, {"version": 1, "order_id": 999}))
+    token = csrf_of(client, "/dead-letters")
+    form = {"csrf": token, "queue": ORDER_CREATED_QUEUE}
+    selected = client.post("/dead-letters/requeue", data={**form, "message_id": ids[:2]})
+    assert "requeued+2+message%28s%29+of+5" in selected.headers["location"], selected.headers["location"]
+    assert depth(app, xq) == 3
+    purge_queue(app, ORDER_CREATED_QUEUE)  # nobody works them here: keep the requeued ones out of the way
+    everything = client.post("/dead-letters/requeue", data={**form, "all": "1"})
+    assert "requeued+3+message%28s%29+of+3" in everything.headers["location"]
+    assert depth(app, xq) == 0
+
+    publish(app, xq, dead_letter(str(uuid.uuid4()), {"version": 1, "order_id": 999}))
+    unconfirmed = client.post("/dead-letters/purge", data=form)
+    assert "nothing+purged" in unconfirmed.headers["location"] and depth(app, xq) == 1
+    purged = client.post("/dead-letters/purge", data={**form, "confirm": "purge"})
+    assert "purged+1+from+orders_inbox.XQ" in purged.headers["location"] and depth(app, xq) == 0
+    unknown = client.post("/dead-letters/purge", data={**form, "queue": "nope", "confirm": "purge"})
+    assert "not+done" in unknown.headers["location"]
