@@ -107,16 +107,25 @@ def bounded_counts(cap: int) -> Iterator[None]:
         _count_cap.reset(token)
 
 
-def _count(session: Session, model: Any, condition: Condition) -> tuple[int, bool]:
-    """(rows matching ``condition``, whether that is an estimate)."""
-    cap = _count_cap.get()
-    if cap is None or session.get_bind().dialect.name != "postgresql":
-        return int(session.scalar(select(func.count()).select_from(model).where(condition)) or 0), False
-    matching = select(model.id).where(condition)
-    counted = int(session.scalar(select(func.count()).select_from(matching.limit(cap + 1).subquery())) or 0)
-    if counted <= cap:
-        return counted, False
-    return max(_planner_estimate(session, matching), counted), True
+def _counts(session: Session, model: Any, conditions: Mapping[str, Condition]) -> dict[str, tuple[int, bool]]:
+    """Rows matching each condition, all counted in one statement, and whether each is an estimate."""
+    cap = _count_cap.get() if session.get_bind().dialect.name == "postgresql" else None
+
+    def counted(condition: Condition) -> Any:
+        matching = select(model.id).where(condition)
+        if cap is not None:
+            matching = matching.limit(cap + 1)
+        return select(func.count()).select_from(matching.subquery()).scalar_subquery()
+
+    found = session.execute(select(*(counted(c).label(key) for key, c in conditions.items()))).one()
+    counts: dict[str, tuple[int, bool]] = {}
+    for key, condition in conditions.items():
+        value = int(found._mapping[key] or 0)
+        if cap is not None and value > cap:
+            counts[key] = max(_planner_estimate(session, select(model.id).where(condition)), value), True
+        else:
+            counts[key] = value, False
+    return counts
 
 
 def _planner_estimate(session: Session, query: Any) -> int:
@@ -142,8 +151,8 @@ def status_counts(
     conditions = {"due": and_(due, free), "in_flight": and_(due, not_(free)), "done": done, "failed": failed}
     counts: dict[str, Any] = {}
     estimated = []
-    for key, condition in conditions.items():
-        counts[key], guessed = _count(session, model, condition)
+    for key, (value, guessed) in _counts(session, model, conditions).items():
+        counts[key] = value
         if guessed:
             estimated.append(key)
     if estimated:
