@@ -110,6 +110,8 @@ def bounded_counts(cap: int) -> Iterator[None]:
 def _counts(session: Session, model: Any, conditions: Mapping[str, Condition]) -> dict[str, tuple[int, bool]]:
     """Rows matching each condition, all counted in one statement, and whether each is an estimate."""
     cap = _count_cap.get() if session.get_bind().dialect.name == "postgresql" else None
+    if cap is not None:  # plans for these very values, not a prepared statement's generic one
+        session.connection().exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
 
     def counted(condition: Condition) -> Any:
         matching = select(model.id).where(condition)
