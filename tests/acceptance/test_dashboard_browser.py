@@ -117,6 +117,7 @@ def test_an_operator_finds_a_failed_order_requeues_it_and_sees_it_settle(
     letter = page.locator('section[data-queue="orders"] tr[data-message-id]')
     expect(letter).to_have_count(1)
     expect(letter.locator("td.reason")).to_contain_text("non-empty list of items")
+    expect(letter.get_by_role("link", name=str(bad))).to_have_attribute("href", f"/pipelines/orders?q={bad}")
     shoot(page, "dead-letters")
     letter.get_by_role("button", name="Requeue").click()
     expect(page.locator(".notice")).to_contain_text("requeued 1 message(s) of 1 dead letter(s)")

@@ -135,6 +135,7 @@ class Views:
         url = runtime.settings.broker.url.get_secret_value()
         timeout = runtime.settings.broker.command_timeout
         queues = admin.deployment_queues(runtime.broker)
+        owners = {r.pipeline.queue_name: r.name for r in self.app.registry if r.pipeline.table is not None}
         result: dict[str, Any] = {"queues": [], "error": None}
         try:
             for queue in queues:
@@ -142,7 +143,7 @@ class Views:
                     url, [queue], self.settings.dead_letter_limit, missing_ok=True, timeout=timeout
                 )
                 for listing in listings:
-                    letters = [_letter_row(letter) for letter in listing.letters]
+                    letters = [_letter_row(letter, owners.get(queue)) for letter in listing.letters]
                     result["queues"].append(
                         {"queue": queue, "xq": listing.xq, "total": listing.total, "letters": letters}
                     )
@@ -157,10 +158,12 @@ class Views:
         return {"broker": broker, "database": database, "workers": workers}
 
 
-def _letter_row(letter: admin.DeadLetter) -> dict[str, Any]:
+def _letter_row(letter: admin.DeadLetter, pipeline: str | None) -> dict[str, Any]:
+    """A dead letter as listed; ``row_of``: the pipeline whose row its item is, to link to it."""
     row = admin.display_row(letter)
     row["retries"] = admin.retries_of(letter)
     item = row["item"]
+    row["row_of"] = pipeline if isinstance(item, int) and not isinstance(item, bool) else None
     row["item"] = item if isinstance(item, str) else json.dumps(item, default=str)
     return row
 

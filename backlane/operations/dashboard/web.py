@@ -187,7 +187,8 @@ class _Dashboard:
         name = request.path_params["name"]
         form = await request.form()
         target = str(form.get("target") or "") or None
-        back = f"/pipelines/{name}" if form.get("back") == "pipeline" else "/"
+        known = name in [r.name for r in self.app.registry]
+        back = f"/pipelines/{name}" if form.get("back") == "pipeline" and known else "/"
         try:
             said = await run_in_threadpool(actions.trigger, self.app.registry, self.app.runtime, name, target)
         except Problem as problem:
