@@ -229,3 +229,22 @@ def test_requeue_selected_then_all_and_purge_only_when_confirmed(app: App, clien
     assert "purged+1+from+orders_inbox.XQ" in purged.headers["location"] and depth(app, xq) == 0
     unknown = client.post("/dead-letters/purge", data={**form, "queue": "nope", "confirm": "purge"})
     assert "not+done" in unknown.headers["location"]
+
+
+def test_mounted_in_an_operators_own_app_its_links_follow_the_mount(app: App) -> None:
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    inner = create_app(LoadedApp(REGISTRY, app.runtime), DashboardSettings(refresh_seconds=0))
+    with TestClient(Starlette(routes=[Mount("/ops/backlane", app=inner)]), follow_redirects=False) as client:
+        page = client.get("/ops/backlane/")
+        assert page.status_code == 200
+        assert 'href="/ops/backlane/pipelines/orders"' in page.text
+        assert 'href="/ops/backlane/static/dashboard.css"' in page.text
+        assert client.get("/ops/backlane/static/live.js").status_code == 200
+        assert "Path=/ops/backlane" in page.headers["set-cookie"]
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert token
+        done = client.post("/ops/backlane/pipelines/orders/trigger", data={"csrf": token.group(1)})
+        assert done.status_code == 303 and done.headers["location"].startswith("/ops/backlane/?notice=")
+        assert app.rabbitmq.amqp_url not in page.text  # no secret on a page
