@@ -248,3 +248,34 @@ def test_mounted_in_an_operators_own_app_its_links_follow_the_mount(app: App) ->
         done = client.post("/ops/backlane/pipelines/orders/trigger", data={"csrf": token.group(1)})
         assert done.status_code == 303 and done.headers["location"].startswith("/ops/backlane/?notice=")
         assert app.rabbitmq.amqp_url not in page.text  # no secret on a page
+
+
+def test_the_health_page_asks_each_worker_and_says_which_cannot_be_reached(app: App) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from devtools.infra.ports import free_port
+
+    class Worker(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'{"status": "degraded", "broker": {"health": "healthy"}, "database": {"health": "healthy"}}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Worker)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    away = f"http://127.0.0.1:{free_port()}/health"
+    here = f"http://127.0.0.1:{server.server_address[1]}/health"
+    try:
+        with dashboard(app, workers=f"{here},{away}") as client:
+            page = client.get("/health").text
+    finally:
+        server.shutdown()
+    assert re.search(rf"{re.escape(here)}</td><td><span class=\"health degraded\">degraded</span></td><td>200", page)
+    assert re.search(rf"{re.escape(away)}</td><td><span class=\"health unknown\">\?</span></td><td>not reachable", page)
+    assert "RabbitMQ" in page and "Traceback" not in page
