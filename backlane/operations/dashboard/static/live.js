@@ -1,6 +1,7 @@
 // Progressive enhancement: the page works without it. Every data-refresh seconds the
 // page's own URL is fetched again and <main> is replaced, unless the operator is busy
-// with it (a box ticked, a field focused), so a selection is never lost.
+// with it (a box ticked, a field focused, a click or key press in the last 3 s), so a
+// selection is never lost and a button is never swapped out under the pointer.
 (function () {
   "use strict";
   // The notice an action left (?notice=...) is said once: a reload does not repeat it.
@@ -11,7 +12,12 @@
   }
   var seconds = parseFloat(document.body.getAttribute("data-refresh") || "0");
   if (!(seconds > 0) || !window.fetch || !window.DOMParser) return;
+  var lastInput = 0;
+  ["pointerdown", "keydown"].forEach(function (name) {
+    document.addEventListener(name, function () { lastInput = Date.now(); }, true);
+  });
   function busy(main) {
+    if (Date.now() - lastInput < 3000) return true;  // a click or key press under way
     var active = document.activeElement;
     if (active && main.contains(active) && /^(INPUT|SELECT|TEXTAREA)$/.test(active.tagName)) return true;
     return main.querySelector("input[type=checkbox]:checked") !== null;
@@ -25,7 +31,7 @@
         if (html === null) return;
         var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("live");
         var current = document.getElementById("live");
-        if (fresh && current && !busy(current)) current.replaceWith(fresh);
+        if (fresh && current && !busy(current) && fresh.innerHTML !== current.innerHTML) current.replaceWith(fresh);
       })
       .catch(function () { /* the next round tries again */ });
   }
