@@ -80,3 +80,19 @@ def test_next_tick_follows_the_cron_spec() -> None:
     now = datetime(2026, 11, 25, 10, 7, 30, tzinfo=UTC)
     assert next_tick("*/5 * * * *", now) == datetime(2026, 11, 25, 10, 10, tzinfo=UTC)
     assert next_tick("* * * * *", now) == datetime(2026, 11, 25, 10, 8, tzinfo=UTC)
+
+
+def test_items_finished_are_read_from_the_workers_counters() -> None:
+    from backlane.operations.dashboard.views import finished_from_metrics
+
+    text = """# HELP backlane_items_total Per-item attempts by outcome (succeeded, retry, waiting, failed) and error class.
+# TYPE backlane_items_total counter
+backlane_items_total{error_class="",outcome="succeeded",pipeline="orders"} 40.0
+backlane_items_total{error_class="permanent",outcome="failed",pipeline="orders"} 2.0
+backlane_items_total{error_class="transient",outcome="retry",pipeline="orders"} 9.0
+backlane_items_total{error_class="",outcome="succeeded",pipeline="tracks"} 5.0
+# HELP dramatiq_messages_total The total number of messages processed.
+# TYPE dramatiq_messages_total counter
+dramatiq_messages_total{actor_name="process_orders",queue_name="orders"} 51.0
+"""
+    assert finished_from_metrics(text) == {"orders": 42.0, "tracks": 5.0}

@@ -38,14 +38,15 @@ class Cached(Generic[T]):
 
 
 class Throughput:
-    """Items finished per minute, per pipeline, from the counts each page view reads."""
+    """Items finished per minute, per pipeline, from the counts each page view reads (rows
+    done + failed, or the workers' counters)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, window_s: float = THROUGHPUT_WINDOW_S) -> None:
         self._clock, self._window = clock, window_s
-        self._samples: dict[str, deque[tuple[float, int]]] = {}
+        self._samples: dict[str, deque[tuple[float, float]]] = {}
         self._lock = threading.Lock()
 
-    def per_minute(self, pipeline: str, finished: int | None) -> float | None:
+    def per_minute(self, pipeline: str, finished: float | None) -> float | None:
         """Record ``finished`` (done + failed, now) and return the rate since the oldest sample
         in the window; None until two samples at least a second apart exist."""
         if finished is None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from backlane.db.claims import bounded_counts
+from backlane.db.claims import ESTIMATED, bounded_counts
 from backlane.operations import deadletter_admin as admin
 from backlane.operations.dashboard.cache import Cached, Throughput
 from backlane.operations.dashboard.items import STATES, ItemPage, list_items
@@ -44,6 +44,41 @@ def next_tick(spec: str, now: datetime) -> datetime | None:
     return datetime.fromtimestamp(moment.timestamp(), UTC)
 
 
+#: The outcomes that finish an item, as backlane_items_total counts them.
+FINISHED_OUTCOMES = ("succeeded", "failed")
+
+
+def finished_from_metrics(text: str) -> dict[str, float]:
+    """Items finished per pipeline, from one worker's Prometheus text (``backlane_items_total``)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "backlane_items_total" and sample.labels.get("outcome") in FINISHED_OUTCOMES:
+                pipeline = sample.labels.get("pipeline", "")
+                totals[pipeline] = totals.get(pipeline, 0.0) + sample.value
+    return totals
+
+
+def finished_on_workers(urls: list[str]) -> dict[str, float] | None:
+    """Items finished per pipeline summed over the workers' /metrics; None when none answers."""
+    totals: dict[str, float] = {}
+    answered = False
+    for url in urls:
+        metrics = url[: -len("/health")] + "/metrics" if url.endswith("/health") else url.rstrip("/") + "/metrics"
+        try:
+            response = httpx.get(metrics, timeout=2.0)
+            response.raise_for_status()
+            found = finished_from_metrics(response.text)
+        except (httpx.HTTPError, ValueError):
+            continue
+        answered = True
+        for pipeline, value in found.items():
+            totals[pipeline] = totals.get(pipeline, 0.0) + value
+    return totals if answered else None
+
+
 def worker_urls(app: App, settings: DashboardSettings) -> list[str]:
     """The workers' /health URLs: the setting's, else this host's worker when it serves one."""
     if settings.workers is not None:
@@ -66,6 +101,7 @@ class Views:
         self._broker = Cached(lambda: probe_broker(runtime_settings), seconds)
         self._queues = Cached(lambda: read_queues(runtime_settings), seconds)
         self._database = Cached(self.database, seconds)
+        self._finished = Cached(lambda: finished_on_workers(worker_urls(self.app, self.settings)), seconds)
 
     def status(self, only: str | None = None) -> dict[str, Any]:
         """``backlane status`` (``only``: one pipeline's row), RabbitMQ and the schema check read at
@@ -83,13 +119,12 @@ class Views:
     def overview(self) -> dict[str, Any]:
         status = self.status()
         now = datetime.now(UTC)
+        on_workers = self._finished.get()
         for row in status["pipelines"]:
             pipeline = self.app.registry.get(row["name"]).pipeline
-            items = row["items"] or {}
-            finished = (items.get("done") or 0) + (items.get("failed") or 0) if row["items"] is not None else None
             row["description"] = pipeline.description
             row["next_tick"] = next_tick(row["schedule"], now) if row["enabled"] else None
-            row["per_minute"] = self.throughput.per_minute(row["name"], finished)
+            row["per_minute"] = self._per_minute(row, on_workers)
         status["holds"] = None
         if status["database"]["health"] == HEALTHY:
             try:
@@ -97,6 +132,17 @@ class Views:
             except Exception as exc:
                 status["errors"].append(f"rate limits cannot be read ({type(exc).__name__})")
         return status
+
+    def _per_minute(self, row: dict[str, Any], on_workers: dict[str, float] | None) -> float | None:
+        """Items a pipeline finishes per minute: from the workers' counters when they answer,
+        else from its done + failed rows while those are exact counts (not estimates)."""
+        name = row["name"]
+        if on_workers is not None:
+            return self.throughput.per_minute(f"metrics:{name}", on_workers.get(name, 0.0))
+        items = row["items"]
+        if items is None or {"done", "failed"} & set(items.get(ESTIMATED, [])):
+            return None
+        return self.throughput.per_minute(f"rows:{name}", (items.get("done") or 0) + (items.get("failed") or 0))
 
     def database(self) -> dict[str, Any]:
         return check_database(self.app.runtime, self.app.runtime.settings.broker.command_timeout)
