@@ -85,7 +85,7 @@ def test_next_tick_follows_the_cron_spec() -> None:
 def test_items_finished_are_read_from_the_workers_counters() -> None:
     from backlane.operations.dashboard.views import finished_from_metrics
 
-    text = """# HELP backlane_items_total Per-item attempts by outcome (succeeded, retry, waiting, failed) and error class.
+    text = """# HELP backlane_items_total Per-item attempts by outcome and error class.
 # TYPE backlane_items_total counter
 backlane_items_total{error_class="",outcome="succeeded",pipeline="orders"} 40.0
 backlane_items_total{error_class="permanent",outcome="failed",pipeline="orders"} 2.0
