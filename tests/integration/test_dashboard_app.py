@@ -20,6 +20,7 @@ with warnings.catch_warnings():  # Starlette >= 1.x would rather have httpx2; ht
     from starlette.testclient import TestClient
 
 from backlane.app import App as LoadedApp
+from backlane.core import attempts
 from backlane.core.registry import REGISTRY
 from backlane.db.models import Order
 from backlane.operations.dashboard import create_app
@@ -99,6 +100,47 @@ def test_a_reason_holding_html_is_shown_as_text(app: App, client: TestClient) ->
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;" in page
     assert f'data-id="{order_id}"' in page
     assert page.index("Failed, newest first") < page.index("All, newest first")
+
+
+def item_cells(page: str) -> dict[str, dict[str, str]]:
+    """The "All" table's cells by row id and column name."""
+    table = page[page.index("All, newest first") :]
+    names = re.findall(r"<th>([^<]*)</th>", table[: table.index("</thead>")])
+    rows = re.findall(r'<tr data-id="(\d+)">(.*?)</tr>', table, re.S)
+    return {i: dict(zip(names, re.findall(r"<td[^>]*>(.*?)</td>", cells, re.S), strict=True)) for i, cells in rows}
+
+
+def test_each_row_shows_its_attempts_and_last_outcome_and_a_lease_only_while_due(app: App, client: TestClient) -> None:
+    first_try, retried, pending, gave_up, old_failure = create_orders(app.db, 5, app.clock.now())
+    now = app.clock.now()
+    lease = now.replace(year=now.year + 1)
+    with app.db.transaction() as session:
+        session.execute(update(Order).values(lease_until=lease))
+        session.execute(update(Order).where(Order.id.in_([first_try, retried])).values(status="succeeded"))
+        for order_id, reason in ((gave_up, "gave up after 4 attempts: 503"), (old_failure, "rejected")):
+            session.execute(update(Order).where(Order.id == order_id).values(status="failed", failure_reason=reason))
+    attempts.write(app.db, "orders", retried, "retrying", 2, "503 from the order API", now)
+    attempts.write(app.db, "orders", retried, "succeeded", 3, None, now)
+    attempts.write(app.db, "orders", pending, "retrying", 1, HOSTILE, now)
+    attempts.write(app.db, "orders", gave_up, "failed", 4, "gave up after 4 attempts: 503", now)
+
+    page = client.get("/pipelines/orders").text
+    cells = item_cells(page)
+    shown = {i: (c["attempts"], c["last outcome"]) for i, c in cells.items()}
+    assert shown == {
+        str(first_try): ("1", "succeeded"),
+        str(retried): ("3", "succeeded (last failure: 503 from the order API)"),
+        str(pending): (
+            "1",
+            "retrying: &lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;",
+        ),
+        str(gave_up): ("4", "failed"),  # its reason is the row's failure_reason, shown once
+        str(old_failure): ("—", "failed"),  # failed before attempts were recorded
+    }
+    assert HOSTILE not in page
+    leases = {i: c["lease_until"] for i, c in cells.items()}
+    assert leases[str(pending)] == lease.strftime("%Y-%m-%d %H:%M:%S")
+    assert {leases[str(i)] for i in (first_try, retried, gave_up, old_failure)} == {""}
 
 
 def test_an_order_is_found_by_its_request_id_or_external_id(app: App, client: TestClient) -> None:

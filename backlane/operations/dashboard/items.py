@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import JSON, ColumnElement, and_, not_, or_, select, true
 
 from backlane.core.clock import as_utc
+from backlane.core.log_limits import cut
 from backlane.db.claims import lease_is_free
+from backlane.db.models.attempts import FAILED, SUCCEEDED, ItemAttempts
 
 if TYPE_CHECKING:
     from backlane.core.pipeline import Context
@@ -31,6 +33,10 @@ CELL_LIMIT = 300
 
 #: Deepest page of a list in claim order (due, in flight): OFFSET costs grow with it.
 MAX_PAGE = 1000
+#: The columns a page adds from the item's attempt record (:mod:`backlane.core.attempts`).
+ATTEMPTS, LAST_OUTCOME = "attempts", "last outcome"
+#: What a cell shows when there is nothing to say (a row not tried yet, or tried before records began).
+NOTHING = "—"
 
 
 @dataclass(frozen=True)
@@ -89,7 +95,8 @@ def list_items(
     if search.strip():
         where.append(search_condition(table, search))
     claim_order = state in ("due", "in_flight") and bool(table.order_by)
-    query = select(*columns).where(*where).limit(limit + 1)
+    final = (table.done.label("_done"), table.failed.label("_failed"))
+    query = select(*columns, *final).where(*where).limit(limit + 1)
     if claim_order:
         page = min(max(page, 0), MAX_PAGE)
         query = query.order_by(*table.order_by).offset(page * limit)
@@ -99,11 +106,55 @@ def list_items(
     with ctx.db.connection() as connection:
         custom_plans(connection)
         found = connection.execute(query).mappings().all()
-    rows = [{c.name: _cell(row[c.name]) for c in columns} for row in found[:limit]]
+        records = attempt_records(connection, ctx.pipeline.name, [row[model.id.name] for row in found[:limit]])
+    reason = table.reason.name if table.reason is not None else None
+    rows = []
+    for row in found[:limit]:
+        done, failed = bool(row["_done"]), bool(row["_failed"])
+        cells = {c.name: _cell(row[c.name]) for c in columns}
+        if done or failed:
+            cells[table.lease_column] = None  # a settled row keeps its last lease: not a lease any more
+        record = records.get(str(row[model.id.name]))
+        shown = attempt_cells(record, done=done, failed=failed, failure_reason=row[reason] if reason else None)
+        rows.append({**cells, **shown})
+    names = _with_attempt_columns([c.name for c in columns], reason)
     more = len(found) > limit
     if claim_order:
-        return ItemPage([c.name for c in columns], rows, next_page=page + 1 if more and page < MAX_PAGE else None)
-    return ItemPage([c.name for c in columns], rows, next_before=found[limit - 1][model.id.name] if more else None)
+        return ItemPage(names, rows, next_page=page + 1 if more and page < MAX_PAGE else None)
+    return ItemPage(names, rows, next_before=found[limit - 1][model.id.name] if more else None)
+
+
+def attempt_records(connection: Any, pipeline: str, ids: list[Any]) -> dict[str, Any]:
+    """The attempt records of a page's rows, by item id: one query on the records' primary key."""
+    if not ids:
+        return {}
+    query = select(ItemAttempts.item_id, ItemAttempts.attempts, ItemAttempts.last_outcome, ItemAttempts.last_reason)
+    query = query.where(ItemAttempts.pipeline == pipeline, ItemAttempts.item_id.in_([str(i) for i in ids]))
+    return {record.item_id: record for record in connection.execute(query)}
+
+
+def attempt_cells(record: Any, *, done: bool, failed: bool, failure_reason: str | None) -> dict[str, Any]:
+    """The "attempts" and "last outcome" cells of one row, from its attempt record (None: none).
+
+    Only tries that were not a first-try success are recorded, so a done row without a record
+    (or whose record is from an earlier run, before a requeue) succeeded on its first try. A row
+    still due without one has not failed yet; a failed row without one failed before records
+    began (or its record could not be written): its attempts are not known."""
+    if done and (record is None or record.last_outcome != SUCCEEDED):
+        return {ATTEMPTS: 1, LAST_OUTCOME: SUCCEEDED}
+    if record is None:
+        return {ATTEMPTS: NOTHING, LAST_OUTCOME: FAILED if failed else NOTHING}
+    outcome = record.last_outcome
+    reason = record.last_reason
+    if reason and reason != (cut(failure_reason) if failure_reason else None):
+        outcome = f"{outcome} (last failure: {reason})" if outcome == SUCCEEDED else f"{outcome}: {reason}"
+    return {ATTEMPTS: record.attempts, LAST_OUTCOME: _cell(outcome)}
+
+
+def _with_attempt_columns(names: list[str], reason: str | None) -> list[str]:
+    """The page's columns with the attempt columns before the failure reason (else last)."""
+    at = names.index(reason) if reason in names else len(names)
+    return [*names[:at], ATTEMPTS, LAST_OUTCOME, *names[at:]]
 
 
 def custom_plans(connection: Any) -> None:
