@@ -139,3 +139,50 @@ def test_without_an_open_database_nothing_is_written(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(runtime_module, "_runtime", SimpleNamespace(open_database=None, clock=FrozenClock()))
     with pytest.raises(dramatiq.Retry):
         run_item("orders", 7, fail_with(TransientError("503")), POLICY)
+
+
+# -- what the dashboard shows from a record --------------------------------------------
+
+
+def a_record(attempts: int, outcome: str, reason: str | None) -> SimpleNamespace:
+    return SimpleNamespace(attempts=attempts, last_outcome=outcome, last_reason=reason)
+
+
+def test_a_done_row_without_a_record_or_with_one_of_an_earlier_run_took_one_try() -> None:
+    from backlane.operations.dashboard.items import attempt_cells
+
+    expected = {"attempts": 1, "last outcome": "succeeded"}
+    assert attempt_cells(None, done=True, failed=False, failure_reason=None) == expected
+    # Requeued after a final failure, then done at the new run's first try (which writes nothing).
+    stale = a_record(4, "failed", "gave up after 4 attempts: 503")
+    assert attempt_cells(stale, done=True, failed=False, failure_reason=None) == expected
+
+
+def test_rows_without_a_record_that_are_not_done_have_no_known_attempts() -> None:
+    from backlane.operations.dashboard.items import attempt_cells
+
+    assert attempt_cells(None, done=False, failed=False, failure_reason=None) == {
+        "attempts": "—",
+        "last outcome": "—",
+    }
+    assert attempt_cells(None, done=False, failed=True, failure_reason="x") == {
+        "attempts": "—",
+        "last outcome": "failed",
+    }
+
+
+def test_the_reason_is_shown_once() -> None:
+    from backlane.operations.dashboard.items import attempt_cells
+
+    failed = a_record(4, "failed", "gave up after 4 attempts: 503")
+    assert attempt_cells(failed, done=False, failed=True, failure_reason="gave up after 4 attempts: 503") == {
+        "attempts": 4,
+        "last outcome": "failed",
+    }
+    retrying = a_record(2, "retrying", "503")
+    assert attempt_cells(retrying, done=False, failed=False, failure_reason=None)["last outcome"] == "retrying: 503"
+    succeeded = a_record(3, "succeeded", "503")
+    assert attempt_cells(succeeded, done=True, failed=False, failure_reason=None) == {
+        "attempts": 3,
+        "last outcome": "succeeded (last failure: 503)",
+    }
