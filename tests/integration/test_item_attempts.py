@@ -59,3 +59,15 @@ def test_an_order_failing_twice_then_succeeding_shows_three_attempts(app: App, w
     assert cells[str(twice)]["attempts"] == "3"
     assert cells[str(twice)]["last outcome"].startswith("succeeded (last failure: ")
     assert (cells[str(first_try)]["attempts"], cells[str(first_try)]["last outcome"]) == ("1", "succeeded")
+
+
+def test_every_table_pipelines_page_reads_its_rows_with_their_attempts(app: App) -> None:
+    create_orders(app.db, 1, app.clock.now())
+    names = [r.name for r in REGISTRY if r.pipeline.table is not None]
+    assert {"orders", "tracks", "exports", "staging_acme"} <= set(names), names
+    with dashboard(app) as client:
+        for name in names:
+            page = client.get(f"/pipelines/{name}")
+            assert page.status_code == 200, (name, page.text)
+            assert "cannot be read" not in page.text and "Traceback" not in page.text, name
+            assert "<th>attempts</th><th>last outcome</th>" in page.text, name
