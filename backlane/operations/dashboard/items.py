@@ -5,7 +5,9 @@ primary key (keyset pagination: ``id < before``, never ``OFFSET``), a state is i
 pipeline's own condition (the partial index of its due predicate, ``ix_orders_status_id``
 for orders), a search is an exact match on the id or on a column the table declares
 searchable (each indexed). The states are those ``backlane status`` counts, from the same
-:class:`~backlane.core.table.ItemTable` conditions.
+:class:`~backlane.core.table.ItemTable` conditions. A page's rows also show their attempts
+and last outcome (:mod:`backlane.core.attempts`), read with one query on ``item_attempts``'
+primary key for the page's ids.
 """
 
 from __future__ import annotations
