@@ -1,4 +1,4 @@
-# One image for every backlane process: migrate, worker, clock and simulator (see compose.yaml).
+# One image for every backlane process: migrate, worker, clock, dashboard and simulator (see compose.yaml).
 # No secrets here: credentials and URLs come from the environment at run time.
 FROM python:3.11-slim
 
@@ -14,7 +14,7 @@ WORKDIR /app
 COPY . /app
 # Editable on purpose: backlane/db/migrate.py finds migrations/ next to the package (/app/migrations),
 # which a plain `pip install .` into site-packages would leave behind.
-RUN pip install -e ".[postgres]" \
+RUN pip install -e ".[postgres,dashboard]" \
     && test -d /app/migrations/versions \
     && mkdir -p /data/storage /data/exports \
     && chown -R backlane:backlane /data

@@ -78,6 +78,8 @@ ORDER_ROWS = ItemTable(
         "failure_reason": None,
         "settled_at": None,
     },
+    search=(Order.request_id, Order.external_order_id),
+    reason=Order.failure_reason,
 )
 
 

@@ -46,6 +46,7 @@ BATCH_ROWS = ItemTable(
     done=StagingBatch.status == StagingStatus.COMPLETED.value,
     failed=StagingBatch.status == StagingStatus.FAILED.value,
     fail=lambda reason, now: {"status": StagingStatus.FAILED.value, "reason": reason, "finished_at": now},
+    reason=StagingBatch.reason,
 )
 
 

@@ -41,6 +41,7 @@ TRACK_ROWS = ItemTable(
     order_by=(Track.delete_after, Track.id),
     failed=Track.status == TrackStatus.DELETION_FAILED.value,
     fail=lambda reason, _now: {"status": TrackStatus.DELETION_FAILED.value, "failure_reason": reason},
+    reason=Track.failure_reason,
 )
 
 

@@ -31,7 +31,7 @@ import json  # noqa: E402
 import logging  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
-from typing import TYPE_CHECKING, Any  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
 
 from backlane.problems import EXIT_INTERRUPTED, EXIT_UNAVAILABLE, EXIT_USAGE, Problem  # noqa: E402
 
@@ -46,24 +46,6 @@ def _app(args: argparse.Namespace) -> App:
     from backlane.app import load_app
 
     return load_app(args.app)
-
-
-def _pipeline(app: App, name: str) -> Any:
-    try:
-        return app.registry.get(name)
-    except KeyError as exc:
-        raise Problem(str(exc.args[0]), EXIT_USAGE) from None
-
-
-def _require_schema(app: App) -> None:
-    """Stop with one line when the database is missing, unreachable or not migrated."""
-    from backlane.db.schema import schema_state
-
-    database = app.runtime.settings.database
-    state = schema_state(database.url.get_secret_value(), connect_timeout=database.connect_timeout)
-    if not state.ok:
-        assert state.problem is not None
-        raise state.problem
 
 
 def _pipelines(args: argparse.Namespace) -> int:
@@ -100,38 +82,10 @@ def _pipelines(args: argparse.Namespace) -> int:
 
 
 def _trigger(args: argparse.Namespace) -> int:
+    from backlane.operations.actions import trigger
+
     app = _app(args)
-    reg = _pipeline(app, args.pipeline)
-    if args.target:
-        hook = reg.pipeline.trigger
-        if hook is None:
-            raise Problem(
-                f"pipeline {args.pipeline} takes no argument: run `backlane trigger {args.pipeline}`", EXIT_USAGE
-            )
-        _require_schema(app)
-        try:
-            items = hook(reg.context(), args.target)
-        except KeyError as exc:  # e.g. an unknown catalog section; the message lists the known ones
-            raise Problem(str(exc.args[0]), EXIT_USAGE) from None
-        for item in items:
-            reg.process_actor.send(item)
-        when = (
-            None
-            if items or reg.pipeline.trigger_when is None
-            else reg.pipeline.trigger_when(reg.context(), args.target)
-        )
-        if when:
-            print(f"{args.pipeline} {args.target}: requested, but {when}")
-            return 0
-        print(
-            f"{args.pipeline} {args.target}: {len(items)} item(s) queued"
-            if items
-            else f"{args.pipeline} {args.target}: requested; its next discover takes it when it can"
-        )
-        return 0
-    assert reg.discover_actor is not None
-    reg.discover_actor.send()
-    print(f"discover for {args.pipeline} queued on 'discover'")
+    print(trigger(app.registry, app.runtime, args.pipeline, args.target))
     return 0
 
 
@@ -174,12 +128,9 @@ def _dead_letters(args: argparse.Namespace) -> int:
     runtime = _app(args).runtime
     url = runtime.settings.broker.url.get_secret_value()
     timeout = runtime.settings.broker.command_timeout
-    known = sorted({a.queue_name for a in runtime.broker.actors.values()})
-    if args.queue and args.queue.removesuffix(".XQ") not in known:
-        raise Problem(f"no queue {args.queue!r} in this deployment; its queues are: {', '.join(known)}", EXIT_USAGE)
-    queues = [args.queue.removesuffix(".XQ")] if args.queue else known
     missing_ok = not args.queue  # every queue: one never declared has no dead letters; a named one must exist
     try:
+        queues = admin.select_queues(runtime.broker, args.queue)
         if args.action == "list":
             listings = admin.list_dead_letters(url, queues, args.limit, missing_ok=missing_ok, timeout=timeout)
             return _list_dead_letters(args, listings)
@@ -243,6 +194,26 @@ def _list_dead_letters(args: argparse.Namespace, listings: list[Listing]) -> int
     return 0
 
 
+def _dashboard(args: argparse.Namespace) -> int:
+    from backlane.operations.dashboard.server import missing_extra, serve
+    from backlane.settings import get_settings
+
+    problem = missing_extra()
+    if problem is not None:
+        raise problem
+    # The settings are checked before the application loads: a dashboard that must not
+    # start says so at once.
+    settings = get_settings().dashboard
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    settings = settings.model_copy(update=overrides)
+    from backlane.operations.dashboard.security import bind_problem
+
+    refused = bind_problem(settings)
+    if refused is not None:
+        raise refused
+    return serve(_app(args), settings)
+
+
 def _declare_queues(args: argparse.Namespace) -> int:
     from backlane.messaging.events import declare_pipeline_events
     from backlane.messaging.queues import declare_all
@@ -291,6 +262,12 @@ def _schemas(args: argparse.Namespace) -> int:
     for path in paths:
         print(path)
     return 0
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (1-65535)")
+    return int(text)
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -401,6 +378,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dead.add_argument("--json", action="store_true", help="list: print JSON for scripts")
     dead.set_defaults(func=_dead_letters)
+
+    dashboard = command(
+        "dashboard",
+        "serve the operators' web dashboard (loopback only unless a password is set)",
+        "Serve the dashboard: every pipeline's items and failures, queues, dead letters (requeue,\n"
+        "purge), catalog freshness (refresh now), breakers and health. Settings:\n"
+        "BACKLANE_DASHBOARD__HOST (127.0.0.1), __PORT (8090), __USER / __PASSWORD (HTTP Basic;\n"
+        "required on any address but loopback), __READ_ONLY. Ctrl-C stops it.",
+    )
+    dashboard.add_argument("--host", help="address to listen on (default BACKLANE_DASHBOARD__HOST)")
+    dashboard.add_argument("--port", type=_port, help="port to listen on (default BACKLANE_DASHBOARD__PORT)")
+    dashboard.set_defaults(func=_dashboard)
 
     schemas = command(
         "schemas",

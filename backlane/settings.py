@@ -216,6 +216,36 @@ class WorkerSettings(Section):
     metrics_dir: str | None = None
 
 
+class DashboardSettings(Section):
+    """`backlane dashboard`: the operators' web UI (see backlane/operations/dashboard)."""
+
+    #: Address it listens on: loopback by default. Any other address needs ``password``
+    #: (the dashboard refuses to start without one).
+    host: str = "127.0.0.1"
+    port: int = Field(default=8090, ge=1, le=65535)
+    #: HTTP Basic login: this user and ``password`` (compared in constant time). Unset:
+    #: no login, allowed on a loopback address only.
+    user: str = Field(default="backlane", min_length=1)
+    password: SecretStr | None = None
+    #: Hide every action (requeue, purge, trigger); a POST is refused.
+    read_only: bool = False
+    #: The RabbitMQ management API (queue depths) and the broker check are read at most once
+    #: per this many seconds, however many browsers are open.
+    management_cache_seconds: float = Field(default=5.0, ge=0)
+    #: Open pages refresh themselves this often, seconds (0: never).
+    refresh_seconds: float = Field(default=5.0, ge=0)
+    #: Counts of rows are exact up to this many; above it (PostgreSQL) the planner's estimate is
+    #: shown, marked ≈, so a page over millions of rows stays fast. `backlane status` always counts.
+    exact_count_limit: int = Field(default=100_000, ge=1)
+    #: Rows per page of a pipeline's items.
+    page_size: int = Field(default=50, ge=1, le=1000)
+    #: Dead letters shown per queue (read without consuming them).
+    dead_letter_limit: int = Field(default=100, ge=1, le=10_000)
+    #: Workers' /health URLs, comma-separated; unset: this host's worker
+    #: (http://127.0.0.1:<worker.metrics_port>/health) when its port is not 0.
+    workers: str | None = None
+
+
 class Settings(BaseSettings):
     """Everything backlane reads from its environment."""
 
@@ -233,6 +263,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     storage: StorageSettings = StorageSettings()
     product_api: ProductApiSettings = ProductApiSettings()
+    dashboard: DashboardSettings = DashboardSettings()
     #: The application: module(s) whose import registers the pipelines (what `dramatiq` is given).
     app: str = "scheduler"
     #: Logging level of backlane's loggers.

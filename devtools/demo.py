@@ -17,8 +17,9 @@ With its sample data it shows every pipeline at work:
   own per-tick limit (one batch the vendor rejects fails, with its reason).
 
 It explains every failed item with its reason and how to requeue it, says when a
-pipeline waits for its next tick and for how long, and prints the environment a
-second terminal needs to watch with ``backlane status --watch``. Options are
+pipeline waits for its next tick and for how long, runs the dashboard (``backlane
+dashboard``) and prints its URL, and prints the environment a second terminal needs
+to watch with ``backlane status --watch``. Options are
 checked before anything starts; Ctrl-C stops everything cleanly (exit 130).
 """
 
@@ -64,6 +65,7 @@ from backlane.operations.health import check_broker
 from backlane.pipelines.catalog.sections import SECTIONS
 from backlane.settings import get_settings
 from contracts.orders import ORDER_CREATED_QUEUE, OrderCreated
+from devtools.infra.ports import free_port, is_listening
 from devtools.infra.rabbitmq import (
     MissingRabbitMQ,
     RabbitMQNode,
@@ -88,6 +90,8 @@ REJECTED = {"staging_acme": 1}
 #: The catalog provider's real limit, enforced by the simulator too.
 CATALOG_LIMIT = "catalog=2/3600"
 #: Pipelines whose first discover the demo asks for at once instead of waiting for the clock.
+#: The dashboard's default port (BACKLANE_DASHBOARD__PORT); a free one when it is taken.
+DASHBOARD_PORT = 8090
 TRIGGERED = ("catalog", "tracks", "exports", "staging_acme", "staging_globex")
 
 
@@ -285,6 +289,13 @@ def _declare_queues(env: dict[str, str]) -> None:
 
 
 # -- watching -----------------------------------------------------------------
+
+
+def start_dashboard(stack: Stack) -> str:
+    """``backlane dashboard`` on its default port (8090), or on a free one when that is taken."""
+    port = DASHBOARD_PORT if not is_listening(DASHBOARD_PORT) else free_port()
+    _, url = stack.start_dashboard(port, {"BACKLANE_DASHBOARD__REFRESH_SECONDS": "2"})
+    return url
 
 
 def _now() -> datetime:
@@ -634,6 +645,7 @@ def summary(
         )
         for queue in queues:
             print(f"  backlane dead-letters requeue --all --queue {queue}")
+        print("or on the dashboard's Dead letters page (Requeue, Requeue selected, Requeue all).")
         print("(The broken track and the rejected batch are in the sample data on purpose: neither can succeed.)")
     else:
         print("\nno item failed for good.")
@@ -761,6 +773,11 @@ def _run(options: DemoOptions, running: Running) -> int:
     stack.start_clock()
     print(
         f"worker ({options.processes} processes x {options.threads} threads) and clock started; logs in {stack.workdir}"
+    )
+    dashboard_url = start_dashboard(stack)
+    print(
+        f"dashboard: {dashboard_url}/  (every pipeline's items and failures with their reasons, the dead letters "
+        "to requeue, catalog freshness, Trigger now; loopback only)"
     )
     print("\nTo watch it from a second terminal (`backlane dead-letters list` works there too):")
     print("\n".join(_environment_lines(stack.env)))

@@ -143,6 +143,17 @@ class Stack:
     def start_clock(self, extra_env: dict[str, str] | None = None, on: Placement | None = None) -> ManagedProcess:
         return self._spawn("clock", clock_command(), extra_env, on)
 
+    def start_dashboard(
+        self, port: int | None = None, extra_env: dict[str, str] | None = None
+    ) -> tuple[ManagedProcess, str]:
+        """``backlane dashboard`` on loopback; its URL once it answers."""
+        port = port or free_port()
+        argv = [sys.executable, "-m", "backlane.cli", "dashboard", "--host", "127.0.0.1", "--port", str(port)]
+        proc = self._spawn("dashboard", argv, extra_env)
+        url = f"http://127.0.0.1:{port}"
+        _wait_http(f"{url}/static/dashboard.css", proc, timeout=60)
+        return proc, url
+
     def stop_all(self, timeout: float = 30) -> None:
         for proc in reversed(self.processes):
             proc.stop(timeout)

@@ -2,7 +2,8 @@
 
 Every per-item attempt ends here exactly once, with the pipeline, the item,
 the attempt number, the duration and, for failures, the error class and reason,
-so an operator can grep one item's whole history.
+so an operator can grep one item's whole history. An attempt that is not a
+first-try success is also kept per item for the dashboard (:mod:`backlane.core.attempts`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 import logging
 from typing import Any
 
-from backlane.core import log_limits
+from backlane.core import attempts, log_limits
 from backlane.operations import metrics
 
 logger = logging.getLogger("backlane.outcome")
@@ -45,3 +46,4 @@ def record(
     level = logging.WARNING if outcome == "failed" else logging.INFO
     logger.log(level, "%s", json.dumps(fields, default=str, separators=(",", ":")), extra={"backlane": fields})
     metrics.observe_outcome(pipeline, outcome, kind, duration_s)
+    attempts.note(pipeline, item, outcome, attempt, reason)

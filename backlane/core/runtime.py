@@ -53,6 +53,11 @@ class Runtime:
         return self.settings.database.url.get_secret_value()
 
     @property
+    def open_database(self) -> Database | None:
+        """The database if something already opened it, else None (never creates one)."""
+        return self._database
+
+    @property
     def database(self) -> Database:
         """Created on first use, so importing actors never opens a connection."""
         if self._database is None:

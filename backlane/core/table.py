@@ -66,6 +66,11 @@ class ItemTable:
     reopened: Mapping[str, Any] | None = None
     #: The column holding a row's lease.
     lease_column: str = claims.LEASE_COLUMN
+    #: Columns an operator may look a row up by besides its id, each indexed (orders: the
+    #: request id, the order API's id); the dashboard's search box matches them exactly.
+    search: Sequence[Any] = ()
+    #: The column holding a failed row's reason, shown beside it (the dashboard).
+    reason: Any = None
 
     def hooks(self) -> dict[str, Callable[..., Any]]:
         """The pipeline hooks this table gives: fetch and stats, on_failure and reopen when declared."""

@@ -16,7 +16,9 @@ pipeline that declares its table.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -86,6 +88,55 @@ def any_due(session: Session, model: Any, *, due: Condition, now: datetime, leas
     return session.scalar(query) is not None
 
 
+#: When set (see :func:`bounded_counts`), a count that passes it stops there and PostgreSQL's
+#: planner estimate is given instead, so a page over a huge table stays fast.
+_count_cap: ContextVar[int | None] = ContextVar("backlane_count_cap", default=None)
+#: The key of a status_counts result listing the counts that are estimates.
+ESTIMATED = "estimated"
+
+
+@contextmanager
+def bounded_counts(cap: int) -> Iterator[None]:
+    """Within this block, :func:`status_counts` counts exactly up to ``cap`` rows and estimates
+    above it (PostgreSQL; SQLite always counts), naming the estimated counts under ``estimated``.
+    ``backlane status`` counts exactly; the dashboard bounds its counts."""
+    token = _count_cap.set(cap)
+    try:
+        yield
+    finally:
+        _count_cap.reset(token)
+
+
+def _counts(session: Session, model: Any, conditions: Mapping[str, Condition]) -> dict[str, tuple[int, bool]]:
+    """Rows matching each condition, all counted in one statement, and whether each is an estimate."""
+    cap = _count_cap.get() if session.get_bind().dialect.name == "postgresql" else None
+    if cap is not None:  # plans for these very values, not a prepared statement's generic one
+        session.connection().exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
+
+    def counted(condition: Condition) -> Any:
+        matching = select(model.id).where(condition)
+        if cap is not None:
+            matching = matching.limit(cap + 1)
+        return select(func.count()).select_from(matching.subquery()).scalar_subquery()
+
+    found = session.execute(select(*(counted(c).label(key) for key, c in conditions.items()))).one()
+    counts: dict[str, tuple[int, bool]] = {}
+    for key, condition in conditions.items():
+        value = int(found._mapping[key] or 0)
+        if cap is not None and value > cap:
+            counts[key] = max(_planner_estimate(session, select(model.id).where(condition)), value), True
+        else:
+            counts[key] = value, False
+    return counts
+
+
+def _planner_estimate(session: Session, query: Any) -> int:
+    """The rows PostgreSQL's planner expects ``query`` to return (from its statistics: no scan)."""
+    compiled = query.compile(dialect=session.get_bind().dialect, compile_kwargs={"render_postcompile": True})
+    plan: Any = session.connection().exec_driver_sql(f"EXPLAIN (FORMAT JSON) {compiled}", compiled.params).scalar()
+    return int(plan[0]["Plan"]["Plan Rows"])
+
+
 def status_counts(
     session: Session,
     model: Any,
@@ -95,19 +146,20 @@ def status_counts(
     failed: Condition,
     now: datetime,
     lease_column: str = LEASE_COLUMN,
-) -> dict[str, int]:
-    """How many rows are due (waiting for a tick), in flight (leased), done and failed."""
-
-    def count(condition: Condition) -> int:
-        return int(session.scalar(select(func.count()).select_from(model).where(condition)) or 0)
-
+) -> dict[str, Any]:
+    """How many rows are due (waiting for a tick), in flight (leased), done and failed (within
+    :func:`bounded_counts`, with ``estimated`` naming the counts that are estimates)."""
     free = lease_is_free(model, now, lease_column)
-    return {
-        "due": count(and_(due, free)),
-        "in_flight": count(and_(due, not_(free))),
-        "done": count(done),
-        "failed": count(failed),
-    }
+    conditions = {"due": and_(due, free), "in_flight": and_(due, not_(free)), "done": done, "failed": failed}
+    counts: dict[str, Any] = {}
+    estimated = []
+    for key, (value, guessed) in _counts(session, model, conditions).items():
+        counts[key] = value
+        if guessed:
+            estimated.append(key)
+    if estimated:
+        counts[ESTIMATED] = estimated
+    return counts
 
 
 def schedule_new_exports(session: Session, *, now: datetime, initial_delay: timedelta) -> int:

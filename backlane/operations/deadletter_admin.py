@@ -137,6 +137,29 @@ def display_row(letter: DeadLetter, limit: int = FIELD_LIMIT) -> dict[str, Any]:
     return row
 
 
+def retries_of(letter: DeadLetter) -> int | None:
+    """How many times the message was retried before it was dead-lettered, when recorded."""
+    info = (letter.body.get("options") or {}).get("dead_letter") or {}
+    retries = info.get("retries")
+    return retries if isinstance(retries, int) else None
+
+
+def deployment_queues(broker: Any) -> list[str]:
+    """Every queue of this deployment (each has its .XQ), by name."""
+    return sorted({actor.queue_name for actor in broker.actors.values()})
+
+
+def select_queues(broker: Any, queue: str | None) -> list[str]:
+    """The queues a command acts on: ``queue`` (``orders`` or ``orders.XQ``), else all of them;
+    :class:`UnknownQueue` listing the deployment's queues when ``queue`` is none of them."""
+    known = deployment_queues(broker)
+    if queue is None:
+        return known
+    if queue.removesuffix(".XQ") not in known:
+        raise UnknownQueue(f"no queue {queue!r} in this deployment; its queues are: {', '.join(known)}")
+    return [queue.removesuffix(".XQ")]
+
+
 def redact(amqp_url: str) -> str:
     """The broker URL(s) with any password replaced by ``***``."""
     shown = []

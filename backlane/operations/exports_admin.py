@@ -105,19 +105,11 @@ def remove_export(db: Database, name: str) -> None:
         raise Problem(f"no export named {name!r}: `backlane exports list` shows them", EXIT_USAGE)
 
 
-def _require_schema(runtime: Any) -> None:
-    """One line when the database in use is missing, unreachable or not migrated."""
-    from backlane.db.schema import schema_state
-
-    state = schema_state(runtime.database_url, connect_timeout=runtime.settings.database.connect_timeout)
-    if not state.ok:
-        assert state.problem is not None
-        raise state.problem
-
-
 def _run(args: argparse.Namespace, load: Callable[[Any], Any]) -> int:
+    from backlane.operations.actions import require_schema
+
     runtime = load(args).runtime
-    _require_schema(runtime)
+    require_schema(runtime)
     if args.action == "add":
         add_export(runtime.database, runtime.clock, args.name, args.format, args.path, parse_interval(args.interval))
         every = f"every {args.interval}" if args.interval else "on exports.interval_seconds"

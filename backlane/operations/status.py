@@ -17,6 +17,7 @@ created.
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +29,7 @@ from backlane.operations.health import DISABLED, HEALTHY, check_broker, check_da
 from backlane.operations.management import ManagementClient, QueueDepth
 from backlane.problems import management_problem
 from backlane.resilience.breaker import all_breaker_states
+from backlane.settings import Settings
 
 DEPTHS = ("ready", "unacked", "delayed", "dead_lettered")
 
@@ -52,33 +54,56 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__
 
 
-def collect_status(registry: Registry, runtime: Runtime) -> dict[str, Any]:
+def read_queues(settings: Settings) -> tuple[dict[str, QueueDepth] | None, dict[str, Any]]:
+    """Every queue's depths from the RabbitMQ management API, and whether it answered:
+    ``(None, {"reachable": False, "error": line})`` when it did not (depths unknown, not 0)."""
+    management = ManagementClient(settings.broker, timeout=settings.broker.command_timeout)
+    try:
+        return management.queues(), {"reachable": True}
+    except Exception as exc:
+        problem = management_problem(exc, settings.broker.management_url)
+        line = problem.line if problem else f"RabbitMQ management API: {_one_line(exc)}"
+        return None, {"reachable": False, "error": line}
+    finally:
+        management.close()
+
+
+def probe_broker(settings: Settings) -> dict[str, Any]:
+    """RabbitMQ accepts our connection (see :func:`~backlane.operations.health.check_broker`)."""
+    return check_broker(settings.broker.url.get_secret_value(), settings.broker.command_timeout)
+
+
+def collect_status(
+    registry: Registry,
+    runtime: Runtime,
+    *,
+    broker_probe: Callable[[Settings], dict[str, Any]] = probe_broker,
+    queue_reader: Callable[[Settings], tuple[dict[str, QueueDepth] | None, dict[str, Any]]] = read_queues,
+    database_probe: Callable[[Runtime], dict[str, Any]] | None = None,
+    only: str | None = None,
+) -> dict[str, Any]:
+    """Everything ``backlane status`` shows (``only``: that pipeline's row alone). The probes read
+    RabbitMQ and check the database; the dashboard passes cached ones, so many open pages
+    do not load either."""
     settings = runtime.settings
     timeout = settings.broker.command_timeout
     errors: list[str] = []
 
-    broker = check_broker(settings.broker.url.get_secret_value(), timeout)
-    database = check_database(runtime, timeout)
+    broker = broker_probe(settings)
+    database = database_probe(runtime) if database_probe else check_database(runtime, timeout)
     for part in (broker, database):
         if "error" in part:
             errors.append(part["error"])
     readable = database["health"] == HEALTHY
 
-    depths: dict[str, QueueDepth] | None = None
-    management = ManagementClient(settings.broker, timeout=timeout)
-    try:
-        depths = management.queues()
-        management_state: dict[str, Any] = {"reachable": True}
-    except Exception as exc:
-        problem = management_problem(exc, settings.broker.management_url)
-        line = problem.line if problem else f"RabbitMQ management API: {_one_line(exc)}"
-        errors.append(line + " (queue depths unknown)")
-        management_state = {"reachable": False, "error": line}
-    finally:
-        management.close()
+    depths, management_state = queue_reader(settings)
+    if not management_state["reachable"]:
+        errors.append(management_state["error"] + " (queue depths unknown)")
 
     pipelines = []
     for registered in registry:
+        if only is not None and registered.name != only:
+            continue
         ctx = registered.context()
         config = ctx.config
         hooks = registered.pipeline

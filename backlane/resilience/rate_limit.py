@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select
+
 from backlane.core.clock import as_utc
 from backlane.db.models.resilience import RateLimitRow
 from backlane.db.rows import locked_row, peek_row
@@ -125,3 +127,16 @@ class RateLimiter:
             "calls_in_window": len(calls),
             "refused": row.refused,
         }
+
+
+def current_holds(db: Database, now: datetime) -> list[dict[str, Any]]:
+    """Every rate limit holding all workers off now (a server's "wait for X seconds"), with
+    its time left: ``{"key", "held_until", "left_s", "reason"}``, soonest first."""
+    with db.transaction() as session:  # one row per endpoint: a handful
+        rows = session.scalars(select(RateLimitRow).where(RateLimitRow.held_until.is_not(None)))
+        held = [(row.key, as_utc(row.held_until), row.hold_reason) for row in rows if row.held_until is not None]
+    held = [h for h in held if h[1] > now]
+    return [
+        {"key": key, "held_until": until, "left_s": (until - now).total_seconds(), "reason": reason}
+        for key, until, reason in sorted(held, key=lambda h: h[1])
+    ]

@@ -111,6 +111,9 @@ def test_the_demo_shows_every_pipeline_and_explains_its_failures(shared_broker: 
         # what a second terminal needs
         f"export BACKLANE_BROKER__URL='{shared_broker.amqp_url}'",
         "status --watch",
+        # the dashboard it runs
+        "dashboard: http://127.0.0.1:",
+        "or on the dashboard's Dead letters page",
         # every pipeline's result
         "orders:  all 30 settled",
         "twice: 0",

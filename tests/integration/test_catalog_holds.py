@@ -57,7 +57,7 @@ def test_trigger_says_when_a_held_section_will_really_refresh(
     from actors.catalog import trigger_section
 
     # The command's schema check reads BACKLANE_DATABASE__URL; the test's database is installed directly.
-    monkeypatch.setattr("backlane.cli._require_schema", lambda app: None)
+    monkeypatch.setattr("backlane.operations.actions.require_schema", lambda runtime: None)
 
     RateLimiter(app.db, app.clock).hold_for("limiter:categories", 59 * 60, "wait for 3540 seconds")
     assert main(["trigger", "catalog", "categories"]) == 0
@@ -74,7 +74,7 @@ def test_status_lines_show_the_hold_and_pipelines_the_catalogs_concurrency(
 ) -> None:
     from backlane.operations.status import _health_line
 
-    monkeypatch.setattr("backlane.cli._require_schema", lambda app: None)
+    monkeypatch.setattr("backlane.operations.actions.require_schema", lambda runtime: None)
     held_until = (datetime.now(UTC) + timedelta(minutes=30)).isoformat()
     line = _health_line(
         {

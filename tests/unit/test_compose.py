@@ -40,8 +40,8 @@ from tests.unit.compose_file import (
     load_compose,
 )
 
-#: What `RABBITMQ_PASSWORD=... POSTGRES_PASSWORD=... docker compose up` is given.
-HOST_ENV = {"RABBITMQ_PASSWORD": "rabbit-pw", "POSTGRES_PASSWORD": "pg-pw"}
+#: What `RABBITMQ_PASSWORD=... POSTGRES_PASSWORD=... DASHBOARD_PASSWORD=... docker compose up` is given.
+HOST_ENV = {"RABBITMQ_PASSWORD": "rabbit-pw", "POSTGRES_PASSWORD": "pg-pw", "DASHBOARD_PASSWORD": "dash-pw"}
 SCHEMA_FILE = REPO / "tests" / "data" / "compose_spec.json"
 
 
@@ -235,7 +235,7 @@ def test_one_clock_many_workers_migrate_first(compose: dict[str, Any]) -> None:
     for name in ("worker", "scheduler"):
         assert services[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
     long_running = [name for name, svc in services.items() if svc.get("restart") != "no"]
-    assert sorted(long_running) == ["postgres", "rabbitmq", "scheduler", "simulator", "worker"]
+    assert sorted(long_running) == ["dashboard", "postgres", "rabbitmq", "scheduler", "simulator", "worker"]
     missing = [name for name in long_running if not services[name].get("healthcheck", {}).get("test")]
     assert not missing, f"long-running services without a healthcheck: {missing}"
     assert services["rabbitmq"]["healthcheck"]["test"] == ["CMD", "rabbitmq-diagnostics", "-q", "ping"]

@@ -81,7 +81,8 @@ def test_the_package_is_installed_in_place_so_migrations_are_found() -> None:
     installs = [args for keyword, args in instructions() if keyword == "RUN" and "pip install" in args]
     assert len(installs) == 1, installs
     words = shlex.split(installs[0])
-    assert ".[postgres]" in words and words[words.index(".[postgres]") - 1] in ("-e", "--editable"), words
+    target = ".[postgres,dashboard]"  # PostgreSQL's driver and the dashboard (the compose service)
+    assert target in words and words[words.index(target) - 1] in ("-e", "--editable"), words
     # The lookup is relative to the source tree (here REPO, in the image /app, kept there by the editable install).
     assert Path(migrate.__file__).resolve().parents[2] == REPO
     assert migrate.MIGRATIONS_DIR == REPO / "migrations"

@@ -6,6 +6,7 @@ Times are stored as UTC. Every table a discover actor claims from has a
 beside the table so the claim queries in :mod:`backlane.db.claims` stay O(batch).
 """
 
+from backlane.db.models.attempts import ItemAttempts
 from backlane.db.models.base import Base, BigId
 from backlane.db.models.catalog import (
     CatalogBrand,
@@ -39,6 +40,7 @@ __all__ = [
     "ExportFormat",
     "ExportOutcome",
     "ExportRun",
+    "ItemAttempts",
     "Order",
     "OrderStatus",
     "PipelineTally",

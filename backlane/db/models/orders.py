@@ -45,3 +45,7 @@ class Order(Base):
 #: condition of every claim, status count and guarded write of the orders pipeline.
 ORDERS_DUE = literal_in(Order.status, UNSETTLED_ORDER_STATUSES)
 Index("ix_orders_due", Order.created_at, postgresql_where=ORDERS_DUE, sqlite_where=ORDERS_DUE)
+#: The dashboard's lookups: an order page by status, newest first, and status counts (index
+#: only); an order by the id the order API gave it.
+Index("ix_orders_status_id", Order.status, Order.id)
+Index("ix_orders_external_order_id", Order.external_order_id)

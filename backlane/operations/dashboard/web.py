@@ -1,0 +1,243 @@
+"""The dashboard as an ASGI app (Starlette): server-rendered pages and POST actions.
+
+:func:`create_app` builds it for ``backlane dashboard`` or for mounting in an operator's own
+ASGI app (``Mount("/backlane", app=create_app())``): every link and redirect is relative to
+where it is mounted. Pages render with Jinja2 with autoescaping on, so nothing read from a
+message, a row or a reason reaches the browser unescaped. Every request passes
+:func:`_guard` (HTTP Basic when a password is set); every action is a POST carrying the
+CSRF token of the browser's cookie, refused in read-only mode, and done by the same code
+as the CLI's (:mod:`backlane.operations.actions`, :mod:`backlane.operations.deadletter_admin`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+import jinja2
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from backlane.errors import Problem
+from backlane.operations import actions
+from backlane.operations import deadletter_admin as admin
+from backlane.operations.dashboard import security
+from backlane.operations.dashboard.items import STATES, parse_before
+from backlane.operations.dashboard.views import Views
+
+if TYPE_CHECKING:
+    from backlane.app import App
+    from backlane.settings import DashboardSettings
+
+logger = logging.getLogger("backlane.dashboard")
+HERE = Path(__file__).resolve().parent
+#: Headers on every answer: no framing, no sniffing, scripts only from the dashboard itself.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def create_app(app: App | None = None, settings: DashboardSettings | None = None) -> Starlette:
+    """The dashboard over ``app`` (default: :func:`backlane.app.load_app`) with ``settings``
+    (default: ``BACKLANE_DASHBOARD__*``)."""
+    if app is None:
+        from backlane.app import load_app
+
+        app = load_app()
+    settings = settings or app.runtime.settings.dashboard
+    dashboard = _Dashboard(app, settings)
+    routes = [
+        Route("/", dashboard.guard(dashboard.overview)),
+        Route("/pipelines/{name}", dashboard.guard(dashboard.pipeline)),
+        Route("/dead-letters", dashboard.guard(dashboard.dead_letters)),
+        Route("/health", dashboard.guard(dashboard.health)),
+        Route("/pipelines/{name}/trigger", dashboard.guard(dashboard.trigger, action=True), methods=["POST"]),
+        Route("/dead-letters/requeue", dashboard.guard(dashboard.requeue, action=True), methods=["POST"]),
+        Route("/dead-letters/purge", dashboard.guard(dashboard.purge, action=True), methods=["POST"]),
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+    return Starlette(routes=routes)
+
+
+class _Dashboard:
+    def __init__(self, app: App, settings: DashboardSettings) -> None:
+        self.app, self.settings = app, settings
+        self.views = Views(app, settings)
+        # Autoescape on for every template, whatever its name: nothing reaches the page unescaped.
+        environment = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, trim_blocks=True, lstrip_blocks=True
+        )
+        self.templates = Jinja2Templates(env=environment)
+
+    # -- safety ------------------------------------------------------------------
+
+    def guard(self, endpoint: Endpoint, *, action: bool = False) -> Endpoint:
+        """``endpoint`` behind the login (when a password is set) and, for an action, the
+        read-only setting and the CSRF check; every answer gets the security headers."""
+
+        async def guarded(request: Request) -> Response:
+            started = time.perf_counter()
+            response = await self._checked(request, endpoint, action)
+            response.headers.update(SECURITY_HEADERS)
+            # The time spent answering, for the browser's developer tools (and the benchmark).
+            response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
+            return response
+
+        return guarded
+
+    async def _checked(self, request: Request, endpoint: Endpoint, action: bool) -> Response:
+        password = self.settings.password
+        if password is not None and not security.credentials_ok(
+            request.headers.get("authorization"), self.settings.user, password.get_secret_value()
+        ):
+            return PlainTextResponse(
+                "login required\n", 401, headers={"WWW-Authenticate": 'Basic realm="backlane", charset="UTF-8"'}
+            )
+        if action:
+            if self.settings.read_only:
+                return PlainTextResponse("the dashboard is read-only (BACKLANE_DASHBOARD__READ_ONLY)\n", 403)
+            form = await request.form()
+            submitted = form.get(security.CSRF_FIELD)
+            token = submitted if isinstance(submitted, str) else None
+            if not security.csrf_ok(request.cookies.get(security.CSRF_COOKIE), token):
+                return PlainTextResponse("refused: missing or wrong CSRF token; reload the page and try again\n", 403)
+        try:
+            return await endpoint(request)
+        except Exception as exc:  # one line on the page, never a traceback
+            from backlane.problems import explain
+
+            problem = explain(exc)
+            if problem is None:
+                logger.exception("dashboard: %s %s failed", request.method, request.url.path)
+                line = f"unexpected error ({type(exc).__name__}); the dashboard's log has the details"
+            else:
+                line = problem.line
+            return self._page(request, "missing.html", {"what": line, "title": "error"}, 503)
+
+    def _page(self, request: Request, template: str, context: dict[str, Any], status: int = 200) -> Response:
+        token = request.cookies.get(security.CSRF_COOKIE) or security.new_csrf_token()
+        base = request.scope.get("root_path", "")
+        context = {
+            "base": base,
+            "csrf": token,
+            "read_only": self.settings.read_only,
+            "refresh_seconds": self.settings.refresh_seconds,
+            "notice": request.query_params.get("notice"),
+            "registry_names": [r.name for r in self.app.registry],
+            **context,
+        }
+        response = self.templates.TemplateResponse(request, template, context, status_code=status)
+        if request.cookies.get(security.CSRF_COOKIE) != token:
+            response.set_cookie(security.CSRF_COOKIE, token, httponly=True, samesite="strict", path=base or "/")
+        return response
+
+    def _back(self, request: Request, path: str, notice: str) -> Response:
+        """Redirect (303) to ``path`` of the dashboard, saying ``notice`` there."""
+        base = request.scope.get("root_path", "")
+        return RedirectResponse(f"{base}{path}?{urlencode({'notice': notice})}", status_code=303)
+
+    # -- pages -------------------------------------------------------------------
+
+    async def overview(self, request: Request) -> Response:
+        status = await run_in_threadpool(self.views.overview)
+        return self._page(request, "overview.html", {"status": status, "title": "overview"})
+
+    async def pipeline(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in [r.name for r in self.app.registry]:
+            return self._page(request, "missing.html", {"what": f"no pipeline named {name!r}", "title": name}, 404)
+        query = request.query_params
+        page = await run_in_threadpool(
+            self.views.pipeline,
+            name,
+            state=query.get("state", ""),
+            search=query.get("q", "")[:200],
+            before=parse_before(query.get("before")),
+            page=parse_before(query.get("page")),
+        )
+        context = {"page": page, "title": name, "states": STATES, "q": query.get("q", "")[:200]}
+        return self._page(request, "pipeline.html", context)
+
+    async def dead_letters(self, request: Request) -> Response:
+        listing = await run_in_threadpool(self.views.dead_letters)
+        return self._page(request, "dead_letters.html", {"listing": listing, "title": "dead letters"})
+
+    async def health(self, request: Request) -> Response:
+        health = await run_in_threadpool(self.views.health)
+        return self._page(request, "health.html", {"health": health, "title": "health"})
+
+    # -- actions -----------------------------------------------------------------
+
+    async def trigger(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        form = await request.form()
+        target = str(form.get("target") or "") or None
+        known = name in [r.name for r in self.app.registry]
+        back = f"/pipelines/{name}" if form.get("back") == "pipeline" and known else "/"
+        try:
+            said = await run_in_threadpool(actions.trigger, self.app.registry, self.app.runtime, name, target)
+        except Problem as problem:
+            said = f"not done: {problem.line}"
+        return self._back(request, back, said)
+
+    async def requeue(self, request: Request) -> Response:
+        form = await request.form()
+        queue = str(form.get("queue") or "")
+        ids = {str(v) for v in form.getlist("message_id") if v}
+        every = form.get("all") == "1"
+        if not every and not ids:
+            return self._back(request, "/dead-letters", "nothing requeued: select dead letters first")
+        runtime = self.app.runtime
+
+        def run() -> str:
+            queues = admin.select_queues(runtime.broker, queue or None)
+            report = admin.requeue(
+                runtime.broker,
+                runtime.settings.broker.url.get_secret_value(),
+                queues,
+                lambda letter: every or letter.message_id in ids,
+                first_only=len(ids) == 1 and not every,
+                timeout=runtime.settings.broker.command_timeout,
+            )
+            one = next(iter(ids)) if len(ids) == 1 and not every else None
+            return report.summary(one)
+
+        try:
+            said = await run_in_threadpool(run)
+        except admin.AdminError as exc:
+            said = f"not done: {exc}"
+        return self._back(request, "/dead-letters", said)
+
+    async def purge(self, request: Request) -> Response:
+        form = await request.form()
+        queue = str(form.get("queue") or "")
+        if form.get("confirm") != "purge":
+            return self._back(request, "/dead-letters", "nothing purged: tick the box to confirm")
+        runtime = self.app.runtime
+
+        def run() -> str:
+            queues = admin.select_queues(runtime.broker, queue or None)
+            url = runtime.settings.broker.url.get_secret_value()
+            counts = admin.purge(url, queues, timeout=runtime.settings.broker.command_timeout)
+            return "; ".join(f"purged {count} from {name}.XQ" for name, count in counts.items())
+
+        try:
+            said = await run_in_threadpool(run)
+        except admin.AdminError as exc:
+            said = f"not done: {exc}"
+        return self._back(request, "/dead-letters", said)

@@ -1,0 +1,160 @@
+"""The dashboard in Debian's Chromium, driven by Playwright, against the real system: a
+private RabbitMQ node, PostgreSQL, the simulator, a real worker and ``backlane dashboard``.
+
+What an operator does with it: read the counts the database holds, find a failed order's
+reason, requeue its dead letter once the cause is fixed and watch the order settle, refresh
+a catalog section now; and what it refuses: a POST without the CSRF token or without
+credentials. A reason holding HTML is shown as text. With BACKLANE_DASHBOARD_SCREENSHOTS
+set to a directory, the pages are saved there as PNG (the README's screenshots).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+from sqlalchemy import select, update
+
+from backlane.core.clock import SystemClock
+from backlane.db.models import CatalogSection, Order
+from devtools.browser import MissingChromium, launch_chromium
+from devtools.sample import create_orders
+from tests.acceptance.conftest import System
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+
+PASSWORD = "correct-horse-battery"
+HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+SCREENSHOTS = os.environ.get("BACKLANE_DASHBOARD_SCREENSHOTS")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_playwright() as playwright:
+        try:
+            chromium = launch_chromium(playwright)
+        except MissingChromium as missing:
+            pytest.fail(str(missing), pytrace=False)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def dashboard(system: System) -> str:
+    system.stack.env.update(
+        BACKLANE_CATALOG__BASE_URL=system.simulator_url,
+        BACKLANE_DASHBOARD__PASSWORD=PASSWORD,
+        BACKLANE_DASHBOARD__REFRESH_SECONDS="1",
+        BACKLANE_DASHBOARD__MANAGEMENT_CACHE_SECONDS="1",
+    )
+    _, url = system.stack.start_dashboard()
+    return url
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Page]:
+    context = browser.new_context(
+        http_credentials={"username": "backlane", "password": PASSWORD}, viewport={"width": 1440, "height": 900}
+    )
+    page = context.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    yield page
+    context.close()
+    assert not dialogs, f"a script ran in the page: {dialogs}"
+
+
+def order_counts(system: System) -> Counter[str]:
+    with system.db.transaction() as session:
+        return Counter(session.scalars(select(Order.status)))
+
+
+def shoot(page: Page, name: str) -> None:
+    if SCREENSHOTS:
+        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(SCREENSHOTS) / f"dashboard-{name}.png"), full_page=True)
+
+
+def test_an_operator_finds_a_failed_order_requeues_it_and_sees_it_settle(
+    system: System, dashboard: str, page: Page
+) -> None:
+    good = system.create_orders(12)
+    # An order the order API rejects for good (422: no items): failed with the reason, dead-lettered.
+    [bad] = create_orders(system.db, 1, SystemClock().now(), payload={"items": []})
+    system.stack.start_worker(processes=1, threads=4)
+
+    page.goto(dashboard + "/")
+    page.locator('tr[data-pipeline="orders"] button', has_text="Trigger now").click()
+    expect(page.locator(".notice")).to_have_text("discover for orders queued on 'discover'")
+    wait_until(lambda: order_counts(system) == Counter(succeeded=12, failed=1), timeout=60, what="orders settled")
+
+    # The overview shows what the database holds (it refreshes itself every second).
+    row = page.locator('tr[data-pipeline="orders"]')
+    expect(row.locator('[data-count="done"]')).to_have_text("12", timeout=15_000)
+    expect(row.locator('[data-count="failed"]')).to_have_text("1")
+    expect(row.locator('[data-count="due"]')).to_have_text("0")
+    expect(row.locator('[data-count="in_flight"]')).to_have_text("0")
+    expect(row.locator('[data-depth="dead_lettered"]')).to_have_text("1", timeout=20_000)
+    shoot(page, "overview")
+
+    # The failed order, first on its pipeline's page, with its reason.
+    page.goto(f"{dashboard}/pipelines/orders")
+    failed = page.locator("table.items", has_text="Failed, newest first").locator(f'tr[data-id="{bad}"]')
+    expect(failed.locator("td.reason")).to_contain_text("an order needs a non-empty list of items")
+    shoot(page, "pipeline")
+
+    # Fix the cause, then requeue its dead letter: the order settles, seen on the page.
+    with system.db.transaction() as session:
+        fixed = {"items": [{"sku": "SKU-1", "quantity": 1}]}
+        session.execute(update(Order).where(Order.id == bad).values(payload=fixed))
+    page.goto(f"{dashboard}/dead-letters")
+    letter = page.locator('section[data-queue="orders"] tr[data-message-id]')
+    expect(letter).to_have_count(1)
+    expect(letter.locator("td.reason")).to_contain_text("non-empty list of items")
+    expect(letter.get_by_role("link", name=str(bad))).to_have_attribute("href", f"/pipelines/orders?q={bad}")
+    shoot(page, "dead-letters")
+    letter.get_by_role("button", name="Requeue").click()
+    expect(page.locator(".notice")).to_contain_text("requeued 1 message(s) of 1 dead letter(s)")
+    page.goto(f"{dashboard}/pipelines/orders?q={bad}")
+    expect(page.locator(f'tr[data-id="{bad}"]')).to_contain_text("succeeded", timeout=30_000)
+    assert order_counts(system) == Counter(succeeded=13)
+
+    # A reason holding HTML is text, never markup (the page fixture fails on any dialog).
+    with system.db.transaction() as session:
+        session.execute(update(Order).where(Order.id == good[0]).values(status="failed", failure_reason=HOSTILE))
+    page.goto(f"{dashboard}/pipelines/orders")
+    shown = page.locator(f'table.items >> tr[data-id="{good[0]}"] >> td.reason').first
+    expect(shown).to_have_text(HOSTILE)
+    assert page.locator("img[src=x]").count() == 0
+
+
+def test_refresh_now_on_a_catalog_section_and_what_the_dashboard_refuses(
+    system: System, dashboard: str, page: Page, browser: Any
+) -> None:
+    system.stack.start_worker(processes=1, threads=4)
+    page.goto(f"{dashboard}/pipelines/catalog")
+    section = page.locator('tr[data-section="erp_stock"]')
+    expect(section.locator(".health")).to_have_text("unhealthy")  # never refreshed
+    section.get_by_role("button", name="Refresh now").click()
+    expect(page.locator(".notice")).to_have_text("catalog erp_stock: 1 item(s) queued")
+    expect(page.locator('tr[data-section="erp_stock"] .health')).to_have_text("healthy", timeout=30_000)
+    with system.db.transaction() as session:
+        refreshed = session.scalar(select(CatalogSection.last_success_at).where(CatalogSection.name == "erp_stock"))
+    assert refreshed is not None
+
+    # A POST without the CSRF token: refused, though logged in.
+    refused = page.request.post(f"{dashboard}/pipelines/orders/trigger", form={"back": "pipeline"})
+    assert refused.status == 403 and "CSRF" in refused.text()
+    # Without credentials: refused, before anything else is looked at.
+    stranger = browser.new_context()
+    try:
+        assert stranger.request.post(f"{dashboard}/pipelines/orders/trigger", form={"csrf": "x"}).status == 401
+        assert stranger.request.get(f"{dashboard}/").status == 401
+    finally:
+        stranger.close()
