@@ -8,8 +8,10 @@ In a worker process the lines are written in batches (:func:`batch_lines`): the
 dramatiq CLI relays every line a worker process writes through a pipe to its
 parent, one send, one receive and one write per line, which cost a no-op item
 more CPU than all of backlane's own processing. Batched, a line reaches the log
-at most ``OUTCOME_FLUSH_SECONDS`` later, in the order the lines were recorded, and
-everything held is written when the worker shuts down.
+at most ``OUTCOME_FLUSH_SECONDS`` later (other log lines written meanwhile may come
+before it), outcome lines stay in the order they were recorded, and everything held
+is written when the worker shuts down; a worker killed outright (SIGKILL) loses at
+most the last ``OUTCOME_FLUSH_SECONDS`` of outcome lines, not the items.
 """
 
 from __future__ import annotations
