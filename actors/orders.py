@@ -29,6 +29,7 @@ from backlane.core.table import ItemTable, TableSettings
 from backlane.db.models import Order, OrderStatus
 from backlane.db.models.orders import ORDERS_DUE
 from backlane.errors import MalformedMessage, NotReady, PermanentError, UnknownItem
+from backlane.settings import OrderApiSettings
 from contracts.orders import (
     ORDER_CREATED_ACTOR,
     ORDER_CREATED_QUEUE,
@@ -89,6 +90,18 @@ def fetch(ctx: OrdersContext, limit: int) -> list[int]:
     return ORDER_ROWS.claim(ctx, limit, Order.created_at >= window_start, Order.created_at < window_start)
 
 
+_clients: dict[int, tuple[OrderApiSettings, OrderApiClient]] = {}
+
+
+def _api(ctx: OrdersContext) -> OrderApiClient:
+    """The order API's client, built once per settings (not per order)."""
+    settings = ctx.settings.order_api
+    cached = _clients.get(id(settings))
+    if cached is None or cached[0] is not settings:
+        cached = _clients[id(settings)] = (settings, OrderApiClient(settings))
+    return cached[1]
+
+
 def process(ctx: OrdersContext, item: Any) -> None:
     order_id = row_id(item, "order")
     config = ctx.config
@@ -100,7 +113,7 @@ def process(ctx: OrdersContext, item: Any) -> None:
         ctx.log.info("order %s is already %s; nothing to do", order_id, order.status)
         return
 
-    api = OrderApiClient(ctx.settings.order_api)
+    api = _api(ctx)
     placed_now: dict[str, Any] = {}
     if order.external_order_id is None:
         # The request id is the idempotency key: placing again after a crash returns the same

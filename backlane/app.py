@@ -28,7 +28,7 @@ from dramatiq.middleware import (
 )
 from periodiq import PeriodiqMiddleware
 
-from backlane.core import log_limits, startup
+from backlane.core import log_limits, outcomes, startup
 from backlane.core.clock import default_clock
 from backlane.core.registry import REGISTRY, Registry
 from backlane.core.runtime import Runtime, get_runtime, install, installed_runtime
@@ -74,6 +74,18 @@ class Preflight(Middleware):
         preflight(startup.WORKER)
 
 
+class OutcomeLines(Middleware):
+    """A worker process writes its outcome lines in batches (see :mod:`backlane.core.outcomes`),
+    and every line held is written before it exits. Workers built in-process (tests) log as before."""
+
+    def after_process_boot(self, broker: dramatiq.Broker) -> None:
+        if startup.process_role() == startup.WORKER:
+            outcomes.batch_lines()
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        outcomes.flush_lines()
+
+
 def preflight(role: str) -> None:
     """Every registered pipeline's section read (a bad one refuses start), then the database."""
     runtime = get_runtime()
@@ -99,6 +111,7 @@ def build_middleware(settings: Settings) -> list[Middleware]:
         CurrentMessage(),
         PeriodiqMiddleware(skip_delay=PERIODIQ_SKIP_DELAY),
         Preflight(),
+        OutcomeLines(),
     ]
     if settings.worker.metrics_port:
         middleware.insert(0, build_metrics_middleware(settings, serve_endpoint))
@@ -141,10 +154,12 @@ def command_settings(settings: Settings) -> Settings:
 def _apply_worker_settings(settings: Settings) -> None:
     """Dramatiq reads its prefetch from the environment when it is imported, before our
     settings exist; the worker reads the module value when it starts, after importing us."""
-    if settings.broker.prefetch:
-        import dramatiq.worker
+    import dramatiq.worker
 
+    if settings.broker.prefetch:
         dramatiq.worker.QUEUE_PREFETCH = settings.broker.prefetch
+    if settings.broker.delay_prefetch:
+        dramatiq.worker.DELAY_QUEUE_PREFETCH = settings.broker.delay_prefetch
 
 
 def setup() -> BacklaneBroker:

@@ -120,6 +120,11 @@ class BrokerSettings(Section):
     queue_type: Literal["classic", "quorum"] = "classic"
     #: Messages a worker process holds per queue (RabbitMQ basic.qos); 0 = Dramatiq's 2 x threads.
     prefetch: int = Field(default=0, ge=0, le=65535)
+    #: Messages a worker process holds from each delay queue (``<queue>.DQ``: retries and
+    #: delayed messages, kept in memory until their time comes). Dramatiq's own default is
+    #: 1,000 x threads per process, so a backlog of retries (an API down) would sit in worker
+    #: memory by the tens of thousands; the rest waits in RabbitMQ. 0 = Dramatiq's default.
+    delay_prefetch: int = Field(default=1000, ge=0, le=65535)
     #: How long a process that is neither a worker nor the clock (an application publishing
     #: through backlane, the test suite) keeps trying while RabbitMQ is unreachable, seconds.
     #: Workers and the clock wait for ever; `backlane` commands use ``command_timeout``.

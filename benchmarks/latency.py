@@ -26,7 +26,10 @@ from devtools.sample import create_orders
 CALLS_PER_ORDER = 2
 
 
-def drain(infra: h.Infra, kind: str, n: int, processes: int, threads: int, latency_ms: float) -> float:
+def drain(
+    infra: h.Infra, kind: str, n: int, processes: int, threads: int, latency_ms: float
+) -> tuple[float, float, list[int], float]:
+    """(orders/s, worker CPU ms per order, peak RSS of each worker process, worker CPU share of one core)."""
     import scheduler  # noqa: F401  (declares the discover actors)
     from backlane.core.registry import REGISTRY
 
@@ -47,12 +50,26 @@ def drain(infra: h.Infra, kind: str, n: int, processes: int, threads: int, laten
         worker = stack.start_worker(processes, threads)
         queues.wait_consumers("orders", processes, worker)
         queues.wait_consumers("discover", processes, worker)
+        assert worker.proc is not None
+        parent = worker.proc.pid
+        peak: dict[int, int] = {}
+
+        def settled_all() -> bool:
+            for pid in h.process_tree(parent):
+                if pid != parent:
+                    peak[pid] = max(peak.get(pid, 0), h.rss_bytes(pid))
+            return h.settled(db) >= n
+
+        before = h.cpu_seconds(parent)
         started = time.monotonic()
         REGISTRY.get("orders").discover_actor.send()
-        done = h.wait_for(lambda: h.settled(db) >= n, timeout=3600, interval=0.1, procs=[worker])
+        done = h.wait_for(settled_all, timeout=3600, interval=0.5, procs=[worker])
+        cpu = h.cpu_seconds(parent) - before
     queues.close()
     db.dispose()
-    return n / (done - started)
+    # The dramatiq CLI's children: the worker processes (the metrics endpoint is off here).
+    rss = [peak[pid] for pid in sorted(peak)]
+    return n / (done - started), cpu * 1000 / n, rss, cpu / (done - started)
 
 
 def main() -> None:
@@ -67,18 +84,45 @@ def main() -> None:
             for processes, threads in shapes:
                 bound = processes * threads / (CALLS_PER_ORDER * latency_ms / 1000)
                 h.log(f"{n} orders, {processes}x{threads}, bound {bound:,.0f}/s ...")
-                rate = drain(infra, kind, n, processes, threads, latency_ms)
-                h.log(f"  {rate:,.0f} orders/s")
-                rows.append([kind, n, f"{processes}x{threads}", bound, rate, f"{rate / bound:.0%}"])
+                load = h.load()
+                rate, cpu, rss, cores = drain(infra, kind, n, processes, threads, latency_ms)
+                h.log(f"  {rate:,.0f} orders/s, worker CPU {cpu:.2f} ms/order, RSS {[r >> 20 for r in rss]} MB")
+                rows.append(
+                    [
+                        kind,
+                        n,
+                        f"{processes}x{threads}",
+                        bound,
+                        rate,
+                        f"{rate / bound:.0%}",
+                        f"{cpu:.2f}",
+                        f"{cores / processes:.0%}",
+                        ", ".join(str(r >> 20) for r in rss),
+                        load,
+                    ]
+                )
     print(
         h.table(
             f"Latency-bound drain: order API answering in {latency_ms:.0f} ms ({h.machine()}; load {h.load()})",
-            ["database", "orders", "processes x threads", "bound orders/s", "backlane orders/s", "of bound"],
+            [
+                "database",
+                "orders",
+                "processes x threads",
+                "bound orders/s",
+                "backlane orders/s",
+                "of bound",
+                "worker CPU ms/order",
+                "CPU per process (of a core)",
+                "peak RSS MB per process",
+                "load before",
+            ],
             rows,
             [
                 f"bound = processes x threads / ({CALLS_PER_ORDER} calls per order x {latency_ms:.0f} ms)",
                 "one discover tick (max_items = N) -> RabbitMQ -> process_orders -> simulator -> database,"
                 " from the tick's send to the N-th settled row; simulator --order-settle-polls 0",
+                "worker CPU: /proc utime + stime of the dramatiq process tree during the drain;"
+                " RSS: VmRSS of each worker process, peak of samples every 0.5 s",
             ],
         )
     )

@@ -30,7 +30,10 @@ def shared_client(base_url: str, *, timeout: float, token: str | None = None) ->
                 base_url=base_url,
                 timeout=timeout,
                 headers=headers,
-                limits=httpx.Limits(max_connections=100, max_keepalive_connections=50),
+                # No cap: a thread holds one connection at a time, so a process opens at most as
+                # many as it has threads, and keeps them (a cap below the thread count closed and
+                # reopened connections on every request beyond it; a slow API needs many threads).
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=None),
             )
             _clients[key] = client
         return client

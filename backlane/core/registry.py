@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic
 
 import dramatiq
@@ -34,22 +34,35 @@ class Registered(Generic[S]):
     process_actor: dramatiq.Actor  # type: ignore[type-arg]
     discover_actor: dramatiq.Actor | None = None  # type: ignore[type-arg]
     inbox_actor: dramatiq.Actor | None = None  # type: ignore[type-arg]
+    #: Built once per pipeline, not per message: rebuilt only when the runtime or the section
+    #: it was built from is replaced (tests install their own).
+    _context: Context[S] | None = field(default=None, init=False, repr=False, compare=False)
+    _policy: tuple[Any, Any, RetryPolicy] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def name(self) -> str:
         return self.pipeline.name
 
     def context(self) -> Context[S]:
-        return Context(self.pipeline, get_runtime())
+        runtime = get_runtime()
+        ctx = self._context
+        if ctx is None or ctx.runtime is not runtime:
+            ctx = self._context = Context(self.pipeline, runtime)
+        return ctx
 
     def retry_policy(self, ctx: Context[S]) -> RetryPolicy:
         config, defaults = ctx.config, ctx.settings.retries
-        return RetryPolicy(
+        cached = self._policy
+        if cached is not None and cached[0] is config and cached[1] is defaults:
+            return cached[2]
+        policy = RetryPolicy(
             max_retries=config.max_retries if config.max_retries is not None else defaults.max_retries,
             min_backoff_ms=config.min_backoff_ms or defaults.min_backoff_ms,
             max_backoff_ms=config.max_backoff_ms or defaults.max_backoff_ms,
             max_age_ms=defaults.max_age_ms,
         )
+        self._policy = (config, defaults, policy)
+        return policy
 
     def process(self, *args: Item, **kwargs: Item) -> None:
         """Body of the per-item actor: exactly one positional argument, the item.

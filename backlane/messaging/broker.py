@@ -42,7 +42,7 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.common import dq_name, q_name, xq_name
 from dramatiq.errors import BrokerConnectionError, ConnectionClosed
 from dramatiq.message import Message
-from dramatiq.middleware import Middleware
+from dramatiq.middleware import Middleware, MiddlewareError
 
 from backlane.errors import QueueMismatch
 from backlane.messaging.broker_faults import (
@@ -89,6 +89,8 @@ class BacklaneBroker(RabbitmqBroker):
         reconnect_timeout: float = 120.0,
         connect_timeout: float | None = None,
     ) -> None:
+        self._hooks: dict[str, list[Any]] = {}
+        self._hooks_of: list[Middleware] = []
         super().__init__(url=url, confirm_delivery=True, middleware=middleware)
         if connect_timeout is not None:  # a command: one attempt must not take pika's 10 s + DNS
             params = self.parameters if isinstance(self.parameters, list) else [self.parameters]
@@ -119,6 +121,39 @@ class BacklaneBroker(RabbitmqBroker):
     @property
     def consumer_class(self) -> type[DeadLetteringConsumer]:
         return _OutageAwareConsumer
+
+    # -- middleware signals -------------------------------------------------
+    # Dramatiq calls every middleware for every signal, a message's half a dozen signals times
+    # each middleware, most of them Middleware's own empty methods. Only the overridden hooks
+    # are called here, in Dramatiq's order and with its error handling. The list is rebuilt
+    # whenever the middleware list changed (added to, or edited in place as some tests do).
+    def _hooks_for(self, name: str, order: Any) -> list[Any]:
+        if self.middleware != self._hooks_of:
+            self._hooks, self._hooks_of = {}, list(self.middleware)
+        default = getattr(Middleware, name, None)
+        hooks = [getattr(m, name) for m in order if default is None or getattr(type(m), name, None) is not default]
+        self._hooks[name] = hooks
+        return hooks
+
+    def emit_before(self, signal: str, *args: Any, **kwargs: Any) -> None:
+        name = "before_" + signal
+        hooks = self._hooks.get(name) if self.middleware == self._hooks_of else None
+        for hook in hooks if hooks is not None else self._hooks_for(name, self.middleware):
+            try:
+                hook(self, *args, **kwargs)
+            except MiddlewareError:
+                raise
+            except Exception:
+                self.logger.critical("Unexpected failure in %s of %r.", name, hook.__self__, exc_info=True)
+
+    def emit_after(self, signal: str, *args: Any, **kwargs: Any) -> None:
+        name = "after_" + signal
+        hooks = self._hooks.get(name) if self.middleware == self._hooks_of else None
+        for hook in hooks if hooks is not None else self._hooks_for(name, reversed(self.middleware)):
+            try:
+                hook(self, *args, **kwargs)
+            except Exception:
+                self.logger.critical("Unexpected failure in %s of %r.", name, hook.__self__, exc_info=True)
 
     # -- long-running processes --------------------------------------------
     def serve(self) -> None:

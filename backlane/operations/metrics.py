@@ -25,6 +25,8 @@ DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 _items: Any = None
 _durations: Any = None
 _dead_letters: Any = None
+#: The labelled children of _items and _durations, by their labels: one lookup per item, not two.
+_outcome_children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
 
 def metrics_dir(settings: Settings) -> str:
@@ -64,6 +66,8 @@ def _create_counters() -> None:
     global _items, _durations, _dead_letters
     import prometheus_client as prom
 
+    _outcome_children.clear()
+
     registry = prom.CollectorRegistry()  # values go to the multiprocess files, not to this registry
     _items = prom.Counter(
         "backlane_items_total",
@@ -87,9 +91,14 @@ def _create_counters() -> None:
 
 
 def observe_outcome(pipeline: str, outcome: str, error_class: str | None, duration_s: float) -> None:
-    if _items is not None:
-        _items.labels(pipeline, outcome, error_class or "").inc()
-        _durations.labels(pipeline, outcome).observe(duration_s)
+    if _items is None:
+        return
+    key = (pipeline, outcome, error_class or "")
+    children = _outcome_children.get(key)
+    if children is None:
+        children = _outcome_children[key] = (_items.labels(*key), _durations.labels(pipeline, outcome))
+    children[0].inc()
+    children[1].observe(duration_s)
 
 
 def observe_dead_letter(queue: str, error_class: str) -> None:

@@ -1,0 +1,207 @@
+"""The same orders work on backlane, plain Dramatiq and Celery 5, side by side, in one command.
+
+    python benchmarks/compare.py [N] [--rounds=3] [--processes=2] [--threads=8]
+                                 [--systems=backlane,dramatiq,celery-threads,celery-prefork]
+
+One private RabbitMQ node and PostgreSQL server serve every run; each run gets a
+fresh migrated database holding N pending orders and a fresh order API simulator
+(``--order-settle-polls 0``: final at the first GET). The systems run interleaved,
+round after round (backlane, dramatiq, celery-threads, celery-prefork, backlane, ...),
+so they share the machine's conditions; the 1-minute load average is recorded
+before each run.
+
+* backlane: ``dramatiq actors scheduler`` (P processes x T threads); one discover tick
+  claims the N orders and publishes N messages; ``process_orders`` does the work;
+  timed from the tick's send to the N-th settled row.
+* dramatiq: ``dramatiq plain_dramatiq`` (same shape), Dramatiq's own RabbitmqBroker and
+  default middleware, one actor ``plain_order`` doing the same SELECT, POST, GET, UPDATE;
+  N messages published by the harness in confirmed batches; timed from the first
+  publish to the N-th settled row.
+* celery-threads: P ``celery worker --pool=threads --concurrency=T`` instances;
+  celery-prefork: one ``celery worker --pool=prefork --concurrency=P*T``; acks late,
+  prefetch multiplier 1, no result backend; the same function; N tasks published by
+  the harness; same timing.
+
+CPU ms per order is /proc utime+stime of each process tree (worker(s), simulator,
+PostgreSQL, RabbitMQ) during the run, divided by N.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from datetime import UTC, datetime
+
+import _harness as h
+import drain
+from dramatiq.message import Message
+
+from backlane.db.engine import Database
+from devtools.sample import create_orders
+
+SYSTEMS = ("backlane", "dramatiq", "celery-threads", "celery-prefork")
+PUBLISH_BATCH = 2_000
+TIMEOUT = 1800.0
+
+
+def run_plain(infra: h.Infra, system: str, n: int, processes: int, threads: int) -> tuple[float, dict[str, float]]:
+    """N orders through plain Dramatiq or Celery: (orders/s, CPU ms per order by part)."""
+    import scheduler  # backlane's broker publishes the plain Dramatiq messages in confirmed batches
+
+    db_url = infra.database("postgresql", "compare")
+    db = Database(db_url)
+    stack = infra.stack(f"{system}", db_url, PLAIN_POOL_SIZE=str(max(10, threads)))
+    queues = h.Queues(infra.amqp_url)
+    workers = []
+    with h.stopping(stack):
+        h.start_simulator(stack, *drain.SIMULATOR_ARGS)
+        simulator = stack.processes[-1]
+        ids = create_orders(db, n, datetime.now(UTC))
+        if system == "dramatiq":
+            argv = [sys.executable, "-m", "dramatiq", "plain_dramatiq", "--processes", str(processes)]
+            workers.append(h.spawn(stack, "dramatiq-worker", [*argv, "--threads", str(threads)]))
+            queue, consumers = "plain_orders", processes
+        else:
+            import plain_celery
+
+            celery = [sys.executable, "-m", "celery", "-A", "plain_celery", "worker", "-Q", plain_celery.QUEUE]
+            celery += ["--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "warning"]
+            if system == "celery-threads":
+                for i in range(processes):
+                    args = ["--pool=threads", f"--concurrency={threads}", "-n", f"threads{i}@%h"]
+                    workers.append(h.spawn(stack, f"celery-threads-{i}", [*celery, *args]))
+                consumers = processes
+            else:
+                args = ["--pool=prefork", f"--concurrency={processes * threads}", "-n", "prefork@%h"]
+                workers.append(h.spawn(stack, "celery-prefork", [*celery, *args]))
+                consumers = 1
+            queue = plain_celery.QUEUE
+        for worker in workers:
+            queues.wait_consumers(queue, consumers, worker, timeout=120)
+        time.sleep(1.0)  # prefork children and thread pools finish starting
+        parts = {
+            **{f"worker{i}": w.proc.pid if w.proc else None for i, w in enumerate(workers)},
+            "simulator": simulator.proc.pid if simulator.proc else None,
+            "database": infra.postgres_pid,
+            "rabbitmq": infra.rabbitmq.pid if infra.rabbitmq else None,
+        }
+        before = {name: h.cpu_seconds(pid) for name, pid in parts.items()}
+        started = time.monotonic()
+        publish_cpu = time.process_time()
+        if system == "dramatiq":
+            for start in range(0, n, PUBLISH_BATCH):
+                batch = [
+                    Message(queue_name=queue, actor_name="plain_order", args=(i,), kwargs={}, options={})
+                    for i in ids[start : start + PUBLISH_BATCH]
+                ]
+                scheduler.broker.enqueue_many(batch)
+        else:
+            with plain_celery.app.producer_or_acquire() as producer:
+                for i in ids:
+                    plain_celery.celery_order.apply_async((i,), producer=producer)
+        publish_cpu = time.process_time() - publish_cpu
+        done = h.wait_for(lambda: h.settled(db) >= n, timeout=TIMEOUT, interval=0.1, procs=workers)
+        used = {name: (h.cpu_seconds(pid) - before[name]) * 1000 / n for name, pid in parts.items()}
+    queues.close()
+    db.dispose()
+    cpu = {
+        "worker": sum(v for k, v in used.items() if k.startswith("worker")),
+        **{k: v for k, v in used.items() if not k.startswith("worker")},
+        "publisher": publish_cpu * 1000 / n,
+    }
+    return n / (done - started), cpu
+
+
+def main() -> None:
+    (n,) = h.sizes([10_000])[:1]
+    rounds = int(h.option("rounds", "3"))
+    processes = int(h.option("processes", str(h.PROCESSES)))
+    threads = int(h.option("threads", str(h.THREADS)))
+    systems = h.option("systems", ",".join(SYSTEMS)).split(",")
+    results: dict[str, list[tuple[float, dict[str, float], str]]] = {s: [] for s in systems}
+    with h.Infra(with_postgres=True) as infra:
+        os.environ.update(BACKLANE_BROKER__URL=infra.amqp_url, BACKLANE_WORKER__METRICS_PORT="0")
+        os.environ["BACKLANE_DATABASE__URL"] = "sqlite:///" + str(infra.workdir / "unused.db")
+        for r in range(rounds):
+            for system in systems:
+                load = h.load()
+                h.log(f"round {r + 1}/{rounds}: {system}, {n:,} orders (load {load}) ...")
+                if system == "backlane":
+                    rate, cpu = drain.backlane(infra, "postgresql", n, processes, threads)
+                    cpu["publisher"] = 0.0  # the discover tick publishes, in the worker: counted there
+                else:
+                    rate, cpu = run_plain(infra, system, n, processes, threads)
+                h.log(f"  {rate:,.0f} orders/s; CPU ms/order { ({k: round(v, 2) for k, v in cpu.items()}) }")
+                results[system].append((rate, cpu, load))
+    rows = []
+    summary: dict[str, tuple[float, float]] = {}
+    for system in systems:
+        runs = results[system]
+        rates = [r for r, _, _ in runs]
+        worker = [c["worker"] for _, c, _ in runs]
+        sending = [c["worker"] + c["publisher"] for _, c, _ in runs]
+        parts = [
+            statistics.mean(c[k] for _, c, _ in runs)
+            for k in ("worker", "publisher", "simulator", "database", "rabbitmq")
+        ]
+        summary[system] = (statistics.mean(rates), statistics.mean(worker), statistics.mean(sending))
+        rows.append(
+            [
+                system,
+                ", ".join(f"{r:,.0f}" for r in rates),
+                statistics.mean(rates),
+                ", ".join(f"{w:.2f}" for w in worker),
+                statistics.mean(sending),
+                " / ".join(f"{p:.2f}" for p in parts),
+                ", ".join(load for _, _, load in runs),
+            ]
+        )
+    print(
+        h.table(
+            f"Orders side by side: {n:,} orders per run, {rounds} interleaved rounds, PostgreSQL"
+            f" ({processes} processes x {threads} threads; {h.machine()}; load at the end {h.load()})",
+            [
+                "system",
+                "orders/s per round",
+                "mean orders/s",
+                "worker CPU ms/order per round",
+                "mean worker + publisher CPU ms/order",
+                "mean CPU ms/order: worker / publisher / sim / db / broker",
+                "load before each run",
+            ],
+            rows,
+            [
+                "publisher: the harness's CPU publishing the N messages of plain Dramatiq and Celery; backlane's"
+                " discover tick claims and publishes inside the worker, so its worker column already holds it",
+            ],
+        )
+    )
+    if "backlane" in summary:
+        ratios = []
+        ours_rate, ours_cpu, ours_sending = summary["backlane"]
+        for other in systems:
+            if other == "backlane":
+                continue
+            rate, cpu, sending = summary[other]
+            ratios.append(
+                [
+                    f"backlane / {other}",
+                    f"{ours_rate / rate:.2f}x",
+                    f"{cpu / ours_cpu:.2f}x",
+                    f"{sending / ours_sending:.2f}x",
+                ]
+            )
+        print()
+        print(
+            h.table(
+                "Ratios (means): orders/s, and worker CPU per order as other / backlane (above 1: backlane uses less)",
+                ["comparison", "orders/s ratio", "worker CPU efficiency", "worker + publisher CPU efficiency"],
+                ratios,
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
