@@ -110,6 +110,13 @@ class UnknownItem(PermanentError):
     kind = "unknown_item"
 
 
+class FailedEarlier(PermanentError):
+    """A message came back (redelivered by RabbitMQ) for an item whose row had already failed
+    for good: the first dead letter may never have been written, so it is written again."""
+
+    kind = "failed_earlier"
+
+
 class FinalFailure(BacklaneError):
     """Raised by :mod:`backlane.core.processing` to end a message for good (its row already
     marked failed); actors list it in ``throws`` and it is dead-lettered with its reason."""

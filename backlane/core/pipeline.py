@@ -72,8 +72,8 @@ class Pipeline(Generic[S]):
     purpose: Purpose
     #: Do the work for one item; idempotent; raise to retry or fail (see backlane.errors).
     process: Callable[[Context[S], Item], None]
-    #: The table whose rows are the items: gives ``fetch``, ``stats``, ``on_failure`` and
-    #: ``reopen`` (each still overridable by passing it).
+    #: The table whose rows are the items: gives ``fetch``, ``stats``, ``on_failure``,
+    #: ``reopen`` and ``failed_reason`` (each still overridable by passing it).
     table: ItemTable | None = None
     #: Claim up to ``limit`` due items (with a lease) and return them; required without a table.
     fetch: Callable[[Context[S], int], Sequence[Item]] | None = None
@@ -81,6 +81,9 @@ class Pipeline(Generic[S]):
     on_failure: Callable[[Context[S], Item, str], None] | None = None
     #: Make a failed item workable again; called when an operator requeues its dead letter.
     reopen: Callable[[Context[S], Item], None] | None = None
+    #: The reason an item's row already failed for good with, None while it has not: a message
+    #: redelivered after that failure is dead-lettered again (its first letter may be lost).
+    failed_reason: Callable[[Context[S], Item], str | None] | None = None
     #: Counts for ``backlane status``: due, in_flight, done, failed (see backlane.db.claims.status_counts).
     stats: Callable[[Context[S]], dict[str, int]] | None = None
     #: Health rows (name, health = healthy/degraded/unhealthy, ...) for /health and status.

@@ -20,7 +20,7 @@ from backlane.core.log_limits import cut
 from backlane.core.pipeline import Context, Inbox, Item, Pipeline, Purpose, S
 from backlane.core.processing import REQUEUED_OPTION, RetryPolicy, run_item
 from backlane.core.runtime import get_runtime
-from backlane.errors import FinalFailure, MalformedMessage, RegistrationError
+from backlane.errors import FailedEarlier, FinalFailure, MalformedMessage, RegistrationError
 
 logger = logging.getLogger("backlane.registry")
 
@@ -81,7 +81,15 @@ class Registered(Generic[S]):
         message = CurrentMessage.get_current_message()
 
         def work() -> None:
-            if message is not None and message.options.get(REQUEUED_OPTION) and pipeline.reopen:
+            requeued = message is not None and bool(message.options.get(REQUEUED_OPTION))
+            if getattr(message, "redelivered", False) and not requeued and pipeline.failed_reason is not None:
+                # RabbitMQ gave this delivery before and it was never acked: if the row failed
+                # then, its dead letter may have been lost with the connection. Write it again
+                # (requeue handles a message id once, so a second copy is harmless).
+                reason = pipeline.failed_reason(ctx, item)
+                if reason is not None:
+                    raise FailedEarlier(reason or "its row had already failed")
+            if requeued and pipeline.reopen:
                 # An operator requeued this dead letter after fixing its cause: the row's
                 # "failed" must not make the idempotent process skip it. Forgotten only once done.
                 pipeline.reopen(ctx, item)

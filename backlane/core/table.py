@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import Field
-from sqlalchemy import ColumnElement, CursorResult, Row, and_, false, select, true, update
+from sqlalchemy import ColumnElement, CursorResult, Row, and_, false, literal, select, true, update
 
 from backlane.core.items import is_row_id
 from backlane.db import claims
@@ -77,6 +77,7 @@ class ItemTable:
         given: dict[str, Callable[..., Any]] = {"fetch": self.fetch, "stats": self.stats}
         if self.fail is not None:
             given["on_failure"] = self.on_failure
+            given["failed_reason"] = self.failed_reason
         if self.reopened is not None:
             given["reopen"] = self.reopen
         return given
@@ -186,6 +187,17 @@ class ItemTable:
         """Mark the row failed with the reason and release its lease."""
         if self.fail is not None and is_row_id(item):
             self.update(ctx, item, **self.fail(reason, ctx.clock.now()), **{self.lease_column: None})
+
+    def failed_reason(self, ctx: Context, item: Item) -> str | None:
+        """The reason row ``item`` failed for good with ("" when the table keeps none); None
+        while it has not failed (or is no row of this registration)."""
+        if not is_row_id(item):
+            return None
+        reason = self.reason if self.reason is not None else literal("")
+        failed_row = and_(self.model.id == item, self.failed, self.mine(ctx))
+        with ctx.db.transaction() as session:
+            found = session.execute(select(reason).where(failed_row)).first()
+        return None if found is None else str(found[0] or "")
 
     def reopen(self, ctx: Context, item: Item) -> None:
         """Make a failed row due again, leased to the requeued message that is about to work on it."""
