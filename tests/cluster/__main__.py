@@ -22,7 +22,7 @@ from pathlib import Path
 from devtools.cluster import ClusterUnavailable
 from tests.cluster.harness import CLUSTER_CI, CLUSTER_FULL, ClusterInfra
 from tests.cluster.scenarios import BY_NAME, SCENARIOS, run_scenario
-from tests.faults.__main__ import details
+from tests.faults.__main__ import details, run_and_report, text_table
 from tests.faults.harness import Outcome, Scale
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,18 +49,7 @@ def row(o: Outcome) -> list[str]:
 
 
 def table(outcomes: list[Outcome], markdown: bool = False) -> str:
-    rows = [row(o) for o in outcomes]
-    if markdown:
-        lines = ["| " + " | ".join(HEADS) + " |", "|" + "|".join("---" for _ in HEADS) + "|"]
-        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(HEADS)]
-
-    def fmt(cells: list[str] | tuple[str, ...]) -> str:
-        return "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        )
-
-    return "\n".join([fmt(HEADS), fmt(["-" * w for w in widths]), *(fmt(r) for r in rows)])
+    return text_table(HEADS, [row(o) for o in outcomes], markdown)
 
 
 def write_report(path: Path, outcomes: list[Outcome], scale: Scale, command: str, seconds: float) -> None:
@@ -119,29 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     except ClusterUnavailable as exc:
         print(f"cluster-faults: {exc}", file=sys.stderr)
         return 2
-    outcomes: list[Outcome] = []
+    print(f"building the cluster on {infra.cluster.subnet} ...", flush=True)
     try:
-        print(f"building the cluster on {infra.cluster.subnet} ...", flush=True)
         infra.start()
-        print(f"   up in {time.monotonic() - began:.0f}s", flush=True)
-        for entry in entries:
-            started = time.monotonic()
-            print(f"== {entry.name} ({scale.name}) ...", flush=True)
-            outcome = run_scenario(entry, infra, scale)
-            outcomes.append(outcome)
-            verdict = "pass" if outcome.ok else "FAIL: " + "; ".join(outcome.failures())
-            print(f"   {verdict} ({time.monotonic() - started:.0f}s)", flush=True)
-            for note in outcome.notes:
-                print(f"   - {note}", flush=True)
-    finally:
+    except BaseException:
         infra.close()
-    print()
-    print(table(outcomes))
-    if output:
-        path = Path(output) if Path(output).is_absolute() else ROOT / output
-        write_report(path, outcomes, scale, command, time.monotonic() - began)
-        print(f"\nwrote {path}")
-    return 0 if outcomes and all(o.ok for o in outcomes) else 1
+        raise
+    print(f"   up in {time.monotonic() - began:.0f}s", flush=True)
+    return run_and_report(infra, entries, scale, run_scenario, table, write_report, output, command, began)
 
 
 if __name__ == "__main__":

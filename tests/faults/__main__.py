@@ -16,8 +16,10 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from tests.faults.harness import FAST, FULL, Infra, Outcome, Scale
 from tests.faults.scenarios import BY_NAME, SCENARIOS, run_scenario
@@ -49,20 +51,23 @@ def _cell(outcome: Outcome, attr: str) -> str:
     return str(value)
 
 
-def table(outcomes: list[Outcome], markdown: bool = False) -> str:
-    rows = [[_cell(o, attr) for _, attr in COLUMNS] for o in outcomes]
-    heads = [head for head, _ in COLUMNS]
+def text_table(heads: Sequence[str], rows: list[list[str]], markdown: bool = False) -> str:
+    """The fault table as markdown, or aligned for a terminal (first column left, the rest right)."""
     if markdown:
         lines = ["| " + " | ".join(heads) + " |", "|" + "|".join("---" for _ in heads) + "|"]
-        lines += ["| " + " | ".join(row) + " |" for row in rows]
-        return "\n".join(lines)
+        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(heads)]
 
-    def fmt(cells: list[str]) -> str:
+    def fmt(cells: Sequence[str]) -> str:
         pairs = enumerate(zip(cells, widths, strict=True))
         return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in pairs)
 
     return "\n".join([fmt(heads), fmt(["-" * w for w in widths]), *(fmt(r) for r in rows)])
+
+
+def table(outcomes: list[Outcome], markdown: bool = False) -> str:
+    rows = [[_cell(o, attr) for _, attr in COLUMNS] for o in outcomes]
+    return text_table([head for head, _ in COLUMNS], rows, markdown)
 
 
 def details(outcomes: list[Outcome]) -> str:
@@ -135,13 +140,31 @@ def main(argv: list[str] | None = None) -> int:
     command += "".join(f" --only {name}" for name in args.only or [])
 
     began = time.monotonic()
+    return run_and_report(Infra().start(), entries, scale, run_scenario, table, write_report, output, command, began)
+
+
+def run_and_report(
+    infra: Any,
+    entries: Sequence[Any],
+    scale: Scale,
+    run: Callable[[Any, Any, Scale], Outcome],
+    tabulate: Callable[[list[Outcome]], str],
+    report: Callable[[Path, list[Outcome], Scale, str, float], None],
+    output: str | None,
+    command: str,
+    began: float | None = None,
+) -> int:
+    """Run each scenario on the started ``infra`` (closed at the end, whatever happens),
+    printing its verdict as it ends, then the table; write the report when ``output`` is
+    given. Exit status 0 only when every scenario passed. The single-node and the
+    cluster suites share it, each with its own scenarios, table and report."""
+    began = time.monotonic() if began is None else began
     outcomes: list[Outcome] = []
-    infra = Infra().start()
     try:
         for entry in entries:
             started = time.monotonic()
             print(f"== {entry.name} ({scale.name}) ...", flush=True)
-            outcome = run_scenario(entry, infra, scale)
+            outcome = run(entry, infra, scale)
             outcomes.append(outcome)
             verdict = "pass" if outcome.ok else "FAIL: " + "; ".join(outcome.failures())
             print(f"   {verdict} ({time.monotonic() - started:.0f}s)", flush=True)
@@ -150,12 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         infra.close()
     print()
-    print(table(outcomes))
+    print(tabulate(outcomes))
     if output:
         path = Path(output) if Path(output).is_absolute() else ROOT / output
-        write_report(path, outcomes, scale, command, time.monotonic() - began)
+        report(path, outcomes, scale, command, time.monotonic() - began)
         print(f"\nwrote {path}")
-    return 0 if all(o.ok for o in outcomes) else 1
+    return 0 if outcomes and all(o.ok for o in outcomes) else 1
 
 
 if __name__ == "__main__":
