@@ -32,6 +32,7 @@ from devtools.infra.rabbitmq import MissingRabbitMQ, find_rabbitmq_server
 from devtools.sample import create_orders
 from tests.cluster.harness import CLUSTER_CI, ClusterInfra
 from tests.faults.harness import fault_run
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
 
@@ -148,11 +149,13 @@ def test_confirmed_publishes_survive_the_leader_being_killed(infra: ClusterInfra
     thread.start()
     victim = None
     try:
-        time.sleep(2)
+        wait_until(lambda: len(confirmed) >= 200 or errors, timeout=60, what="publishing under way")
         victim = infra.leader_of(queue)
         before = len(confirmed)
         victim.kill()
-        time.sleep(10)
+        # Four batches confirmed after the kill (at most one was in flight before it), or the
+        # publisher failed: whichever comes first, instead of a fixed wait.
+        wait_until(lambda: len(confirmed) - before >= 200 or errors, timeout=90, what="confirms after the kill")
         after_kill = len(confirmed) - before
     finally:
         stop.set()
@@ -191,7 +194,8 @@ def test_a_node_killed_mid_run_loses_nothing_and_places_nothing_twice(infra: Clu
         victim = infra.leader_of("orders")
         before = run.settled_orders()
         victim.kill()
-        run.sleep(12)
+        # The node stays down until the workers have visibly carried on without it.
+        wait_until(lambda: run.settled_orders() - before >= 20, timeout=90, what="orders settled with the leader down")
         resumed = run.settled_orders() - before
         victim.start()
         run.clear_fault()
