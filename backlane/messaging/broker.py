@@ -31,7 +31,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import pendulum
@@ -44,6 +44,7 @@ from dramatiq.errors import BrokerConnectionError, ConnectionClosed
 from dramatiq.message import Message
 from dramatiq.middleware import Middleware, MiddlewareError
 
+from backlane.core.startup import WORKER, refuse
 from backlane.errors import QueueMismatch
 from backlane.messaging.broker_faults import (
     BrokerAccessRefused,
@@ -167,20 +168,52 @@ class BacklaneBroker(RabbitmqBroker):
         """Open one connection now, so a refusal shows at start-up rather than at the first publish.
 
         An unreachable RabbitMQ is not an error here: a serving process waits for it."""
-        urls = [u for u in self.url.split(";") if u]
-        for url in urls:
+        connection = self._probe_connection()
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.close()
+
+    def check_queues(self, queue_names: Iterable[str]) -> None:
+        """Declare a worker's queues (with their delay and dead-letter queues) once, from the
+        process's main thread before its consumer threads start.
+
+        A queue of the other type then stops the worker at boot, in one line with status 78.
+        Found later by a consumer thread, the same refusal ends the process before it told the
+        dramatiq CLI that it booted, and the CLI waits out its whole ``--worker-fork-timeout``
+        before it notices. An unreachable RabbitMQ is skipped here: the consumers wait for it."""
+        connection = self._probe_connection()
+        if connection is None:
+            return
+        try:
+            channel = connection.channel()
+            for name in sorted({q_name(queue) for queue in queue_names}):
+                declare_checked(channel, name, self._build_queue_arguments(name))
+                declare_checked(channel, dq_name(name), self._build_queue_arguments(name))
+                declare_checked(channel, xq_name(name), self._xq_arguments())
+        except QueueMismatch as mismatch:
+            refuse(str(mismatch), WORKER)  # said once for all of this invocation's processes
+        except (pika.exceptions.AMQPError, OSError):
+            pass  # gone while declaring: the consumers declare again once it is back
+        finally:
+            with contextlib.suppress(Exception):
+                connection.close()
+
+    def _probe_connection(self) -> Any:
+        """One connection attempt per URL (5 s each): the connection, or None when no node
+        answers. A refusal (credentials, vhost, permission) is :meth:`_refused`."""
+        for url in (u for u in self.url.split(";") if u):
             params = pika.URLParameters(url)
             params.connection_attempts = 1
             params.socket_timeout = 5
             try:
-                pika.BlockingConnection(params).close()
-                return
+                return pika.BlockingConnection(params)
             except pika.exceptions.AMQPError as exc:
                 reason = refusal_of(exc)
                 if reason is not None:
                     self._refused(BrokerAccessRefused(self.url, reason))
             except OSError:  # e.g. the host name does not resolve (yet)
                 pass
+        return None
 
     def demote(self, connection: Any) -> None:
         """The node ``connection`` was on failed: when it is first in the list of URLs, move it to
@@ -227,10 +260,13 @@ class BacklaneBroker(RabbitmqBroker):
         return declare_checked(self.channel, dq_name(queue_name), self._build_queue_arguments(queue_name))
 
     def _declare_xq_queue(self, queue_name: str) -> Any:
+        return declare_checked(self.channel, xq_name(queue_name), self._xq_arguments())
+
+    def _xq_arguments(self) -> dict[str, Any]:
         arguments: dict[str, Any] = {"x-message-ttl": self.dead_letter_ttl_ms}
         if self.queue_type == "quorum":
             arguments["x-queue-type"] = "quorum"
-        return declare_checked(self.channel, xq_name(queue_name), arguments)
+        return arguments
 
     # -- publishing ---------------------------------------------------------
     def enqueue(self, message: Message, *, delay: int | None = None) -> Message:
@@ -435,6 +471,12 @@ class _ServiceLifecycle(Middleware):
         if isinstance(broker, BacklaneBroker):
             broker.serve()
             broker.check_access()
+
+    def before_worker_boot(self, broker: Broker, worker: Any) -> None:
+        if isinstance(broker, BacklaneBroker) and broker.serving:
+            wanted = getattr(worker, "consumer_whitelist", None)  # dramatiq's --queues
+            declared = broker.get_declared_queues()
+            broker.check_queues(q for q in declared if not wanted or q in wanted or dq_name(q) in wanted)
 
     def before_worker_shutdown(self, broker: Broker, worker: Any) -> None:
         if isinstance(broker, BacklaneBroker) and broker.serving:

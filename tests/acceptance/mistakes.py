@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+
 from backlane.db.migrate import upgrade
 from devtools.infra.ports import free_port
 from devtools.stack import SOURCE_ROOT, clock_command, worker_command
@@ -49,6 +51,21 @@ class Place:
         self.migrated = self.workdir / "migrated.db"
         if not self.migrated.exists():
             upgrade(f"sqlite:///{self.migrated}")
+
+    def classic_deployment_url(self) -> str:
+        """A vhost whose queues backlane declared as classic queues, as an existing deployment's
+        are (made once: the management API, then ``backlane declare-queues``)."""
+        vhost = "mistakes-classic"
+        url = f"{self.amqp_url.rsplit('/', 1)[0]}/{vhost}"
+        if not (self.workdir / vhost).exists():
+            auth = ("guest", "guest")
+            httpx.put(f"{self.management_url}/api/vhosts/{vhost}", auth=auth, timeout=10).raise_for_status()
+            everything = {"configure": ".*", "write": ".*", "read": ".*"}
+            httpx.put(f"{self.management_url}/api/permissions/{vhost}/guest", json=everything, auth=auth, timeout=10)
+            classic = self.env(BACKLANE_BROKER__URL=url, BACKLANE_BROKER__QUEUE_TYPE="classic")
+            subprocess.run(backlane("declare-queues"), env=classic, capture_output=True, check=True, timeout=60)
+            (self.workdir / vhost).touch()
+        return url
 
     def env(self, **overrides: str) -> dict[str, str]:
         base = {k: v for k, v in os.environ.items() if not k.startswith("BACKLANE_")}
@@ -182,6 +199,15 @@ MISTAKES = [
         lambda p: p.env(BACKLANE_ORDERS__LEASE_SECONDS="-1"),
         78,
         ["BACKLANE_ORDERS__LEASE_SECONDS", "does not start"],
+        process=True,
+    ),
+    Mistake(
+        "worker-queue-type",
+        "a worker set to quorum queues against a deployment's classic ones (`dramatiq actors scheduler --processes 2`)",
+        _worker(),
+        lambda p: p.env(BACKLANE_BROKER__URL=p.classic_deployment_url(), BACKLANE_BROKER__QUEUE_TYPE="quorum"),
+        78,
+        ["exists on RabbitMQ as a classic queue", "BACKLANE_BROKER__QUEUE_TYPE is quorum", "does not start"],
         process=True,
     ),
     Mistake(

@@ -109,7 +109,10 @@ def test_a_queue_of_the_other_type_is_one_line_naming_the_migration(infra: Clust
         # A worker: the same line, and it stops instead of retrying a declaration that cannot succeed.
         worker = run.stack.start_worker(processes=1, threads=2, extra_env=classic, on=infra.place("worker", 0))
         assert worker.proc is not None
-        code = worker.proc.wait(timeout=60)
+        try:
+            code = worker.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the worker did not stop within 60 s:\n{worker.log_tail(300)}")
         log = worker.log_tail(300)
     assert code != 0, log
     said = [line for line in log.splitlines() if "as a quorum queue but BACKLANE_BROKER__QUEUE_TYPE is classic" in line]
