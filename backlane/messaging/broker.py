@@ -44,7 +44,6 @@ from dramatiq.errors import BrokerConnectionError, ConnectionClosed
 from dramatiq.message import Message
 from dramatiq.middleware import Middleware, MiddlewareError
 
-from backlane.core.startup import WORKER, refuse
 from backlane.errors import QueueMismatch
 from backlane.messaging.broker_faults import (
     BrokerAccessRefused,
@@ -191,9 +190,12 @@ class BacklaneBroker(RabbitmqBroker):
                 declare_checked(channel, dq_name(name), self._build_queue_arguments(name))
                 declare_checked(channel, xq_name(name), self._xq_arguments())
         except QueueMismatch as mismatch:
-            refuse(str(mismatch), WORKER)  # said once for all of this invocation's processes
-        except (pika.exceptions.AMQPError, OSError):
-            pass  # gone while declaring: the consumers declare again once it is back
+            self._refused(mismatch)
+        except (pika.exceptions.AMQPError, OSError) as exc:
+            reason = refusal_of(exc)  # e.g. no permission on one of the queues
+            if reason is not None:
+                self._refused(BrokerAccessRefused(self.url, reason))
+            # else gone while declaring: the consumers declare again once it is back
         finally:
             with contextlib.suppress(Exception):
                 connection.close()

@@ -67,6 +67,18 @@ class Place:
             (self.workdir / vhost).touch()
         return url
 
+    def read_only_user_url(self) -> str:
+        """A RabbitMQ user that may connect but not declare a queue (made once)."""
+        user = "mistakes-reader"
+        if not (self.workdir / user).exists():
+            auth = ("guest", "guest")
+            body = {"password": "S3cret-reader", "tags": ""}
+            httpx.put(f"{self.management_url}/api/users/{user}", json=body, auth=auth, timeout=10).raise_for_status()
+            nothing = {"configure": "^$", "write": "^$", "read": ".*"}
+            httpx.put(f"{self.management_url}/api/permissions/%2F/{user}", json=nothing, auth=auth, timeout=10)
+            (self.workdir / user).touch()
+        return self.amqp_url.replace("guest:guest@", f"{user}:S3cret-reader@")
+
     def env(self, **overrides: str) -> dict[str, str]:
         base = {k: v for k, v in os.environ.items() if not k.startswith("BACKLANE_")}
         base.update(
@@ -208,6 +220,15 @@ MISTAKES = [
         lambda p: p.env(BACKLANE_BROKER__URL=p.classic_deployment_url(), BACKLANE_BROKER__QUEUE_TYPE="quorum"),
         78,
         ["exists on RabbitMQ as a classic queue", "BACKLANE_BROKER__QUEUE_TYPE is quorum", "does not start"],
+        process=True,
+    ),
+    Mistake(
+        "worker-no-permission",
+        "a worker whose RabbitMQ user may not declare its queues",
+        _worker(),
+        lambda p: p.env(BACKLANE_BROKER__URL=p.read_only_user_url()),
+        78,
+        ["BACKLANE_BROKER__URL", "ACCESS_REFUSED"],
         process=True,
     ),
     Mistake(
