@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import Field
-from sqlalchemy import ColumnElement, CursorResult, Row, and_, false, literal, select, true, update
+from sqlalchemy import ColumnElement, CursorResult, Row, and_, bindparam, false, literal, select, true, update
 
 from backlane.core.items import is_row_id
 from backlane.db import claims
@@ -71,6 +71,10 @@ class ItemTable:
     search: Sequence[Any] = ()
     #: The column holding a failed row's reason, shown beside it (the dashboard).
     reason: Any = None
+    #: The per-item statements (load, update), built once per shape and registration instead of
+    #: once per item: building and keying them cost a per-order actor more CPU than its
+    #: database round trips (benchmarks/compare.py).
+    _statements: dict[tuple[Any, ...], Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def hooks(self) -> dict[str, Callable[..., Any]]:
         """The pipeline hooks this table gives: fetch and stats, on_failure and reopen when declared."""
@@ -155,14 +159,35 @@ class ItemTable:
         ``has_work`` says whether it is still due, by the predicate the claims use, so the
         per-item work never restates it: a settled row is left alone."""
         selected = columns or tuple(self.model.__table__.c)
-        has_work = self.due_now(ctx, ctx.clock.now()).label("has_work")
+        if self.ready is not None:  # "due" depends on the time: this statement is the time's own
+            has_work = self.due_now(ctx, ctx.clock.now()).label("has_work")
+            with ctx.db.connection() as connection:
+                return connection.execute(select(*selected, has_work).where(self.model.id == row_id)).one_or_none()
+        key = ("load", columns, ctx.pipeline.name)
+        statement = self._statements.get(key)
+        if statement is None:
+            has_work = self.due_now(ctx, ctx.clock.now()).label("has_work")
+            statement = select(*selected, has_work).where(self.model.id == bindparam("row_id"))
+            self._statements[key] = statement
         with ctx.db.connection() as connection:
-            return connection.execute(select(*selected, has_work).where(self.model.id == row_id)).one_or_none()
+            return cast(Row[Any] | None, connection.execute(statement, {"row_id": row_id}).one_or_none())
 
     def update(self, ctx: Context, row_id: Any, **values: Any) -> bool:
         """Write to row ``row_id`` only while it has work left (a settled row is never touched
         again); False when it had none."""
-        return self._update(ctx, self.row(ctx, row_id), values)
+        values = {**self._touched(ctx.clock.now()), **values}
+        columns = self.model.__table__.c
+        if not all(name in columns for name in values):  # attribute names: SQLAlchemy resolves them
+            return self._update(ctx, self.row(ctx, row_id), values)
+        key = ("update", tuple(values), ctx.pipeline.name)
+        statement = self._statements.get(key)
+        if statement is None:
+            setting = {name: bindparam(f"set_{name}", type_=columns[name].type) for name in values}
+            statement = update(self.model).where(self.row(ctx, bindparam("row_id"))).values(setting)
+            self._statements[key] = statement
+        with ctx.db.connection() as connection:
+            result = connection.execute(statement, {"row_id": row_id, **{f"set_{k}": v for k, v in values.items()}})
+        return bool(cast(CursorResult[Any], result).rowcount)
 
     # -- the hooks ---------------------------------------------------------------
 

@@ -44,6 +44,7 @@ from dramatiq.errors import BrokerConnectionError, ConnectionClosed
 from dramatiq.message import Message
 from dramatiq.middleware import Middleware, MiddlewareError
 
+from backlane.core.startup import WORKER, process_role, refuse
 from backlane.errors import QueueMismatch
 from backlane.messaging.broker_faults import (
     BrokerAccessRefused,
@@ -233,6 +234,8 @@ class BacklaneBroker(RabbitmqBroker):
 
     def _refused(self, refused: BrokerAccessRefused | QueueMismatch) -> None:
         if self.serving:
+            if threading.current_thread() is threading.main_thread() and process_role() == WORKER:
+                refuse(str(refused), WORKER)  # a worker's main thread is booting: said once for its siblings
             exit_refused(refused)
         raise refused
 

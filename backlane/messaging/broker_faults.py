@@ -26,7 +26,6 @@ from typing import Any
 
 import pika.exceptions
 
-from backlane.core.startup import WORKER, process_role, refuse
 from backlane.errors import BROKER_URL_SETTING, QueueMismatch, QueueTypeMismatch, SetupError, redact_url
 from backlane.errors import BrokerAccessRefused as BrokerAccessRefused  # raised here, imported from here
 
@@ -90,8 +89,6 @@ def exit_refused(refused: SetupError) -> None:
     type, :class:`QueueTypeMismatch`) would only repeat it. Several consumer threads may get
     here at once: the first says it and ends the process, the others wait for that."""
     on_main = threading.current_thread() is threading.main_thread()
-    if on_main and process_role() == WORKER:
-        refuse(str(refused), WORKER)  # a worker's main thread is booting: said once for its siblings
     if not on_main:
         _exit_lock.acquire()  # never released: os._exit below ends the process
     logger.critical("%s", refused)

@@ -62,6 +62,34 @@ def test_outcome_records_keep_their_fields_for_other_handlers(caplog: pytest.Log
     assert fields == {"pipeline": "orders", "item": 7, "outcome": "succeeded", "attempt": 1, "duration_ms": 0.0}
 
 
+def test_a_batched_outcome_record_is_the_record_logging_would_have_made() -> None:
+    """The batching handler's shortcut (a record copied from a template, the date formatted once
+    a second) gives the very record and line Logger.makeRecord and the target's formatter give."""
+    stream = io.StringIO()
+    target = logging.StreamHandler(stream)
+    fmt = "[%(asctime)s] [PID %(process)d] [%(processName)s] [%(threadName)s] [%(name)s] [%(levelname)s] %(message)s"
+    target.setFormatter(logging.Formatter(fmt))
+    handler = outcomes.BatchingHandler(target, interval=60)
+    made: list[logging.LogRecord] = []
+    handler.handle = made.append  # type: ignore[assignment,method-assign]
+    try:
+        fields = {"pipeline": "orders", "item": 3}
+        handler.add(logging.WARNING, '{"x":1}', fields)
+    finally:
+        handler.close()
+    (shortcut,) = made
+    logger = outcomes.logger
+    expected = logger.makeRecord(logger.name, logging.WARNING, outcomes.__file__, 0, "%s", ('{"x":1}',), None, "record")
+    assert type(shortcut) is type(expected)
+    expected.__dict__.update(backlane=fields, created=shortcut.created, msecs=shortcut.msecs)
+    expected.relativeCreated = shortcut.relativeCreated
+    assert shortcut.__dict__ == expected.__dict__
+    assert handler.format(shortcut) == target.format(expected)
+    for created in (1_700_000_000.0, 1_700_000_000.999, 1_700_000_001.5):  # the cached second moves on
+        shortcut.created, shortcut.msecs = created, int((created - int(created)) * 1000) + 0.0
+        assert handler.format(shortcut) == target.format(shortcut)
+
+
 class _Seen(Middleware):
     def __init__(self, seen: list[str], name: str) -> None:
         self.seen, self.name = seen, name
