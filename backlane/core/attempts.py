@@ -102,5 +102,5 @@ def write(
             "updated_at": insert.excluded.updated_at,
         },
     )
-    with db.connection() as connection:
+    with db.statement() as connection:
         connection.execute(statement)

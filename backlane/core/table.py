@@ -161,7 +161,7 @@ class ItemTable:
         selected = columns or tuple(self.model.__table__.c)
         if self.ready is not None:  # "due" depends on the time: this statement is the time's own
             has_work = self.due_now(ctx, ctx.clock.now()).label("has_work")
-            with ctx.db.connection() as connection:
+            with ctx.db.statement() as connection:
                 return connection.execute(select(*selected, has_work).where(self.model.id == row_id)).one_or_none()
         key = ("load", columns, ctx.pipeline.name)
         statement = self._statements.get(key)
@@ -169,7 +169,7 @@ class ItemTable:
             has_work = self.due_now(ctx, ctx.clock.now()).label("has_work")
             statement = select(*selected, has_work).where(self.model.id == bindparam("row_id"))
             self._statements[key] = statement
-        with ctx.db.connection() as connection:
+        with ctx.db.statement() as connection:
             return cast(Row[Any] | None, connection.execute(statement, {"row_id": row_id}).one_or_none())
 
     def update(self, ctx: Context, row_id: Any, **values: Any) -> bool:
@@ -185,7 +185,7 @@ class ItemTable:
             setting = {name: bindparam(f"set_{name}", type_=columns[name].type) for name in values}
             statement = update(self.model).where(self.row(ctx, bindparam("row_id"))).values(setting)
             self._statements[key] = statement
-        with ctx.db.connection() as connection:
+        with ctx.db.statement() as connection:
             result = connection.execute(statement, {"row_id": row_id, **{f"set_{k}": v for k, v in values.items()}})
         return bool(cast(CursorResult[Any], result).rowcount)
 
@@ -238,6 +238,6 @@ class ItemTable:
 
     def _update(self, ctx: Context, where: ColumnElement[bool], values: Mapping[str, Any]) -> bool:
         statement = update(self.model).where(where).values({**self._touched(ctx.clock.now()), **values})
-        with ctx.db.connection() as connection:
+        with ctx.db.statement() as connection:
             result = connection.execute(statement)
         return bool(cast(CursorResult[Any], result).rowcount)
