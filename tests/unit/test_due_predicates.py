@@ -66,3 +66,21 @@ def test_the_migrated_database_has_exactly_the_indexes_the_models_declare(tmp_pa
         for index in table.indexes
     }
     assert migrated == models
+
+
+def test_a_due_predicates_values_are_compiled_into_the_statement_once() -> None:
+    """Literals, not ``literal_execute`` parameters: SQLAlchemy renders those again at every
+    execution of a cached statement (a tenth of a per-order statement's CPU)."""
+    from sqlalchemy import select
+
+    from backlane.db.models import Order
+    from backlane.db.models.base import literal_in
+    from backlane.db.models.orders import ORDERS_DUE
+
+    compiled = select(Order.id).where(ORDERS_DUE).compile(dialect=postgresql.dialect())
+    assert not compiled.literal_execute_params and not compiled.post_compile_params
+    assert one_line(str(compiled)).endswith("WHERE orders.status IN ('pending', 'placed')")
+    quoted = literal_in(Order.status, ["it's"]).compile(dialect=sqlite.dialect())
+    assert str(quoted) == "orders.status = 'it''s'"
+    with pytest.raises(TypeError, match="takes strings"):
+        literal_in(Order.status, [1])  # type: ignore[list-item]
