@@ -66,18 +66,21 @@ def record(
         line = _encode(fields)
         handlers = logger.handlers
         batching = handlers[0] if len(handlers) == 1 and not logger.propagate and not logger.filters else None
-        if type(batching) is BatchingHandler:
+        if type(batching) is BatchingHandler and batching.copies_records():
             batching.add(level, line, fields)  # a worker's only outcome handler: its shortcut
         else:
-            # logger.log() without its caller lookup (a stack walk per line): the caller is always this.
-            logger.handle(
-                logger.makeRecord(logger.name, level, __file__, 0, "%s", (line,), None, "record", {"backlane": fields})
-            )
+            logger.handle(_made_record(level, line, fields))
     metrics.observe_outcome(pipeline, outcome, kind, duration_s)
     attempts.note(pipeline, item, outcome, attempt, reason)
 
 
 _encode = json.JSONEncoder(default=str, separators=(",", ":")).encode
+
+
+def _made_record(level: int, line: str, fields: dict[str, Any]) -> logging.LogRecord:
+    """The outcome's record, as logger.log() would make it without its caller lookup (a stack
+    walk per line): the caller is always record()."""
+    return logger.makeRecord(logger.name, level, __file__, 0, "%s", (line,), None, "record", {"backlane": fields})
 
 
 class BatchingHandler(logging.Handler):
@@ -91,7 +94,7 @@ class BatchingHandler(logging.Handler):
         self.target = target
         self.setFormatter(_SecondCachingFormatter.like(target.formatter))
         # What every outcome record shares, made once (by the record factory in place): see add().
-        template = logger.makeRecord(logger.name, logging.INFO, __file__, 0, "%s", ("",), None, "record")
+        template = _made_record(logging.INFO, "", {})
         self._record_class, self._template = type(template), template.__dict__
         self.interval = interval
         self._lines: collections.deque[str] = collections.deque()
@@ -107,17 +110,16 @@ class BatchingHandler(logging.Handler):
         self.emit(record)
         return True
 
+    def copies_records(self) -> bool:
+        """Whether add() may copy its template: not once the user installed a record factory."""
+        return logging.getLogRecordFactory() is self._record_class
+
     def add(self, level: int, line: str, fields: dict[str, Any]) -> None:
         """record()'s shortcut when this is the outcome logger's only handler: the same record
         (the factory's class, the same attributes) copied from a template instead of built by
         LogRecord's constructor, which recomputes file, module and process names for every line
         (a fifth of a no-op item's own CPU in a worker)."""
         if level < self.level:
-            return
-        if logging.getLogRecordFactory() is not self._record_class:  # a factory of the user's: theirs
-            logger.handle(
-                logger.makeRecord(logger.name, level, __file__, 0, "%s", (line,), None, "record", {"backlane": fields})
-            )
             return
         record = self._record_class.__new__(self._record_class)
         attributes = record.__dict__

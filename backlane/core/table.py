@@ -158,17 +158,14 @@ class ItemTable:
         """Row ``row_id`` (the given columns, all by default), None when there is none. Its
         ``has_work`` says whether it is still due, by the predicate the claims use, so the
         per-item work never restates it: a settled row is left alone."""
-        selected = columns or tuple(self.model.__table__.c)
-        if self.ready is not None:  # "due" depends on the time: this statement is the time's own
-            has_work = self.due_now(ctx, ctx.clock.now()).label("has_work")
-            with ctx.db.statement() as connection:
-                return connection.execute(select(*selected, has_work).where(self.model.id == row_id)).one_or_none()
         key = ("load", columns, ctx.pipeline.name)
-        statement = self._statements.get(key)
+        statement = self._statements.get(key) if self.ready is None else None
         if statement is None:
+            selected = columns or tuple(self.model.__table__.c)
             has_work = self.due_now(ctx, ctx.clock.now()).label("has_work")
             statement = select(*selected, has_work).where(self.model.id == bindparam("row_id"))
-            self._statements[key] = statement
+            if self.ready is None:  # else "due" holds the time: this statement is the time's own
+                self._statements[key] = statement
         with ctx.db.statement() as connection:
             return cast(Row[Any] | None, connection.execute(statement, {"row_id": row_id}).one_or_none())
 
@@ -176,13 +173,10 @@ class ItemTable:
         """Write to row ``row_id`` only while it has work left (a settled row is never touched
         again); False when it had none."""
         values = {**self._touched(ctx.clock.now()), **values}
-        columns = self.model.__table__.c
-        if not all(name in columns for name in values):  # attribute names: SQLAlchemy resolves them
-            return self._update(ctx, self.row(ctx, row_id), values)
         key = ("update", tuple(values), ctx.pipeline.name)
         statement = self._statements.get(key)
-        if statement is None:
-            setting = {name: bindparam(f"set_{name}", type_=columns[name].type) for name in values}
+        if statement is None:  # each value a parameter, typed by its column
+            setting: dict[str, Any] = {name: bindparam(f"set_{name}") for name in values}
             statement = update(self.model).where(self.row(ctx, bindparam("row_id"))).values(setting)
             self._statements[key] = statement
         with ctx.db.statement() as connection:

@@ -187,9 +187,9 @@ class BacklaneBroker(RabbitmqBroker):
         try:
             channel = connection.channel()
             for name in sorted({q_name(queue) for queue in queue_names}):
-                declare_checked(channel, name, self._build_queue_arguments(name))
-                declare_checked(channel, dq_name(name), self._build_queue_arguments(name))
-                declare_checked(channel, xq_name(name), self._xq_arguments())
+                self._declare_queue(name, channel)
+                self._declare_dq_queue(name, channel)
+                self._declare_xq_queue(name, channel)
         except QueueMismatch as mismatch:
             self._refused(mismatch)
         except (pika.exceptions.AMQPError, OSError) as exc:
@@ -254,24 +254,23 @@ class BacklaneBroker(RabbitmqBroker):
         if inbox.queue in self.queues:
             self.queues_pending.add(inbox.queue)  # declared already: bind at the next ensure
 
-    def _declare_queue(self, queue_name: str) -> Any:
-        result = declare_checked(self.channel, queue_name, self._build_queue_arguments(queue_name))
+    # Dramatiq declares on this thread's channel; check_queues passes a channel of its own.
+    def _declare_queue(self, queue_name: str, channel: Any = None) -> Any:
+        channel = channel or self.channel
+        result = declare_checked(channel, queue_name, self._build_queue_arguments(queue_name))
         inbox = self.masstransit_inboxes.get(queue_name)
         if inbox is not None:
-            inbox.declare(self.channel)
+            inbox.declare(channel)
         return result
 
-    def _declare_dq_queue(self, queue_name: str) -> Any:
-        return declare_checked(self.channel, dq_name(queue_name), self._build_queue_arguments(queue_name))
+    def _declare_dq_queue(self, queue_name: str, channel: Any = None) -> Any:
+        return declare_checked(channel or self.channel, dq_name(queue_name), self._build_queue_arguments(queue_name))
 
-    def _declare_xq_queue(self, queue_name: str) -> Any:
-        return declare_checked(self.channel, xq_name(queue_name), self._xq_arguments())
-
-    def _xq_arguments(self) -> dict[str, Any]:
+    def _declare_xq_queue(self, queue_name: str, channel: Any = None) -> Any:
         arguments: dict[str, Any] = {"x-message-ttl": self.dead_letter_ttl_ms}
         if self.queue_type == "quorum":
             arguments["x-queue-type"] = "quorum"
-        return arguments
+        return declare_checked(channel or self.channel, xq_name(queue_name), arguments)
 
     # -- publishing ---------------------------------------------------------
     def enqueue(self, message: Message, *, delay: int | None = None) -> Message:
