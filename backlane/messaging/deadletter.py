@@ -23,12 +23,12 @@ import pika.exceptions
 from dramatiq.broker import MessageProxy
 from dramatiq.brokers.rabbitmq import _RabbitmqConsumer, _RabbitmqMessage
 from dramatiq.common import q_name, xq_name
-from dramatiq.errors import ConnectionClosed, DecodeError
+from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 from dramatiq.middleware import SkipMessage
 
-from backlane.core.log_limits import cut
 from backlane.errors import BacklaneError
+from backlane.messaging.intake import Refused, admit
 from backlane.messaging.publishing import Outgoing
 from backlane.operations import metrics
 
@@ -75,17 +75,6 @@ def dead_letter_outgoing(queue: str, envelope: dict[str, Any], info: dict[str, A
     )
 
 
-def envelope_problem(message: Message) -> str | None:
-    """Why a decoded envelope cannot be dispatched, or None when it can."""
-    if not isinstance(message.actor_name, str) or not message.actor_name:
-        return "envelope field actor_name must be a non-empty string"
-    if not isinstance(message.kwargs, dict):
-        return "envelope field kwargs must be an object"
-    if not isinstance(message.options, dict):
-        return "envelope field options must be an object"
-    return None
-
-
 class DeadLetteringConsumer(_RabbitmqConsumer):
     broker: BacklaneBroker
 
@@ -99,31 +88,13 @@ class DeadLetteringConsumer(_RabbitmqConsumer):
                 self.broker.queues_pending.add(q_name(self.queue_name))
             raise ConnectionClosed(e) from None
 
-        try:
-            inbox = self.broker.masstransit_inboxes.get(q_name(self.queue_name))
-            adapted = inbox.adapt(properties, body) if inbox is not None else None
-            problem: str | None
-            if isinstance(adapted, str):  # a MassTransit message that cannot be taken
-                message, problem = None, adapted
-            else:
-                message = adapted or Message.decode(body)
-                problem = envelope_problem(message)
-                if problem is None and message.actor_name not in self.broker.actors:
-                    # Dramatiq would fail inside its own middleware and ack it: a silent loss.
-                    problem = (
-                        f"no actor named {cut(message.actor_name, 100)!r} is registered for queue {self.queue_name!r}"
-                    )
-        except DecodeError as e:
-            message, problem = None, f"not a valid message envelope: {e.error or e}"
-        if problem is not None:
-            self._dead_letter_raw(body, problem, message, properties)
+        admitted = admit(self.broker, self.queue_name, properties, body)
+        if isinstance(admitted, Refused):
+            self._dead_letter_raw(body, admitted.reason, admitted.message, properties)
             self.channel.basic_ack(method.delivery_tag)
             return None
 
-        assert message is not None  # decoded, or dead-lettered above
-        if message.queue_name != self.queue_name:
-            # A foreign publisher may name another queue; post-processing keys on it.
-            message = message.copy(queue_name=self.queue_name)
+        message = admitted
         proxy = _RabbitmqMessage(method.redelivered, method.delivery_tag, message)
         self.known_tags.add(method.delivery_tag)
         return proxy
