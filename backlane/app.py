@@ -32,6 +32,7 @@ from backlane.core import log_limits, outcomes, startup
 from backlane.core.clock import default_clock
 from backlane.core.registry import REGISTRY, Registry
 from backlane.core.runtime import Runtime, get_runtime, install, installed_runtime
+from backlane.messaging import signing
 from backlane.messaging.broker import BacklaneBroker
 from backlane.operations import endpoint
 from backlane.operations.metrics import build_metrics_middleware
@@ -100,8 +101,6 @@ def build_middleware(settings: Settings) -> list[Middleware]:
     middleware: list[Middleware] = [
         TimeLimit(time_limit=retry.time_limit_ms),
         ShutdownNotifications(),
-        Callbacks(),
-        Pipelines(),
         Retries(
             max_retries=retry.max_retries,
             min_backoff=retry.min_backoff_ms,
@@ -113,6 +112,9 @@ def build_middleware(settings: Settings) -> list[Middleware]:
         Preflight(),
         OutcomeLines(),
     ]
+    if settings.messages.dramatiq_composition:
+        # Off by default: they run whatever message a message names (pipe_target, on_success).
+        middleware[2:2] = [Callbacks(), Pipelines()]
     if settings.worker.metrics_port:
         middleware.insert(0, build_metrics_middleware(settings, serve_endpoint))
     return middleware
@@ -126,6 +128,7 @@ def build_broker(settings: Settings) -> BacklaneBroker:
         dead_letter_ttl_ms=settings.broker.dead_letter_ttl_ms,
         reconnect_timeout=settings.broker.reconnect_timeout,
         connect_timeout=settings.broker.command_timeout / 2 if _command else None,
+        signing_key=signing.key_of(settings),
     )
 
 

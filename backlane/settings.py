@@ -251,6 +251,32 @@ class DashboardSettings(Section):
     workers: str | None = None
 
 
+class MessageSettings(Section):
+    """What a worker honours in a message (see backlane/messaging/signing.py).
+
+    Every message backlane publishes with options (retries, delays, clock ticks, requeued dead
+    letters) is signed with HMAC-SHA256; a worker honours backlane's own options only on a
+    message whose signature it can check, so every process of a deployment (workers, the clock,
+    the CLI) must sign with the same key."""
+
+    #: The signing key (``BACKLANE_MESSAGES__SIGNING_KEY``, at least 16 characters). Unset: derived
+    #: from ``database.url``, which every backlane process of a deployment shares without further
+    #: configuration and the services publishing to RabbitMQ do not hold. Set it when the database
+    #: URL carries no secret (a SQLite path, a password-less login) or is known outside backlane;
+    #: changing it (or the database URL) refuses messages signed before, e.g. retries in .DQ.
+    signing_key: SecretStr | None = None
+    #: Turn on Dramatiq's Pipelines and Callbacks middleware (``pipe_target``, ``on_success``,
+    #: ``on_failure``). No backlane pipeline uses them; off, no message can start a second one.
+    dramatiq_composition: bool = False
+
+    @field_validator("signing_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (or unset, to derive it from the database URL)")
+        return value
+
+
 class Settings(BaseSettings):
     """Everything backlane reads from its environment."""
 
@@ -269,6 +295,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = StorageSettings()
     product_api: ProductApiSettings = ProductApiSettings()
     dashboard: DashboardSettings = DashboardSettings()
+    messages: MessageSettings = MessageSettings()
     #: The application: module(s) whose import registers the pipelines (what `dramatiq` is given).
     app: str = "scheduler"
     #: Logging level of backlane's loggers.

@@ -31,6 +31,13 @@ from dramatiq.middleware import CurrentMessage
 from dramatiq.middleware.time_limit import TimeLimitExceeded
 
 from backlane.core import outcomes
+from backlane.core.options import (  # re-exported: the options' names live there
+    FAILURES_OPTION,
+    PENDING_FAILURE_OPTION,
+    REQUEUED_OPTION,  # noqa: F401 - imported from here by registry and the dead-letter tools
+    SIGNATURE_OPTION,
+    WAITS_OPTION,
+)
 from backlane.errors import (
     BacklaneError,
     DelayedRetry,
@@ -42,14 +49,6 @@ from backlane.errors import (
     delay_ms,
 )
 
-#: Message option holding how many real failures an item has had.
-FAILURES_OPTION = "backlane_failures"
-#: Message option counting consecutive outage waits, so their backoff grows (and stays capped).
-WAITS_OPTION = "backlane_waits"
-#: Message option holding a final failure whose row could not be written yet: {"kind", "reason"}.
-PENDING_FAILURE_OPTION = "backlane_pending_failure"
-#: Message option set on a dead letter an operator requeued.
-REQUEUED_OPTION = "backlane_requeued"
 #: Options that belong to one life of a message in its queue, dropped when an operator requeues it.
 ATTEMPT_OPTIONS = (
     "dead_letter",
@@ -60,6 +59,7 @@ ATTEMPT_OPTIONS = (
     "traceback",
     "requeue_timestamp",
     "eta",
+    SIGNATURE_OPTION,
 )
 
 

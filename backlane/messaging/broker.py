@@ -20,7 +20,9 @@ On top of :class:`dramatiq.brokers.rabbitmq.RabbitmqBroker` this adds:
 * a cluster: several URLs separated by ';'. Each process starts at a node of its own
   (a random rotation of the list, so connections spread), and a node whose connection
   died goes to the back of the list, so reconnecting tries the others first;
-* dead letters that carry their reason (:mod:`backlane.messaging.deadletter`).
+* dead letters that carry their reason (:mod:`backlane.messaging.deadletter`);
+* every message it publishes with options is signed (:mod:`backlane.messaging.signing`), so a
+  worker can tell backlane's own bookkeeping options from a publisher's forgery.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from dramatiq.middleware import Middleware, MiddlewareError
 
 from backlane.core.startup import WORKER, process_role, refuse
 from backlane.errors import QueueMismatch
+from backlane.messaging import signing
 from backlane.messaging.broker_faults import (
     BrokerAccessRefused,
     OutageLog,
@@ -89,6 +92,7 @@ class BacklaneBroker(RabbitmqBroker):
         dead_letter_ttl_ms: int = 7 * 24 * 3600 * 1000,
         reconnect_timeout: float = 120.0,
         connect_timeout: float | None = None,
+        signing_key: bytes | None = None,
     ) -> None:
         self._hooks: dict[str, list[Any]] = {}
         self._hooks_of: list[Middleware] = []
@@ -107,6 +111,8 @@ class BacklaneBroker(RabbitmqBroker):
         self.queue_type = queue_type
         self.dead_letter_ttl_ms = dead_letter_ttl_ms
         self.reconnect_timeout = reconnect_timeout
+        #: What this broker signs its messages' options with (None: from this process's settings).
+        self.signing_key = signing_key
         self.outage = OutageLog(url)
         #: True in a worker or clock process: wait for RabbitMQ for ever, exit on a refusal.
         self.serving = False
@@ -146,6 +152,10 @@ class BacklaneBroker(RabbitmqBroker):
                 raise
             except Exception:
                 self.logger.critical("Unexpected failure in %s of %r.", name, hook.__self__, exc_info=True)
+        if signal == "enqueue" and args and isinstance(getattr(args[0], "options", None), dict):
+            # Every publish path (enqueue with or without delay, enqueue_many) encodes the message
+            # right after this: the options are final, and Dramatiq's delay copy is made.
+            signing.sign_message(self, args[0])
 
     def emit_after(self, signal: str, *args: Any, **kwargs: Any) -> None:
         name = "after_" + signal

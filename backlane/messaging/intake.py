@@ -59,7 +59,7 @@ def admit(broker: BacklaneBroker, queue_name: str, properties: Any, body: bytes)
         # Dramatiq would fail inside its own middleware and ack it: a silent loss.
         problem = f"no actor named {cut(message.actor_name, 100)!r} is registered for queue {queue_name!r}"
     if problem is None:
-        problem = signing.problem_of(broker, queue_name, message)
+        problem, message = signing.checked(broker, queue_name, message, built_here=adapted is not None)
     if problem is not None:
         return Refused(problem, message)
     if message.queue_name != queue_name:

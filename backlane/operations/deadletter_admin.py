@@ -32,6 +32,7 @@ from dramatiq.common import q_name, xq_name
 
 from backlane.core.processing import ATTEMPT_OPTIONS, REQUEUED_OPTION
 from backlane.errors import BacklaneError
+from backlane.messaging import signing
 from backlane.messaging.broker_faults import refusal_of
 from backlane.messaging.deadletter import UNDECODABLE_ACTOR
 from backlane.messaging.publishing import Outgoing
@@ -83,7 +84,7 @@ def requeue_body(letter: DeadLetter) -> bytes:
     # A requeued message starts a new life: its grace periods and age count from now.
     body["message_timestamp"] = int(time.time() * 1000)
     body["queue_name"] = letter.queue
-    return json.dumps(body, separators=(",", ":")).encode()
+    return json.dumps(signing.sign_envelope(body), separators=(",", ":")).encode()
 
 
 #: Dead letters `list` shows unless told otherwise.
