@@ -221,6 +221,10 @@ class WorkerSettings(Section):
     metrics_dir: str | None = None
 
 
+def is_loopback_name(host: str) -> bool:
+    return host.strip("[]").lower() in ("localhost", "127.0.0.1", "::1")
+
+
 class DashboardSettings(Section):
     """`backlane dashboard`: the operators' web UI (see backlane/operations/dashboard)."""
 
@@ -249,6 +253,16 @@ class DashboardSettings(Section):
     #: Workers' /health URLs, comma-separated; unset: this host's worker
     #: (http://127.0.0.1:<worker.metrics_port>/health) when its port is not 0.
     workers: str | None = None
+    #: Host names the dashboard answers to besides loopback's (localhost, 127.0.0.1, [::1]),
+    #: comma-separated, e.g. ``ops.example.com``: a request naming another host is refused
+    #: before anything else (a page that DNS-rebinds its own name to this host gets nothing).
+    allowed_hosts: str = ""
+
+    def allowed_host_names(self) -> tuple[str, ...]:
+        names = [n.strip().lower().strip("[]") for n in self.allowed_hosts.split(",") if n.strip()]
+        if self.host not in ("0.0.0.0", "::", "") and not is_loopback_name(self.host):
+            names.append(self.host.strip("[]").lower())  # the address it listens on names it too
+        return tuple(names)
 
 
 class MessageSettings(Section):

@@ -37,7 +37,11 @@ HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 
 def dashboard(app: App, **settings: Any) -> TestClient:
     loaded = LoadedApp(REGISTRY, app.runtime)
-    return TestClient(create_app(loaded, DashboardSettings(refresh_seconds=0, **settings)), follow_redirects=False)
+    return TestClient(
+        create_app(loaded, DashboardSettings(refresh_seconds=0, **settings)),
+        follow_redirects=False,
+        base_url="http://127.0.0.1",
+    )
 
 
 @pytest.fixture
@@ -164,15 +168,15 @@ def test_a_post_needs_the_csrf_token_of_the_cookie(app: App, client: TestClient)
 
 
 def test_with_a_password_every_request_needs_the_login(app: App) -> None:
-    with dashboard(app, password=SecretStr("hunter2")) as client:
+    with dashboard(app, password=SecretStr("hunter2-hunter2")) as client:
         assert client.get("/").status_code == 401
         assert client.get("/").headers["www-authenticate"].startswith("Basic")
         wrong = "Basic " + base64.b64encode(b"backlane:nope").decode()
         assert client.get("/", headers={"Authorization": wrong}).status_code == 401
         assert client.post("/pipelines/orders/trigger", data={"csrf": "x"}).status_code == 401
-        client.headers["Authorization"] = "Basic " + base64.b64encode(b"backlane:hunter2").decode()
+        client.headers["Authorization"] = "Basic " + base64.b64encode(b"backlane:hunter2-hunter2").decode()
         page = client.get("/")
-        assert page.status_code == 200 and "hunter2" not in page.text
+        assert page.status_code == 200 and "hunter2-hunter2" not in page.text
         assert client.post("/pipelines/orders/trigger").status_code == 403  # logged in, but no token
 
 
@@ -278,7 +282,9 @@ def test_mounted_in_an_operators_own_app_its_links_follow_the_mount(app: App) ->
     from starlette.routing import Mount
 
     inner = create_app(LoadedApp(REGISTRY, app.runtime), DashboardSettings(refresh_seconds=0))
-    with TestClient(Starlette(routes=[Mount("/ops/backlane", app=inner)]), follow_redirects=False) as client:
+    with TestClient(
+        Starlette(routes=[Mount("/ops/backlane", app=inner)]), follow_redirects=False, base_url="http://127.0.0.1"
+    ) as client:
         page = client.get("/ops/backlane/")
         assert page.status_code == 200
         assert 'href="/ops/backlane/pipelines/orders"' in page.text

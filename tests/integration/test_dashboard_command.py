@@ -50,6 +50,23 @@ def test_an_address_others_can_reach_needs_a_password(rabbitmq: Any, tmp_path: P
     assert "BACKLANE_DASHBOARD__PASSWORD is not set" in line and "0.0.0.0" in line
 
 
+@pytest.mark.parametrize("password", ["", "hunter2"])
+def test_a_blank_or_short_password_refuses_to_start(rabbitmq: Any, tmp_path: Path, password: str) -> None:
+    """An empty BACKLANE_DASHBOARD__PASSWORD used to count as set: `curl -u backlane:` got in."""
+    env = environment(
+        rabbitmq,
+        f"sqlite:///{tmp_path}/b.db",
+        BACKLANE_DASHBOARD__HOST="0.0.0.0",
+        BACKLANE_DASHBOARD__PASSWORD=password,
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "backlane.cli", "dashboard"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 78, done
+    [line] = done.stderr.strip().splitlines()
+    assert "BACKLANE_DASHBOARD__PASSWORD is" in line and "at least 12" in line
+
+
 def test_serves_until_ctrl_c_and_a_taken_port_is_one_line(rabbitmq: Any, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/b.db"
     upgrade(url)

@@ -9,7 +9,17 @@ import pytest
 from pydantic import SecretStr
 
 from backlane.operations.dashboard.cache import Cached, Throughput
-from backlane.operations.dashboard.security import bind_problem, credentials_ok, csrf_ok, is_loopback
+from backlane.operations.dashboard.security import (
+    bind_problem,
+    credentials_ok,
+    cross_site,
+    csrf_ok,
+    host_allowed,
+    is_loopback,
+    new_csrf_token,
+    notice_of,
+    sign_notice,
+)
 from backlane.operations.dashboard.views import next_tick
 from backlane.problems import EXIT_CONFIG
 from backlane.settings import DashboardSettings
@@ -30,7 +40,7 @@ def test_a_reachable_address_needs_a_password() -> None:
     problem = bind_problem(DashboardSettings(host="0.0.0.0"))
     assert problem is not None and problem.status == EXIT_CONFIG
     assert "BACKLANE_DASHBOARD__PASSWORD" in problem.line and "\n" not in problem.line
-    assert bind_problem(DashboardSettings(host="0.0.0.0", password=SecretStr("s3cret"))) is None
+    assert bind_problem(DashboardSettings(host="0.0.0.0", password=SecretStr("s3cret-s3cret"))) is None
 
 
 def _basic(user: str, password: str) -> str:
@@ -47,8 +57,13 @@ def test_credentials() -> None:
 
 
 def test_csrf_tokens_must_match_and_be_present() -> None:
-    assert csrf_ok("abc", "abc")
-    assert not csrf_ok("abc", "abd")
+    token = new_csrf_token()
+    assert csrf_ok(token, token)
+    assert not csrf_ok("abc", "abc")  # equal, but not issued by this process
+    assert not csrf_ok(token, token + "x")
+    bound = new_csrf_token("Basic YWxpY2U6cHc=")
+    assert csrf_ok(bound, bound, "Basic YWxpY2U6cHc=")
+    assert not csrf_ok(bound, bound, "Basic Ym9iOnB3")  # issued to another login
     assert not csrf_ok(None, "abc")
     assert not csrf_ok("abc", None)
     assert not csrf_ok("", "")
@@ -96,3 +111,54 @@ backlane_items_total{error_class="",outcome="succeeded",pipeline="tracks"} 5.0
 dramatiq_messages_total{actor_name="process_orders",queue_name="orders"} 51.0
 """
     assert finished_from_metrics(text) == {"orders": 42.0, "tracks": 5.0}
+
+
+@pytest.mark.parametrize("password", ["", "short", "elevenchars"])
+def test_a_blank_or_short_password_refuses_to_start(password: str) -> None:
+    for host in ("127.0.0.1", "0.0.0.0"):
+        problem = bind_problem(DashboardSettings(host=host, password=SecretStr(password)))
+        assert problem is not None and problem.status == EXIT_CONFIG
+        assert "BACKLANE_DASHBOARD__PASSWORD" in problem.line
+        assert not password or password not in problem.line  # never shown
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1:8090", "localhost", "LOCALHOST:1", "[::1]:8090", "ops.example.com", "ops.example.com:443"]
+)
+def test_hosts_served(host: str) -> None:
+    assert host_allowed(host, ("ops.example.com",))
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        None,
+        "",
+        "evil.example",
+        "evil.example:8090",
+        "127.0.0.1.evil.example",
+        "127.0.0.1:x",
+        "a@127.0.0.1",
+        "[::1",
+        "localhost/x",
+    ],
+)
+def test_hosts_refused(host: str | None) -> None:
+    assert not host_allowed(host, ("ops.example.com",))
+
+
+def test_cross_site_posts() -> None:
+    assert cross_site("127.0.0.1:8090", None, None) is None  # curl: the CSRF token decides
+    assert cross_site("127.0.0.1:8090", "http://127.0.0.1:8090", "same-origin") is None
+    assert cross_site("127.0.0.1:8090", None, "none") is None  # typed in the address bar
+    assert cross_site("127.0.0.1:8090", "https://evil.example", None)
+    assert cross_site("127.0.0.1:8090", "null", None)
+    assert cross_site("127.0.0.1:8090", None, "cross-site")
+    assert cross_site("127.0.0.1:8090", None, "same-site")  # a sibling subdomain is another site too
+    assert cross_site("127.0.0.1:8090", "http://127.0.0.1:9999", "same-origin")
+
+
+def test_notices_only_when_signed() -> None:
+    assert notice_of("requeued 1", sign_notice("requeued 1")) == "requeued 1"
+    assert notice_of("you were hacked", None) is None
+    assert notice_of("you were hacked", sign_notice("requeued 1")) is None

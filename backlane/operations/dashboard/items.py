@@ -68,7 +68,7 @@ def search_condition(table: ItemTable, text: str) -> ColumnElement[bool]:
     """Rows whose id, or one of the table's searchable columns, is exactly ``text``."""
     text = text.strip()
     matches = [column == text for column in table.search]
-    if text.isdigit() and len(text) < 19:
+    if text.isascii() and text.isdigit() and len(text) < 19:
         matches.append(table.model.id == int(text))
     return or_(*matches) if matches else not_(true())
 
@@ -178,4 +178,5 @@ def _cell(value: Any) -> Any:
 
 def parse_before(text: str | None) -> int | None:
     """The ``before`` (or ``page``) query parameter: a number, or None when absent or not one."""
-    return int(text) if text and text.isdigit() and len(text) < 19 else None
+    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+    return int(text) if text and text.isascii() and text.isdigit() and len(text) < 19 else None

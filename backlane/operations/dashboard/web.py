@@ -60,6 +60,9 @@ def create_app(app: App | None = None, settings: DashboardSettings | None = None
 
         app = load_app()
     settings = settings or app.runtime.settings.dashboard
+    weak = security.password_problem(settings)
+    if weak is not None:
+        raise weak  # mounted in another app too: never served with a blank or short password
     dashboard = _Dashboard(app, settings)
     routes = [
         Route("/", dashboard.guard(dashboard.overview)),
@@ -74,9 +77,19 @@ def create_app(app: App | None = None, settings: DashboardSettings | None = None
     return Starlette(routes=routes)
 
 
+def _cookie_name(request: Request) -> str:
+    return security.SECURE_CSRF_COOKIE if request.url.scheme == "https" else security.CSRF_COOKIE
+
+
+def _login(request: Request) -> str:
+    """What a CSRF token is bound to: the credentials this browser sends ("" without a login)."""
+    return request.headers.get("authorization") or ""
+
+
 class _Dashboard:
     def __init__(self, app: App, settings: DashboardSettings) -> None:
         self.app, self.settings = app, settings
+        self.allowed_hosts = settings.allowed_host_names()
         self.views = Views(app, settings)
         # Autoescape on for every template, whatever its name: nothing reaches the page unescaped.
         environment = jinja2.Environment(
@@ -101,6 +114,12 @@ class _Dashboard:
         return guarded
 
     async def _checked(self, request: Request, endpoint: Endpoint, action: bool) -> Response:
+        if not security.host_allowed(request.headers.get("host"), self.allowed_hosts):
+            # Before the login and before any token: a rebinding page learns nothing.
+            return PlainTextResponse(
+                "refused: this dashboard is not served under that host name (BACKLANE_DASHBOARD__ALLOWED_HOSTS)\n",
+                421,
+            )
         password = self.settings.password
         if password is not None and not security.credentials_ok(
             request.headers.get("authorization"), self.settings.user, password.get_secret_value()
@@ -111,10 +130,15 @@ class _Dashboard:
         if action:
             if self.settings.read_only:
                 return PlainTextResponse("the dashboard is read-only (BACKLANE_DASHBOARD__READ_ONLY)\n", 403)
+            why = security.cross_site(
+                request.headers.get("host"), request.headers.get("origin"), request.headers.get("sec-fetch-site")
+            )
+            if why is not None:
+                return PlainTextResponse(f"refused: the request comes from another site ({why})\n", 403)
             form = await request.form()
             submitted = form.get(security.CSRF_FIELD)
             token = submitted if isinstance(submitted, str) else None
-            if not security.csrf_ok(request.cookies.get(security.CSRF_COOKIE), token):
+            if not security.csrf_ok(request.cookies.get(_cookie_name(request)), token, _login(request)):
                 return PlainTextResponse("refused: missing or wrong CSRF token; reload the page and try again\n", 403)
         try:
             return await endpoint(request)
@@ -130,26 +154,32 @@ class _Dashboard:
             return self._page(request, "missing.html", {"what": line, "title": "error"}, 503)
 
     def _page(self, request: Request, template: str, context: dict[str, Any], status: int = 200) -> Response:
-        token = request.cookies.get(security.CSRF_COOKIE) or security.new_csrf_token()
+        cookie = _cookie_name(request)
+        token = request.cookies.get(cookie)
+        if not security.token_valid(token, _login(request)):
+            token = security.new_csrf_token(_login(request))
         base = request.scope.get("root_path", "")
         context = {
             "base": base,
             "csrf": token,
             "read_only": self.settings.read_only,
             "refresh_seconds": self.settings.refresh_seconds,
-            "notice": request.query_params.get("notice"),
+            "notice": security.notice_of(request.query_params.get("notice"), request.query_params.get("sig")),
             "registry_names": [r.name for r in self.app.registry],
             **context,
         }
         response = self.templates.TemplateResponse(request, template, context, status_code=status)
-        if request.cookies.get(security.CSRF_COOKIE) != token:
-            response.set_cookie(security.CSRF_COOKIE, token, httponly=True, samesite="strict", path=base or "/")
+        if request.cookies.get(cookie) != token:
+            secure = cookie == security.SECURE_CSRF_COOKIE  # __Host-: Secure, Path=/, no Domain
+            path = "/" if secure else base or "/"
+            response.set_cookie(cookie, token, httponly=True, samesite="strict", path=path, secure=secure)
         return response
 
     def _back(self, request: Request, path: str, notice: str) -> Response:
         """Redirect (303) to ``path`` of the dashboard, saying ``notice`` there."""
         base = request.scope.get("root_path", "")
-        return RedirectResponse(f"{base}{path}?{urlencode({'notice': notice})}", status_code=303)
+        query = urlencode({"notice": notice, "sig": security.sign_notice(notice)})
+        return RedirectResponse(f"{base}{path}?{query}", status_code=303)
 
     # -- pages -------------------------------------------------------------------
 
@@ -226,8 +256,10 @@ class _Dashboard:
     async def purge(self, request: Request) -> Response:
         form = await request.form()
         queue = str(form.get("queue") or "")
-        if form.get("confirm") != "purge":
-            return self._back(request, "/dead-letters", "nothing purged: tick the box to confirm")
+        confirm = form.get("confirm")
+        # Every queue at once is its own confirmation, never what a missing field means.
+        if not (confirm == "purge" and queue) and not (confirm == "purge-all" and not queue):
+            return self._back(request, "/dead-letters", "nothing purged: name a queue and tick the box to confirm")
         runtime = self.app.runtime
 
         def run() -> str:

@@ -1,0 +1,80 @@
+"""The dashboard against a hostile page and a hostile network: a DNS-rebinding request, a
+cross-site POST, a purge that names no queue, numbers that are not numbers, text in the URL."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from contracts.orders import ORDER_CREATED_QUEUE
+from tests.integration.conftest import App
+from tests.integration.test_dashboard_app import csrf_of, dashboard
+from tests.integration.test_dead_letter_admin import dead_letter, declare, depth, publish
+
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+def test_a_foreign_host_gets_nothing_not_even_a_token(app: App) -> None:
+    with dashboard(app) as client:
+        for path in ("/", "/dead-letters", "/pipelines/orders", "/health"):
+            answer = client.get(path, headers={"Host": "evil.example:8090"})
+            assert answer.status_code == 421, path
+            assert "csrf" not in answer.text and "set-cookie" not in answer.headers
+        refused = client.post("/dead-letters/purge", headers={"Host": "evil.example"}, data={"confirm": "purge-all"})
+        assert refused.status_code == 421
+
+
+def test_a_cross_site_post_is_refused_even_with_the_token(app: App) -> None:
+    declare(app)
+    xq = f"{ORDER_CREATED_QUEUE}.XQ"
+    publish(app, xq, dead_letter(str(uuid.uuid4()), {"version": 1, "order_id": 9}))
+    with dashboard(app) as client:
+        token = csrf_of(client)
+        form = {"csrf": token, "queue": ORDER_CREATED_QUEUE, "confirm": "purge"}
+        for headers in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}, {"Origin": "null"}):
+            refused = client.post("/dead-letters/purge", data=form, headers=headers)
+            assert refused.status_code == 403 and "another site" in refused.text, headers
+        assert depth(app, xq) == 1
+
+
+def test_a_purge_must_name_its_queue(app: App) -> None:
+    declare(app)
+    xq = f"{ORDER_CREATED_QUEUE}.XQ"
+    publish(app, xq, dead_letter(str(uuid.uuid4()), {"version": 1, "order_id": 9}))
+    with dashboard(app) as client:
+        token = csrf_of(client)
+        done = client.post("/dead-letters/purge", data={"csrf": token, "confirm": "purge"})
+        assert done.status_code == 303 and "nothing+purged" in done.headers["location"]
+        assert depth(app, xq) == 1
+        same_origin = {"Origin": "http://127.0.0.1", "Sec-Fetch-Site": "same-origin"}
+        named = client.post(
+            "/dead-letters/purge",
+            data={"csrf": token, "confirm": "purge", "queue": ORDER_CREATED_QUEUE},
+            headers=same_origin,
+        )
+        assert named.status_code == 303 and depth(app, xq) == 0
+
+
+def test_a_forged_token_or_another_logins_token_is_refused(app: App) -> None:
+    with dashboard(app) as client:
+        client.cookies.set("backlane_csrf", "planted")
+        refused = client.post("/pipelines/orders/trigger", data={"csrf": "planted"})
+        assert refused.status_code == 403
+
+
+@pytest.mark.parametrize("query", ["page=%C2%B2", "before=%C2%B2", "q=%C2%B2", "before=99999999999999999999999"])
+def test_numbers_that_are_not_numbers_are_not_errors(app: App, query: str) -> None:
+    with dashboard(app) as client:
+        answer = client.get(f"/pipelines/orders?{query}")
+        assert answer.status_code == 200, answer.text
+
+
+def test_no_page_text_from_the_url(app: App) -> None:
+    with dashboard(app) as client:
+        page = client.get("/?notice=Your+session+expired%2C+call+0800-EVIL").text
+        assert "0800-EVIL" not in page
+        token = csrf_of(client)
+        done = client.post("/pipelines/orders/trigger", data={"csrf": token})
+        said = client.get(done.headers["location"]).text
+        assert "discover for orders queued" in said
