@@ -7,6 +7,12 @@ confirm mode and the confirms are collected together. Every message is
 ``mandatory``: if RabbitMQ cannot route one (its queue deleted by an operator)
 it comes back, and :class:`BatchPublisher` re-declares the queue through the
 broker and sends it again, or raises :class:`UnroutableMessages`.
+
+Before anything of a batch is sent, every message is checked against AMQP's field limits
+(a message id, content type or header name longer than 255 bytes would otherwise break
+pika's encoder mid-batch): :class:`InvalidOutgoing` names the field. A message RabbitMQ
+refuses for its size (``max_message_size``) closes the channel with PRECONDITION_FAILED;
+that is :class:`MessageTooLarge`, not an outage to retry for ever.
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ import pika
 import pika.exceptions
 from pika.spec import Basic
 
+from backlane.errors import BacklaneError
 from backlane.errors import UnroutableMessages as UnroutableMessages  # raised by the broker; named here too
+from backlane.messaging.letters import PROPERTY_NAMES, SHORTSTR_LIMIT
 
 #: Longest wait for the confirms of one batch, seconds.
 CONFIRM_TIMEOUT = 30.0
@@ -31,6 +39,31 @@ CONFIRM_TIMEOUT = 30.0
 CONFIRM_POLL_SLICE = 0.002
 #: The reason :meth:`BatchPublisher.publish` gives a message RabbitMQ nacked (it may be sent again).
 NACKED = "nacked by RabbitMQ"
+#: Properties AMQP carries as short strings (at most 255 bytes).
+SHORTSTR_PROPERTIES = (
+    "content_type",
+    "content_encoding",
+    "correlation_id",
+    "reply_to",
+    "expiration",
+    "message_id",
+    "type",
+    "user_id",
+    "app_id",
+    "cluster_id",
+)
+
+
+class InvalidOutgoing(BacklaneError, ValueError):
+    """A message that AMQP cannot carry (a field too long, of the wrong type): nothing was sent."""
+
+    kind = "invalid_message"
+
+
+class MessageTooLarge(BacklaneError):
+    """RabbitMQ refused a message for its size (its ``max_message_size``); never retried as an outage."""
+
+    kind = "message_too_large"
 
 
 @dataclass(frozen=True)
@@ -44,6 +77,75 @@ class Outgoing:
     exchange: str = ""
     #: AMQP content type; MassTransit consumers read theirs from it (application/vnd.masstransit+json).
     content_type: str = "application/json"
+    #: Every AMQP property of the message as it must be sent (pika's names), e.g. a dead letter
+    #: put back as it first came; given, it replaces the fields above (``message_id`` stays
+    #: the key its confirm is reported under).
+    properties: dict[str, Any] | None = None
+
+    def basic_properties(self) -> pika.BasicProperties:
+        if self.properties is not None:
+            return pika.BasicProperties(**{k: v for k, v in self.properties.items() if k in PROPERTY_NAMES})
+        return pika.BasicProperties(
+            delivery_mode=2,
+            message_id=self.message_id,
+            content_type=self.content_type,
+            headers=self.headers,
+            priority=self.priority,
+        )
+
+
+def problem_of(out: Outgoing) -> str | None:
+    """Why AMQP cannot carry ``out`` (checked before anything is sent), or None."""
+    if not isinstance(out.body, bytes):
+        return f"body must be bytes, not {type(out.body).__name__}"
+    props = (
+        out.properties
+        if out.properties is not None
+        else {"message_id": out.message_id, "content_type": out.content_type, "headers": out.headers}
+    )
+    if not _short(out.routing_key) or not _short(out.exchange):
+        return "routing key and exchange must be strings of at most 255 bytes"
+    for name in SHORTSTR_PROPERTIES:
+        value = props.get(name)
+        if value is not None and not _short(value):
+            return f"property {name} must be a string of at most {SHORTSTR_LIMIT} bytes of UTF-8 ({_size(value)})"
+    headers = props.get("headers")
+    if headers is not None:
+        if not isinstance(headers, dict):
+            return f"headers must be a table, not {type(headers).__name__}"
+        problem = _table_problem(headers, "headers")
+        if problem is not None:
+            return problem
+    return None
+
+
+def _short(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        return len(value.encode("utf-8")) <= SHORTSTR_LIMIT
+    except UnicodeEncodeError:
+        return False
+
+
+def _size(value: object) -> str:
+    if not isinstance(value, str):
+        return type(value).__name__
+    return f"{len(value.encode('utf-8', 'surrogatepass')):,} bytes"
+
+
+def _table_problem(table: dict[Any, Any], where: str, depth: int = 0) -> str | None:
+    if depth > 20:
+        return f"{where} nests tables more than 20 deep"
+    for key, value in table.items():
+        if not _short(key):
+            shown = key[:40] if isinstance(key, str) else type(key).__name__
+            return f"{where} key {shown!r}... must be a string of at most {SHORTSTR_LIMIT} bytes ({_size(key)})"
+        if isinstance(value, dict):
+            problem = _table_problem(value, f"{where}.{key}", depth + 1)
+            if problem is not None:
+                return problem
+    return None
 
 
 class BatchPublisher:
@@ -57,9 +159,11 @@ class BatchPublisher:
         self._impl.confirm_delivery(ack_nack_callback=self._on_confirm, callback=lambda _f: ready.append(True))
         self._wait_until(lambda: bool(ready), CONFIRM_TIMEOUT)
         self._impl.add_on_return_callback(self._on_return)
+        self._impl.add_on_close_callback(self._on_close)
         self._next_tag = 1
-        self._outstanding: dict[int, str] = {}
+        self._outstanding: dict[int, Outgoing] = {}
         self._failed: dict[str, str] = {}
+        self._closed_by: BaseException | None = None
 
     @property
     def is_open(self) -> bool:
@@ -69,15 +173,12 @@ class BatchPublisher:
         """Publish all, wait for every confirm; returns {message_id: reason} of those refused."""
         self._failed = {}
         for out in batch:
-            properties = pika.BasicProperties(
-                delivery_mode=2,
-                message_id=out.message_id,
-                content_type=out.content_type,
-                headers=out.headers,
-                priority=out.priority,
-            )
-            self._impl.basic_publish(out.exchange, out.routing_key, out.body, properties, mandatory=True)
-            self._outstanding[self._next_tag] = out.message_id
+            problem = problem_of(out)
+            if problem is not None:
+                raise InvalidOutgoing(f"message {str(out.message_id)[:80]!r} to {out.routing_key[:80]!r}: {problem}")
+        for out in batch:
+            self._impl.basic_publish(out.exchange, out.routing_key, out.body, out.basic_properties(), mandatory=True)
+            self._outstanding[self._next_tag] = out
             self._next_tag += 1
         self._coalesce_output()
         self._wait_until(lambda: not self._outstanding, CONFIRM_TIMEOUT)
@@ -93,6 +194,8 @@ class BatchPublisher:
     def _wait_until(self, done: Callable[[], bool], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while not done():
+            if self._closed_by is not None:
+                raise self._closed_by
             if time.monotonic() > deadline:
                 raise pika.exceptions.AMQPConnectionError("timed out waiting for publisher confirms")
             self.connection.process_data_events(time_limit=CONFIRM_POLL_SLICE)
@@ -113,10 +216,27 @@ class BatchPublisher:
         method = frame.method
         tags = [t for t in self._outstanding if t <= method.delivery_tag] if method.multiple else [method.delivery_tag]
         for tag in tags:
-            message_id = self._outstanding.pop(tag, None)
-            if message_id is not None and isinstance(method, Basic.Nack):
-                self._failed[message_id] = NACKED
+            out = self._outstanding.pop(tag, None)
+            if out is not None and isinstance(method, Basic.Nack):
+                self._failed[out.message_id] = NACKED
 
     def _on_return(self, _channel: Any, method: Any, properties: Any, _body: bytes) -> None:
-        # A return always precedes the ack of the same message.
-        self._failed[properties.message_id] = f"unroutable to {method.routing_key!r}: {method.reply_text}"
+        # A return always precedes the ack of the same message. Returns carry no delivery tag:
+        # the first outstanding message with that routing key and wire message id is the one.
+        for out in self._outstanding.values():
+            wire_id = out.properties.get("message_id") if out.properties is not None else out.message_id
+            if out.routing_key == method.routing_key and wire_id == properties.message_id:
+                self._failed[out.message_id] = f"unroutable to {method.routing_key!r}: {method.reply_text}"
+                return
+        self._failed[str(properties.message_id)] = f"unroutable to {method.routing_key!r}: {method.reply_text}"
+
+    def _on_close(self, _channel: Any, reason: BaseException) -> None:
+        """RabbitMQ closed the channel: a message too large for it is said so, anything else is
+        a channel error (the broker reconnects)."""
+        text = str(getattr(reason, "reply_text", reason))
+        if getattr(reason, "reply_code", None) == 406 and "message size" in text:
+            self._closed_by = MessageTooLarge(f"RabbitMQ refused a message for its size: {text}")
+        elif isinstance(reason, pika.exceptions.AMQPError):
+            self._closed_by = reason
+        else:
+            self._closed_by = pika.exceptions.AMQPChannelError(text)
