@@ -58,6 +58,9 @@ from backlane.messaging.broker_faults import (
     quiet_pika,
     refusal_of,
 )
+from backlane.messaging.broker_faults import (
+    _declares as declares,
+)
 from backlane.messaging.deadletter import DeadLetteringConsumer
 from backlane.messaging.masstransit import MassTransitInbox
 from backlane.messaging.publishing import NACKED, BatchPublisher, Outgoing, UnroutableMessages
@@ -122,6 +125,7 @@ class BacklaneBroker(RabbitmqBroker):
         self._publishers_lock = threading.Lock()
         #: Inbox queues that also take MassTransit publishes, by queue name.
         self.masstransit_inboxes: dict[str, MassTransitInbox] = {}
+        self._xq_warned: set[str] = set()
         quiet_pika()
         self.add_middleware(_ServiceLifecycle())
 
@@ -277,10 +281,31 @@ class BacklaneBroker(RabbitmqBroker):
         return declare_checked(channel or self.channel, dq_name(queue_name), self._build_queue_arguments(queue_name))
 
     def _declare_xq_queue(self, queue_name: str, channel: Any = None) -> Any:
-        arguments: dict[str, Any] = {"x-message-ttl": self.dead_letter_ttl_ms}
-        if self.queue_type == "quorum":
-            arguments["x-queue-type"] = "quorum"
-        return declare_checked(channel or self.channel, xq_name(queue_name), arguments)
+        """The dead-letter queue: letters are read (listed, shown on the dashboard) without being
+        consumed, which a quorum queue counts as deliveries. Its delivery limit is turned off on
+        RabbitMQ 4 (default 20: a letter would be dropped after ~20 views); 3.x has none by
+        default, and reads -1 as a limit, dropping at the first read. A quorum .XQ made before
+        with another limit is used as it is, with a warning (SCALING.md, RabbitMQ 4)."""
+        channel = channel or self.channel
+        name = xq_name(queue_name)
+        arguments = xq_arguments(self.queue_type, self.dead_letter_ttl_ms, server_major(channel))
+        if self.queue_type == "quorum" and not declares(channel, name, arguments):
+            other = {k: v for k, v in arguments.items() if k != "x-delivery-limit"}
+            if "x-delivery-limit" not in arguments:
+                other["x-delivery-limit"] = 20
+            if declares(channel, name, other) or declares(
+                channel, name, {k: v for k, v in other.items() if k != "x-delivery-limit"}
+            ):
+                if name not in self._xq_warned:
+                    self._xq_warned.add(name)
+                    logger.warning(
+                        "%s exists with another delivery limit than %s: each read of a letter (list, dashboard) "
+                        "counts toward it on RabbitMQ 4, and a letter past it is dropped; see SCALING.md (RabbitMQ 4)",
+                        name,
+                        arguments.get("x-delivery-limit", "none"),
+                    )
+                return channel.queue_declare(queue=name, passive=True)
+        return declare_checked(channel, name, arguments)
 
     # -- publishing ---------------------------------------------------------
     def enqueue(self, message: Message, *, delay: int | None = None) -> Message:
@@ -429,6 +454,30 @@ class BacklaneBroker(RabbitmqBroker):
         for publisher in publishers:
             publisher.close()
         super().close()
+
+
+def server_major(channel: Any) -> int | None:
+    """The major version of the RabbitMQ ``channel`` is on (from its connection's handshake), or None."""
+    connection = getattr(getattr(channel, "connection", None), "_impl", None)
+    properties = getattr(connection, "server_properties", None) or {}
+    version = properties.get("version") if isinstance(properties, dict) else None
+    if isinstance(version, bytes):
+        version = version.decode("ascii", "replace")
+    try:
+        return int(str(version).split(".")[0])
+    except ValueError:
+        return None
+
+
+def xq_arguments(queue_type: str, ttl_ms: int, major: int | None) -> dict[str, Any]:
+    """A dead-letter queue's arguments: its letters' time to live; for a quorum queue on
+    RabbitMQ 4 or later, no delivery limit (``-1``; 3.x takes -1 as a limit and has none by default)."""
+    arguments: dict[str, Any] = {"x-message-ttl": ttl_ms}
+    if queue_type == "quorum":
+        arguments["x-queue-type"] = "quorum"
+        if major is not None and major >= 4:
+            arguments["x-delivery-limit"] = -1
+    return arguments
 
 
 def _restamped(message: Message) -> Message:

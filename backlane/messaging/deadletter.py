@@ -27,9 +27,11 @@ from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 from dramatiq.middleware import SkipMessage
 
+from backlane.core.log_limits import cut
 from backlane.errors import BacklaneError
+from backlane.messaging import letters
 from backlane.messaging.intake import Refused, admit
-from backlane.messaging.publishing import Outgoing
+from backlane.messaging.publishing import MessageTooLarge, Outgoing
 from backlane.operations import metrics
 
 if TYPE_CHECKING:
@@ -57,22 +59,52 @@ def dead_letter_info(queue: str, kind: str, reason: str, retries: int = 0) -> di
     return {
         "queue": q_name(queue),
         "kind": kind,
-        "reason": reason,
+        "reason": letters.bounded_reason(reason),
         "retries": retries,
         "failed_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 
 def dead_letter_outgoing(queue: str, envelope: dict[str, Any], info: dict[str, Any]) -> Outgoing:
+    """The letter of backlane's own message that failed: its Dramatiq envelope with
+    ``options.dead_letter`` (what requeue reopens the row from), the same in headers."""
     envelope = dict(envelope)
     envelope["options"] = {**(envelope.get("options") or {}), "dead_letter": info}
-    message_id = str(envelope.get("message_id") or f"undecodable-{datetime.now(UTC).timestamp()}")
+    given = envelope.get("message_id")
+    message_id = given if letters.is_shortstr(given) and given else letters.new_message_id()
+    annotation = letters.Annotation(info["kind"], info["reason"], q_name(queue), info["failed_at"], info["retries"])
     return Outgoing(
         routing_key=xq_name(q_name(queue)),
-        body=json.dumps(envelope, separators=(",", ":")).encode(),
+        body=json.dumps(envelope, separators=(",", ":"), default=str).encode(),
         message_id=message_id,
-        headers={"x-backlane-kind": info["kind"], "x-backlane-reason": info["reason"][:1000]},
+        headers=letters.annotation_headers(annotation, letters.ENVELOPE),
     )
+
+
+#: What a letter too large for RabbitMQ keeps of its body, bytes.
+TRUNCATED_KEEP = 64 * 1024
+
+
+def publish_letter(broker: BacklaneBroker, queue: str, body: bytes, props: dict[str, Any]) -> None:
+    """Publish a letter to ``queue``'s .XQ (confirmed). One RabbitMQ refuses for its size is
+    published again with only the head of its body and the original size in a header (it
+    cannot be requeued, but the operator sees it and why), not retried as an outage."""
+    out = Outgoing(xq_name(queue), body, str(props["message_id"]), properties=props)
+    try:
+        broker.publish([out])
+    except MessageTooLarge as exc:
+        logger.error(
+            "dead letter %s is too large for RabbitMQ (%s); keeping its first %d bytes",
+            out.message_id,
+            exc,
+            TRUNCATED_KEEP,
+        )
+        head, head_props = letters.truncated(body, props, TRUNCATED_KEEP)
+        broker.publish([Outgoing(xq_name(queue), head, out.message_id, properties=head_props)])
+
+
+def envelope_letter_props(out: Outgoing) -> dict[str, Any]:
+    return {"delivery_mode": 2, "message_id": out.message_id, "content_type": out.content_type, "headers": out.headers}
 
 
 class DeadLetteringConsumer(_RabbitmqConsumer):
@@ -100,36 +132,29 @@ class DeadLetteringConsumer(_RabbitmqConsumer):
         return proxy
 
     def _dead_letter_raw(self, body: bytes, problem: str, message: Message | None, properties: Any = None) -> None:
-        logger.warning("dead-lettering a malformed message from %s: %s", self.queue_name, problem)
-        envelope: dict[str, Any]
-        if message is not None:
-            envelope = {k: v for k, v in message.asdict().items() if k != "options"}
-            envelope["args"] = list(message.args)
-            envelope["options"] = {}
-        else:
-            envelope = {
-                "queue_name": q_name(self.queue_name),
-                "actor_name": UNDECODABLE_ACTOR,
-                "args": [],
-                "kwargs": {},
-                "options": {"raw_body": body.decode("utf-8", errors="replace")},
-            }
-            content_type = getattr(properties, "content_type", None)
-            if content_type:
-                envelope["options"]["content_type"] = content_type
-        info = dead_letter_info(self.queue_name, "malformed", problem)
-        self.broker.publish([dead_letter_outgoing(self.queue_name, envelope, info)])
-        metrics.observe_dead_letter(q_name(self.queue_name), "malformed")
+        """Dead-letter a delivery refused at the boundary as it came (:mod:`backlane.messaging.letters`):
+        its body byte for byte, its properties, the reason in ``x-backlane-*`` headers."""
+        queue = q_name(self.queue_name)
+        logger.warning("dead-lettering a malformed message from %s: %s", self.queue_name, cut(problem, 300))
+        hint = getattr(message, "message_id", None)
+        annotation = letters.Annotation("malformed", letters.bounded_reason(problem), queue)
+        letter_body, props = letters.encode(
+            body, properties, annotation, message_id=hint if isinstance(hint, str) else None
+        )
+        publish_letter(self.broker, queue, letter_body, props)
+        metrics.observe_dead_letter(queue, "malformed")
 
     def nack(self, message: MessageProxy) -> None:
         kind, reason = failure_of(message)
-        info = dead_letter_info(self.queue_name, kind, reason, int(message.options.get("retries", 0)))
+        retries = message.options.get("retries", 0)
+        info = dead_letter_info(self.queue_name, kind, reason, retries if isinstance(retries, int) else 0)
         envelope = message.asdict()
         envelope["args"] = list(envelope["args"])
         envelope["options"] = {k: v for k, v in envelope["options"].items() if k not in ("eta", "traceback")}
         envelope["queue_name"] = q_name(self.queue_name)
         # The copy must be safe in .XQ before the original is let go.
-        self.broker.publish([dead_letter_outgoing(self.queue_name, envelope, info)])
+        out = dead_letter_outgoing(self.queue_name, envelope, info)
+        publish_letter(self.broker, q_name(self.queue_name), out.body, envelope_letter_props(out))
         metrics.observe_dead_letter(q_name(self.queue_name), kind)
         logger.warning(
             "dead-lettered message %s (%s) to %s: %s",

@@ -1,10 +1,12 @@
 """Operating the dead-letter queues: list, requeue (one or all), purge.
 
-Dead letters live in ``<queue>.XQ`` as annotated copies (see
-:mod:`backlane.messaging.deadletter`). Requeueing strips the annotation and the retry
-counters and publishes the message back onto its queue through the normal path
-(confirmed), then removes it from ``.XQ``; a message that was never decodable
-goes back as its raw bytes. Messages are read over AMQP without acking, so an
+Dead letters live in ``<queue>.XQ`` (see :mod:`backlane.messaging.deadletter` and
+:mod:`backlane.messaging.letters`). Any message there is listed, whatever its body and
+headers (one backlane cannot read is shown as its bytes and marked so). Requeueing puts a
+delivery refused at the boundary (or any message backlane did not write) back exactly as
+it was first published, body and properties; backlane's own failed message goes back with
+its annotation and retry counters stripped, marked requeued and signed. Each is published
+(confirmed) before it is removed from ``.XQ``. Messages are read over AMQP without acking, so an
 interrupted command leaves every dead letter where it was.
 
 Every command works on the dead letters a queue held when it started: it reads
@@ -16,6 +18,7 @@ so ``requeue --all`` ends even while a worker dead-letters what it requeues.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -32,10 +35,15 @@ from dramatiq.common import q_name, xq_name
 
 from backlane.core.processing import ATTEMPT_OPTIONS, REQUEUED_OPTION
 from backlane.errors import BacklaneError
-from backlane.messaging import signing
+from backlane.messaging import letters, signing
 from backlane.messaging.broker_faults import refusal_of
 from backlane.messaging.deadletter import UNDECODABLE_ACTOR
 from backlane.messaging.publishing import Outgoing
+
+#: What a letter is, as listed: backlane's own message that failed (``envelope``, also the
+#: older letters), a delivery refused as it came (``original``), or a message backlane did
+#: not write (``foreign``: RabbitMQ's own dead-lettering, any publisher to .XQ).
+FORMS = ("envelope", "original", "foreign")
 
 
 @dataclass(frozen=True)
@@ -47,44 +55,149 @@ class DeadLetter:
     kind: str
     reason: str
     failed_at: str
+    #: The Dramatiq envelope the letter holds, when it holds one ({} otherwise).
     body: dict[str, Any]
+    form: str = "envelope"
+    #: False when the body is no message backlane can read (shown as its bytes).
+    decodable: bool = True
+    raw: bytes = b""
+    properties: dict[str, Any] = field(default_factory=dict)
+    retries: int | None = None
+    #: The original body's size when the letter holds only its head (it cannot be requeued).
+    truncated: int | None = None
 
     def as_row(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "body"}
+        row = {k: self.__dict__[k] for k in ("queue", "message_id", "actor", "item", "kind", "reason", "failed_at")}
+        row["form"] = self.form
+        row["decodable"] = self.decodable
+        return row
 
 
-def parse(queue: str, raw: bytes) -> DeadLetter:
+def _envelope_of(raw: bytes) -> dict[str, Any] | None:
+    """``raw`` as a Dramatiq-shaped envelope (a JSON object naming a string actor), or None."""
     try:
         body = json.loads(raw)
-    except ValueError:
-        body = {"actor_name": UNDECODABLE_ACTOR, "options": {"raw_body": raw.decode("utf-8", "replace")}}
-    options = body.get("options") or {}
-    info = options.get("dead_letter") or {}
-    args = body.get("args") or []
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(body, dict) or not isinstance(body.get("actor_name"), str):
+        return None
+    return body
+
+
+def _text(value: Any, default: str = "") -> str:
+    if value is None:
+        return default
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def _item_of(envelope: dict[str, Any]) -> Any:
+    args = envelope.get("args")
+    if not isinstance(args, list):
+        return args
+    return args[0] if len(args) == 1 else args
+
+
+def _foreign_reason(headers: Any) -> str:
+    """Why RabbitMQ dead-lettered a message, in words, from its x-death headers."""
+    reason = letters.header_text(headers, "x-first-death-reason")
+    source = letters.header_text(headers, "x-first-death-queue")
+    if reason is None:
+        return "not written by backlane (no reason recorded)"
+    words = {
+        "rejected": "rejected by a consumer",
+        "expired": "expired (message TTL)",
+        "maxlen": "dropped for the queue's length limit",
+        "delivery_limit": "delivered more times than the queue's delivery limit",
+    }.get(reason, reason)
+    return f"dead-lettered by RabbitMQ: {words}" + (f" in {source}" if source else "")
+
+
+def parse(queue: str, raw: Any, properties: Any = None) -> DeadLetter:
+    """Any message of an .XQ as a letter to show; total: any body, any properties."""
+    raw = raw if isinstance(raw, bytes) else (raw.encode() if isinstance(raw, str) else b"")
+    props = letters.properties_of(properties)
+    headers = props.get("headers") if isinstance(props.get("headers"), dict) else {}
+    form_header = letters.header_text(headers, letters.FORM)
+    envelope = _envelope_of(raw)
+    options = envelope.get("options") if envelope is not None else None
+    options = options if isinstance(options, dict) else {}
+    info = options.get("dead_letter")
+    info = info if isinstance(info, dict) else {}
+    message_id = _text(props.get("message_id")) or (_text(envelope.get("message_id")) if envelope else "")
+    truncated = headers.get(letters.TRUNCATED)
+    common = {
+        "queue": q_name(queue),
+        "message_id": message_id,
+        "raw": raw,
+        "properties": props,
+        "truncated": truncated if isinstance(truncated, int) and not isinstance(truncated, bool) else None,
+    }
+    if form_header == letters.ORIGINAL or (form_header is None and envelope is None and not info):
+        backlane = form_header == letters.ORIGINAL
+        retries = headers.get(letters.RETRIES)
+        return DeadLetter(
+            actor=_text(envelope.get("actor_name")) if envelope else UNDECODABLE_ACTOR,
+            item=_item_of(envelope) if envelope else None,
+            kind=_text(letters.header_text(headers, letters.KIND), "malformed") if backlane else "foreign",
+            reason=_text(letters.header_text(headers, letters.REASON)) if backlane else _foreign_reason(headers),
+            failed_at=_text(letters.header_text(headers, letters.FAILED_AT)),
+            body=envelope or {},
+            form="original" if backlane else "foreign",
+            decodable=envelope is not None,
+            retries=retries if isinstance(retries, int) and not isinstance(retries, bool) else None,
+            **common,
+        )
+    if envelope is None:  # an envelope-form header on a body that is none
+        envelope = {}
+    legacy_raw = envelope.get("actor_name") == UNDECODABLE_ACTOR and "raw_body" in options
+    retries = info.get("retries")
+    reason = info.get("reason")
     return DeadLetter(
-        queue=q_name(queue),
-        message_id=str(body.get("message_id", "")),
-        actor=str(body.get("actor_name", "")),
-        item=args[0] if len(args) == 1 else args,
-        kind=str(info.get("kind", "unknown")),
-        reason=str(info.get("reason", "dead-lettered by RabbitMQ (no reason recorded)")),
-        failed_at=str(info.get("failed_at", "")),
-        body=body,
+        actor=_text(envelope.get("actor_name")),
+        item=_item_of(envelope),
+        kind=_text(info.get("kind"), "unknown"),
+        reason=_text(reason) if reason is not None else _foreign_reason(headers),
+        failed_at=_text(info.get("failed_at")),
+        body=envelope,
+        form="envelope",
+        decodable=not legacy_raw and bool(envelope),
+        retries=retries if isinstance(retries, int) and not isinstance(retries, bool) else None,
+        **common,
     )
 
 
-def requeue_body(letter: DeadLetter) -> bytes:
-    """The message as it should re-enter its queue."""
-    options = letter.body.get("options") or {}
-    if letter.actor == UNDECODABLE_ACTOR and "raw_body" in options:
-        return str(options["raw_body"]).encode()
+def requeue_outgoing(letter: DeadLetter, key: bytes | None = None) -> Outgoing:
+    """The message as it should re-enter its queue: a delivery refused as it came, or a foreign
+    message, exactly as first published; backlane's own message as a fresh life of it (its
+    attempt options dropped, marked requeued so its failed row reopens, signed)."""
+    if letter.form in ("original", "foreign") or (not letter.body and letter.raw):
+        props = letters.original(letter.properties)
+        return Outgoing(letter.queue, letter.raw, letter.message_id or letters.new_message_id(), properties=props)
+    options = letter.body.get("options") if isinstance(letter.body.get("options"), dict) else {}
+    if letter.actor == UNDECODABLE_ACTOR and "raw_body" in options:  # written by backlane before 0.x: text only
+        content_type = options.get("content_type")
+        return Outgoing(
+            letter.queue,
+            str(options["raw_body"]).encode(),
+            letter.message_id or letters.new_message_id(),
+            properties={"delivery_mode": 2, "message_id": letter.message_id or None}
+            | ({"content_type": content_type} if isinstance(content_type, str) else {}),
+        )
+    return Outgoing(letter.queue, requeue_body(letter, key), letter.message_id or letters.new_message_id())
+
+
+def requeue_body(letter: DeadLetter, key: bytes | None = None) -> bytes:
+    """Backlane's own message as it should re-enter its queue (a fresh life of it)."""
+    options = letter.body.get("options") if isinstance(letter.body.get("options"), dict) else {}
     body = dict(letter.body)
     body["options"] = {k: v for k, v in options.items() if k not in ATTEMPT_OPTIONS}
     body["options"][REQUEUED_OPTION] = True
     # A requeued message starts a new life: its grace periods and age count from now.
     body["message_timestamp"] = int(time.time() * 1000)
     body["queue_name"] = letter.queue
-    return json.dumps(signing.sign_envelope(body), separators=(",", ":")).encode()
+    return json.dumps(signing.sign_envelope(body, key), separators=(",", ":"), default=str).encode()
 
 
 #: Dead letters `list` shows unless told otherwise.
@@ -122,10 +235,21 @@ def clip(text: str, limit: int = FIELD_LIMIT) -> str:
     return f"{text[:limit]}… ({len(text):,} chars)"
 
 
+def shown_body(raw: bytes, limit: int = FIELD_LIMIT) -> str:
+    """A body as a person can read it: its text when it is UTF-8, else its size and first bytes in hex."""
+    try:
+        return clip(raw.decode("utf-8"), limit)
+    except UnicodeDecodeError:
+        return f"<{len(raw):,} bytes, not UTF-8: {raw[: limit // 3].hex(' ')}{'…' if len(raw) > limit // 3 else ''}>"
+
+
 def shown_item(letter: DeadLetter) -> Any:
-    """What to show as the letter's item: its argument (the raw body when undecodable)."""
+    """What to show as the letter's item: its argument, or its body when it holds no envelope."""
     if letter.actor == UNDECODABLE_ACTOR:
-        return str((letter.body.get("options") or {}).get("raw_body", ""))
+        options = letter.body.get("options") if isinstance(letter.body.get("options"), dict) else {}
+        if "raw_body" in options:
+            return str(options["raw_body"])
+        return shown_body(letter.raw)
     return letter.item
 
 
@@ -135,14 +259,16 @@ def display_row(letter: DeadLetter, limit: int = FIELD_LIMIT) -> dict[str, Any]:
     item = shown_item(letter)
     encoded = item if isinstance(item, str) else json.dumps(item, default=str)
     row["item"] = clip(encoded, limit) if len(encoded) > limit or isinstance(item, str) else item
+    if letter.truncated is not None:
+        row["reason"] = clip(
+            f"{letter.reason} [only the first {len(letter.raw):,} of {letter.truncated:,} bytes kept]", limit
+        )
     return row
 
 
 def retries_of(letter: DeadLetter) -> int | None:
     """How many times the message was retried before it was dead-lettered, when recorded."""
-    info = (letter.body.get("options") or {}).get("dead_letter") or {}
-    retries = info.get("retries")
-    return retries if isinstance(retries, int) else None
+    return letter.retries
 
 
 def deployment_queues(broker: Any) -> list[str]:
@@ -248,12 +374,22 @@ def _count(connection: Any, queue: str, missing_ok: bool) -> int | None:
 
 
 def _each(channel: Any, queue: str, limit: int) -> Iterator[tuple[int, DeadLetter]]:
-    """At most ``limit`` dead letters of ``queue``, unacked (they stay on the broker until acked)."""
+    """At most ``limit`` dead letters of ``queue``, unacked (they stay on the broker until acked
+    or returned)."""
     for _ in range(limit):
-        method, _props, raw = channel.basic_get(xq_name(q_name(queue)), auto_ack=False)
+        method, props, raw = channel.basic_get(xq_name(q_name(queue)), auto_ack=False)
         if method is None:
             return
-        yield method.delivery_tag, parse(queue, raw)
+        yield method.delivery_tag, parse(queue, raw, props)
+
+
+def _return_all(channel: Any) -> None:
+    """Give back every letter read on ``channel`` explicitly (``basic.nack`` with requeue)
+    rather than by closing it: on RabbitMQ 4.3+ an explicit return does not count toward a
+    quorum queue's delivery limit, a channel closed with them unacked does (SCALING.md)."""
+    with contextlib.suppress(pika.exceptions.AMQPError):
+        if channel.is_open:
+            channel.basic_nack(delivery_tag=0, multiple=True, requeue=True)
 
 
 @dataclass
@@ -284,9 +420,10 @@ def list_dead_letters(
             total = _count(connection, queue, missing_ok)
             if total is None:
                 continue
-            letters = [letter for _tag, letter in _each(channel, queue, min(total, remaining))]
-            remaining -= len(letters)
-            listings.append(Listing(xq_name(q_name(queue)), total, letters))
+            read = [letter for _tag, letter in _each(channel, queue, min(total, remaining))]
+            remaining -= len(read)
+            listings.append(Listing(xq_name(q_name(queue)), total, read))
+        _return_all(channel)
     return listings
 
 
@@ -301,6 +438,8 @@ class RequeueReport:
     not_matching: int = 0
     #: Read and left in place: their message id was already requeued by this run.
     repeated: int = 0
+    #: Read and left in place: letters holding only the head of their body (too large for RabbitMQ).
+    truncated: int = 0
 
     @property
     def total(self) -> int:
@@ -317,6 +456,10 @@ class RequeueReport:
             left.append(f"{others:,} other(s) left in place")
         elif self.not_matching:
             left.append(f"{self.not_matching:,} not matching left in place")
+        if self.truncated:
+            left.append(
+                f"{self.truncated:,} left in place that hold only the head of their body (too large to requeue)"
+            )
         if self.repeated:
             left.append(f"{self.repeated:,} left in place whose message id this run had already requeued")
         return text + ("; " + "; ".join(left) if left else "")
@@ -364,26 +507,46 @@ def _requeue(
     done_ids: set[str] = set()
     with _connection(amqp_url, timeout) as connection:
         channel = connection.channel()
-        for queue in queues:
-            total = _count(connection, queue, missing_ok)
-            if total is None:
+        try:
+            _requeue_on(report, channel, connection, broker, queues, matches, first_only, missing_ok, done_ids)
+        finally:
+            _return_all(channel)  # the ones left in place, explicitly
+
+
+def _requeue_on(
+    report: RequeueReport,
+    channel: Any,
+    connection: Any,
+    broker: Any,
+    queues: list[str],
+    matches: Callable[[DeadLetter], bool],
+    first_only: bool,
+    missing_ok: bool,
+    done_ids: set[str],
+) -> None:
+    for queue in queues:
+        total = _count(connection, queue, missing_ok)
+        if total is None:
+            continue
+        report.in_queue[xq_name(q_name(queue))] = total
+        for tag, letter in _each(channel, queue, total):
+            if letter.message_id and letter.message_id in done_ids:
+                report.repeated += 1
                 continue
-            report.in_queue[xq_name(q_name(queue))] = total
-            for tag, letter in _each(channel, queue, total):
-                if letter.message_id and letter.message_id in done_ids:
-                    report.repeated += 1
-                    continue
-                if not matches(letter):
-                    report.not_matching += 1
-                    continue
-                broker.declare_queue(letter.queue, ensure=True)
-                broker.publish([Outgoing(letter.queue, requeue_body(letter), letter.message_id or f"requeued-{tag}")])
-                channel.basic_ack(tag)  # only once the message is safely back on its queue
-                report.requeued.append(letter)
-                if letter.message_id:
-                    done_ids.add(letter.message_id)
-                if first_only:
-                    return
+            if not matches(letter):
+                report.not_matching += 1
+                continue
+            if letter.truncated is not None:
+                report.truncated += 1
+                continue
+            broker.declare_queue(letter.queue, ensure=True)
+            broker.publish([requeue_outgoing(letter, signing.broker_key(broker))])
+            channel.basic_ack(tag)  # only once the message is safely back on its queue
+            report.requeued.append(letter)
+            if letter.message_id:
+                done_ids.add(letter.message_id)
+            if first_only:
+                return
 
 
 def purge(
