@@ -152,6 +152,7 @@ class BatchPublisher:
     """One connection and confirm-mode channel; not thread-safe (one per thread)."""
 
     def __init__(self, parameters: Any) -> None:
+        self._closed_by: BaseException | None = None
         self.connection = pika.BlockingConnection(parameters)
         self.channel = self.connection.channel()
         self._impl = self.channel._impl  # the async channel: publish without waiting per message
@@ -163,7 +164,6 @@ class BatchPublisher:
         self._next_tag = 1
         self._outstanding: dict[int, Outgoing] = {}
         self._failed: dict[str, str] = {}
-        self._closed_by: BaseException | None = None
 
     @property
     def is_open(self) -> bool:
