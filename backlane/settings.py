@@ -219,6 +219,14 @@ class WorkerSettings(Section):
     metrics_host: str = "127.0.0.1"
     #: Where worker processes share their Prometheus counters (default: a per-port temp dir).
     metrics_dir: str | None = None
+    #: /health is computed at most once per this many seconds, however many probes ask (each
+    #: computation opens a broker connection and reads the database); 0: every request.
+    health_cache_seconds: float = Field(default=5.0, ge=0, le=300)
+    #: Requests /health and /metrics serve at once; one more is answered 503 at once.
+    endpoint_threads: int = Field(default=8, ge=1, le=256)
+    #: A client that sends nothing for this long is disconnected, seconds (a probe sends its
+    #: request at once; a silent client must not hold one of the few threads for long).
+    endpoint_timeout: float = Field(default=3.0, gt=0, le=300)
 
 
 def is_loopback_name(host: str) -> bool:
