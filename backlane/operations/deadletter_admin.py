@@ -84,6 +84,14 @@ def _envelope_of(raw: bytes) -> dict[str, Any] | None:
     return body
 
 
+def _is_text(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _text(value: Any, default: str = "") -> str:
     if value is None:
         return default
@@ -145,7 +153,7 @@ def parse(queue: str, raw: Any, properties: Any = None) -> DeadLetter:
             failed_at=_text(letters.header_text(headers, letters.FAILED_AT)),
             body=envelope or {},
             form="original" if backlane else "foreign",
-            decodable=envelope is not None,
+            decodable=envelope is not None or _is_text(raw),
             retries=retries if isinstance(retries, int) and not isinstance(retries, bool) else None,
             **common,
         )

@@ -9,6 +9,7 @@ real Dramatiq worker of tests/integration/conftest.py, in this process."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -178,3 +179,137 @@ def test_unknown_queue_and_unreachable_broker_are_one_line_errors(app: App) -> N
         assert down.stderr.count("\n") == 1, down.stderr
         assert "BACKLANE_BROKER__URL" in down.stderr and "127.0.0.1" in down.stderr
         assert "Pa55word-marker" not in down.stdout + down.stderr
+
+
+# -- byte-exact letters, any letter listable, quorum .XQ (issue 21) ---------------------------
+
+MASSTRANSIT = "application/vnd.masstransit+json"
+
+
+def publish_with(app: App, routing_key: str, body: bytes, properties: pika.BasicProperties) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(app.rabbitmq.amqp_url))
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        channel.basic_publish("", routing_key, body, properties, mandatory=True)
+    finally:
+        connection.close()
+
+
+def take(app: App, queue: str) -> tuple[bytes, dict[str, Any]]:
+    """The one message waiting in ``queue``, consumed: its body and the properties as set."""
+    connection = pika.BlockingConnection(pika.URLParameters(app.rabbitmq.amqp_url))
+    try:
+        method, props, body = connection.channel().basic_get(queue, auto_ack=True)
+        assert method is not None, f"nothing in {queue}"
+        return body, {k: v for k, v in vars(props).items() if v is not None}
+    finally:
+        connection.close()
+
+
+def test_requeue_of_refused_deliveries_is_byte_exact(app: App, worker: Any) -> None:
+    declare(app)
+    non_utf8 = bytes(range(256)) * 8 + b"\xff\xfe\xc3"  # no envelope, not even text
+    big = (b"\x80\x81" + os.urandom(64)) * 15_152  # ~1 MB, not UTF-8
+    envelope = json.dumps(
+        {
+            "messageId": "0a1b0000-5d8a-0015-c8d5-08dc1f0b7a1e",
+            "messageType": ["urn:message:SharedContracts:OrderCancelled"],  # not taken by orders_inbox
+            "message": {"requestId": "r-1"},
+        }
+    ).encode()
+    sent = {
+        "binary": (non_utf8, pika.BasicProperties(content_type="application/octet-stream", delivery_mode=1)),
+        "1 MB": (big, pika.BasicProperties(message_id="big-1", headers={"x-death": "mine", "k": 1})),
+        "MassTransit": (
+            envelope,
+            pika.BasicProperties(
+                content_type=MASSTRANSIT,
+                content_encoding="utf-8",
+                message_id="0a1b0000-5d8a-0015-c8d5-08dc1f0b7a1e",
+                correlation_id="corr-7",
+                type="OrderCancelled",
+                app_id="OrdersApi",
+                delivery_mode=2,
+                headers={"MT-Host-MachineName": "shop01", "x-backlane-kind": "not ours", "n": [1, {"a": "b"}]},
+            ),
+        ),
+    }
+    for body, props in sent.values():
+        publish_with(app, ORDER_CREATED_QUEUE, body, props)
+    wait_until(lambda: depth(app, XQ) == 3, timeout=30, what="3 dead letters")
+    worker.stop(timeout=10_000)  # what requeue puts back stays in the queue, to be compared
+
+    listed = cli(app, "list", "--queue", ORDER_CREATED_QUEUE, "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert len(rows) == 3 and all(row["message_id"] for row in rows), "every letter can be named"
+    assert all(row["kind"] == "malformed" and row["form"] == "original" for row in rows)
+    assert sum(not row["decodable"] for row in rows) == 2, rows
+    assert len(listed.stdout) < 10_000
+
+    for name, (body, props) in sent.items():
+        letter = (
+            next(r for r in rows if name != "binary" and r["message_id"] == props.message_id)
+            if name != "binary"
+            else next(r for r in rows if r["message_id"] not in ("big-1", sent["MassTransit"][1].message_id))
+        )
+        result = cli(app, "requeue", "--message-id", letter["message_id"], "--queue", ORDER_CREATED_QUEUE)
+        assert result.returncode == 0 and "requeued 1 message(s)" in result.stdout, result.stdout + result.stderr
+        got_body, got_props = take(app, ORDER_CREATED_QUEUE)
+        assert got_body == body, f"{name}: body changed ({len(got_body):,} bytes, sent {len(body):,})"
+        expected = {k: v for k, v in vars(props).items() if v is not None}
+        assert got_props == expected, f"{name}: properties changed"
+    assert depth(app, XQ) == 0
+
+
+@pytest.mark.parametrize("raw", [b"null", b"[1]", b'{"args":5}', b"not json {", b"\xff\x00\xfe", b"[" * 100_000])
+def test_list_and_purge_show_any_letter(app: App, raw: bytes) -> None:
+    declare(app)
+    publish(app, XQ, raw)
+    # RabbitMQ's own dead-lettering: a message rejected on the work queue lands in .XQ with x-death.
+    publish(app, ORDER_CREATED_QUEUE, b'{"not": "dramatiq"}')
+    connection = pika.BlockingConnection(pika.URLParameters(app.rabbitmq.amqp_url))
+    channel = connection.channel()
+    method = wait_until(lambda: channel.basic_get(ORDER_CREATED_QUEUE)[0], timeout=10, what="the message")
+    channel.basic_reject(method.delivery_tag, requeue=False)
+    connection.close()
+    wait_until(lambda: depth(app, XQ) == 2, timeout=10, what="2 letters")
+
+    shown = cli(app, "list", "--queue", ORDER_CREATED_QUEUE)
+    assert shown.returncode == 0, shown.stderr
+    assert "showing 2 of 2" in shown.stdout and "Error" not in shown.stdout, shown.stdout
+    assert "dead-lettered by RabbitMQ: rejected by a consumer" in shown.stdout
+    assert len(shown.stdout) < 5_000
+    purged = cli(app, "purge", "--queue", ORDER_CREATED_QUEUE, "--yes")
+    assert purged.returncode == 0 and "purged 2" in purged.stdout, purged.stdout + purged.stderr
+
+
+def test_a_quorum_dead_letter_queue_keeps_its_letters_however_often_they_are_read(app: App) -> None:
+    from backlane.messaging.broker import BacklaneBroker
+    from backlane.operations.deadletter_admin import list_dead_letters
+
+    queue = f"qq_probe_{uuid.uuid4().hex[:8]}"
+    broker = BacklaneBroker(url=app.rabbitmq.amqp_url, queue_type="quorum")
+    try:
+        broker.declare_queue(queue, ensure=True)
+        publish(app, f"{queue}.XQ", b"letter")
+        for _ in range(30):  # RabbitMQ 4's default delivery limit is 20; 3.10 drops at -1 on the first
+            (listing,) = list_dead_letters(app.rabbitmq.amqp_url, [queue])
+            assert listing.total == 1 and listing.letters[0].raw == b"letter"
+        # An .XQ made with another delivery limit (RabbitMQ 4's default) is used, not refused.
+        other = f"qq_other_{uuid.uuid4().hex[:8]}"
+        connection = pika.BlockingConnection(pika.URLParameters(app.rabbitmq.amqp_url))
+        connection.channel().queue_declare(
+            f"{other}.XQ",
+            durable=True,
+            arguments={"x-queue-type": "quorum", "x-message-ttl": broker.dead_letter_ttl_ms, "x-delivery-limit": 20},
+        )
+        connection.close()
+        broker.declare_queue(other, ensure=True)
+        assert depth(app, f"{other}.XQ") == 0
+    finally:
+        for name in (queue, f"{queue}.DQ", f"{queue}.XQ"):
+            with contextlib.suppress(Exception):
+                broker.channel.queue_delete(name)
+        broker.close()
