@@ -91,6 +91,9 @@ CONTROLLED_OPTIONS = frozenset(
 #: needs to say is an option (the README's raw publish sends ``"options": {}``). Add one here
 #: only if nothing in a worker reads it.
 WIRE_OPTIONS: frozenset[str] = frozenset()
+#: The options a requeued dead letter keeps (:func:`sign_envelope`): "requeued by an operator"
+#: and the MassTransit origin, which nothing acts on. A fresh life needs nothing else.
+REQUEUE_OPTIONS = frozenset({REQUEUED_OPTION, "masstransit"})
 #: Domains of backlane's keys and signatures, so neither is valid for anything else.
 _KEY_CONTEXT = b"backlane message signing key v1"
 _SIGNATURE_CONTEXT = b"backlane message v1\n"
@@ -153,11 +156,14 @@ def sign_message(broker: Broker, message: Message) -> None:
 
 
 def sign_envelope(envelope: dict[str, Any], key: bytes | None = None) -> dict[str, Any]:
-    """``envelope`` (a Dramatiq message as a dict, e.g. a dead letter being requeued to its
-    ``queue_name``) with backlane's signature over its options (an old one dropped), so a
-    worker honours them. Its id and timestamp are filled in when missing: they are signed."""
+    """``envelope`` (a dead letter being requeued to its ``queue_name``, as a dict) signed, so a
+    worker honours its options; an old signature is dropped, and so is every option but
+    :data:`REQUEUE_OPTIONS`: anyone who may publish to an ``.XQ`` could have written the letter,
+    and a requeue must not sign what they chose. Its id and timestamp are filled in when
+    missing: they are signed."""
     signed = dict(envelope)
-    options = {k: v for k, v in (signed.get("options") or {}).items() if k != SIGNATURE_OPTION}
+    given = signed.get("options")
+    options = {k: v for k, v in given.items() if k in REQUEUE_OPTIONS} if isinstance(given, dict) else {}
     if options:
         fresh = Message(queue_name="", actor_name="", args=(), kwargs={}, options={})
         signed.setdefault("message_id", fresh.message_id)

@@ -160,6 +160,15 @@ def test_sign_envelope_replaces_an_old_signature_and_survives_json() -> None:
     assert admitted.options == {REQUEUED_OPTION: True}
 
 
+def test_sign_envelope_signs_only_what_a_requeue_needs() -> None:
+    letter = message(**{REQUEUED_OPTION: True, "masstransit": {"content_type": "x"}}).asdict()
+    letter["options"].update({"max_retries": 0, "on_success": "process_orders", "pipe_target": {}, "colour": 1})
+    signed_envelope = signing.sign_envelope(letter, KEY)
+    assert set(signed_envelope["options"]) == {REQUEUED_OPTION, "masstransit", SIGNATURE_OPTION}
+    problem, admitted = signing.checked(broker(), "orders", Message.decode(json.dumps(signed_envelope).encode()))
+    assert problem is None and set(admitted.options) == {REQUEUED_OPTION, "masstransit"}
+
+
 def test_sign_envelope_fills_in_the_id_and_timestamp_it_signs() -> None:
     envelope = {"queue_name": "orders", "actor_name": "process_orders", "args": [7], "kwargs": {}}
     envelope["options"] = {REQUEUED_OPTION: True}
