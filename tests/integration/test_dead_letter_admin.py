@@ -313,3 +313,63 @@ def test_a_quorum_dead_letter_queue_keeps_its_letters_however_often_they_are_rea
             with contextlib.suppress(Exception):
                 broker.channel.queue_delete(name)
         broker.close()
+
+
+def test_the_dashboard_page_shows_any_letter(app: App) -> None:
+    from tests.integration.test_dashboard_app import dashboard  # that module imports this one
+
+    declare(app)
+    for raw in (b"null", b"[1]", b'{"args":5}', b"\xff\x00\xfe"):
+        publish(app, XQ, raw)
+    publish(app, XQ, dead_letter("m-ok", {"version": 1, "order_id": 5}))
+    wait_until(lambda: depth(app, XQ) == 5, timeout=10, what="5 letters")
+    with dashboard(app) as client:
+        page = client.get("/dead-letters")
+    assert page.status_code == 200, page.text[:500]
+    assert "showing 5 of 5" in page.text
+    assert page.text.count("undecodable: shown as its bytes") == 1, "the binary body is marked"
+    assert "not UTF-8" in page.text and "m-ok" in page.text
+    assert "NoneType" not in page.text and "AttributeError" not in page.text
+    assert depth(app, XQ) == 5, "the page consumes nothing"
+
+
+def test_a_letter_too_large_for_rabbitmq_is_said_so_and_kept_as_its_head(app: App) -> None:
+    from backlane.messaging import letters
+    from backlane.messaging.deadletter import TRUNCATED_KEEP, publish_letter
+    from backlane.messaging.publishing import BatchPublisher, MessageTooLarge, Outgoing
+    from backlane.operations.deadletter_admin import list_dead_letters
+
+    declare(app)
+    limit = 100_000
+    app.rabbitmq.ctl("eval", f"application:set_env(rabbit, max_message_size, {limit}).")
+    try:
+        publisher = BatchPublisher(pika.URLParameters(app.rabbitmq.amqp_url))  # a channel opened under the limit
+        started = time.monotonic()
+        with pytest.raises(MessageTooLarge, match="larger than configured max size"):
+            publisher.publish([Outgoing(XQ, b"x" * (limit + 1), "too-big")])
+        assert time.monotonic() - started < 5, "said at once, not after the confirm timeout"
+        publisher.close()
+
+        class OnePublisher:
+            """The broker's publish, on a channel opened under the limit."""
+
+            def publish(self, batch: list[Outgoing]) -> None:
+                fresh = BatchPublisher(pika.URLParameters(app.rabbitmq.amqp_url))
+                try:
+                    refused = fresh.publish(batch)
+                    assert not refused
+                finally:
+                    fresh.close()
+
+        body, props = letters.encode(
+            b"\xff" * (limit + 10), None, letters.Annotation("malformed", "too big", ORDER_CREATED_QUEUE)
+        )
+        publish_letter(OnePublisher(), ORDER_CREATED_QUEUE, body, props)  # type: ignore[arg-type]
+    finally:
+        app.rabbitmq.ctl("eval", "application:set_env(rabbit, max_message_size, 134217728).")
+    (listing,) = list_dead_letters(app.rabbitmq.amqp_url, [ORDER_CREATED_QUEUE])
+    (letter,) = listing.letters
+    assert letter.truncated == limit + 10 and len(letter.raw) == TRUNCATED_KEEP
+    result = cli(app, "requeue", "--all", "--queue", ORDER_CREATED_QUEUE)
+    assert "hold only the head of their body" in result.stdout, result.stdout
+    assert depth(app, XQ) == 1 and depth(app, ORDER_CREATED_QUEUE) == 0
