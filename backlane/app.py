@@ -129,6 +129,7 @@ def build_broker(settings: Settings) -> BacklaneBroker:
         reconnect_timeout=settings.broker.reconnect_timeout,
         connect_timeout=settings.broker.command_timeout / 2 if _command else None,
         signing_key=signing.key_of(settings),
+        max_body_bytes=settings.broker.max_body_bytes,
     )
 
 

@@ -134,6 +134,9 @@ class BrokerSettings(Section):
     command_timeout: float = Field(default=3.0, gt=0, le=600)
     #: Dead letters are kept this long in the .XQ queues, milliseconds (7 days).
     dead_letter_ttl_ms: int = Field(default=7 * 24 * 3600 * 1000, gt=0)
+    #: Largest message body a worker reads, bytes: a larger delivery is dead-lettered as it came,
+    #: unread (a publisher's mistake must not cost every worker its memory). 1 MiB by default.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
 
     _url = field_validator("url")(_validate_amqp_urls)
     _management_url = field_validator("management_url")(_validate_http_url)

@@ -96,6 +96,7 @@ class BacklaneBroker(RabbitmqBroker):
         reconnect_timeout: float = 120.0,
         connect_timeout: float | None = None,
         signing_key: bytes | None = None,
+        max_body_bytes: int = 1024 * 1024,
     ) -> None:
         self._hooks: dict[str, list[Any]] = {}
         self._hooks_of: list[Middleware] = []
@@ -116,6 +117,8 @@ class BacklaneBroker(RabbitmqBroker):
         self.reconnect_timeout = reconnect_timeout
         #: What this broker signs its messages' options with (None: from this process's settings).
         self.signing_key = signing_key
+        #: Largest delivery a consumer reads; a larger one is dead-lettered as it came, unread.
+        self.max_body_bytes = max_body_bytes
         self.outage = OutageLog(url)
         #: True in a worker or clock process: wait for RabbitMQ for ever, exit on a refusal.
         self.serving = False

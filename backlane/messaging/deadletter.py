@@ -19,6 +19,7 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import dramatiq.errors
 import pika.exceptions
 from dramatiq.broker import MessageProxy
 from dramatiq.brokers.rabbitmq import _RabbitmqConsumer, _RabbitmqMessage
@@ -122,7 +123,17 @@ class DeadLetteringConsumer(_RabbitmqConsumer):
 
         admitted = admit(self.broker, self.queue_name, properties, body)
         if isinstance(admitted, Refused):
-            self._dead_letter_raw(body, admitted.reason, admitted.message, properties)
+            try:
+                self._dead_letter_raw(body, admitted.reason, admitted.message, properties)
+            except (ConnectionClosed, pika.exceptions.AMQPConnectionError, dramatiq.errors.BrokerConnectionError):
+                raise  # an outage: RabbitMQ delivers it again once the consumer is back
+            except Exception:
+                # Never an exception out of the consumer (it would restart and get this message
+                # again at the head of the queue, stalling it for every worker): let RabbitMQ
+                # dead-letter it to .XQ as it is, with its x-death headers.
+                logger.exception("could not dead-letter a refused message from %s; rejecting it", self.queue_name)
+                self.channel.basic_nack(method.delivery_tag, requeue=False)
+                return None
             self.channel.basic_ack(method.delivery_tag)
             return None
 

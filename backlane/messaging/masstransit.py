@@ -76,34 +76,46 @@ class MassTransitInbox:
     def adapt(self, properties: Any, body: bytes) -> Message | str | None:
         """The delivery as a Dramatiq message for the inbox actor; a reason to dead-letter it;
         or None when it is a Dramatiq envelope already."""
-        content_type = (getattr(properties, "content_type", None) or "").split(";")[0].strip().lower()
+        declared = getattr(properties, "content_type", None)
+        if declared is not None and not isinstance(declared, str):
+            return "the content type must be text"
+        content_type = (declared or "").split(";")[0].strip().lower()
         if not content_type:
             return None
         if content_type not in (ENVELOPE_CONTENT_TYPE, RAW_JSON_CONTENT_TYPE):
             return (
-                f"content type {content_type!r} is not accepted on {self.queue!r}: send "
+                f"content type {cut_text(content_type, 100)!r} is not accepted on {self.queue!r}: send "
                 f"{ENVELOPE_CONTENT_TYPE!r} (MassTransit's envelope), {RAW_JSON_CONTENT_TYPE!r} "
                 "(MassTransit's raw JSON) or a Dramatiq envelope without a content type"
             )
+        from backlane.messaging.intake import NotJSON, id_problem, json_type, read_json
+
         try:
-            document = json.loads(body.decode("utf-8-sig"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            return f"body is not valid JSON ({content_type}): {exc}"
-        headers = getattr(properties, "headers", None) or {}
+            document = read_json(body, "body")
+        except NotJSON as exc:
+            return f"{exc}; content type {content_type}"
+        headers = getattr(properties, "headers", None)
+        headers = headers if isinstance(headers, dict) else {}
         if content_type == RAW_JSON_CONTENT_TYPE:
             if isinstance(document, dict) and "actor_name" in document:
                 return None  # a Dramatiq envelope sent with a JSON content type
             types = _header_types(headers.get(MESSAGE_TYPE_HEADER))
             message_id = getattr(properties, "message_id", None) or _text(headers.get("MessageId"))
+            if message_id is not None and id_problem(message_id, "MessageId") is not None:
+                return str(id_problem(message_id, "the MessageId header"))
             content = document
         else:
             if not isinstance(document, dict):
-                return f"a MassTransit envelope must be a JSON object, got {type(document).__name__}"
+                return f"a MassTransit envelope must be a JSON object, got {json_type(document)}"
             types = document.get("messageType")
             if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
                 return "the MassTransit envelope has no messageType list of urn:message:Namespace:Type URNs"
             if "message" not in document:
                 return "the MassTransit envelope has no message"
+            if document.get("messageId") is not None:
+                problem = id_problem(document.get("messageId"), "the MassTransit envelope's messageId")
+                if problem is not None:
+                    return problem
             message_id = _text(document.get("messageId")) or getattr(properties, "message_id", None)
             content = document["message"]
         if types is not None and urn(self.message_type) not in types:
@@ -114,7 +126,9 @@ class MassTransitInbox:
         try:
             argument = self.convert(content)
         except ValueError as exc:
-            return str(exc)
+            return cut_text(str(exc))
+        except Exception:  # a convert written for well-formed messages (keys of other types…)
+            return f"the message cannot be read as {self.message_type}: its fields have unexpected types"
         fields: dict[str, Any] = {
             "queue_name": self.queue,
             "actor_name": self.actor_name,
@@ -136,6 +150,10 @@ def _text(value: Any) -> str | None:
 def _header_types(value: Any) -> list[str] | None:
     text = _text(value)
     return None if text is None else [t.strip() for t in text.split(";") if t.strip()]
+
+
+def cut_text(text: str, limit: int = 1000) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} chars)"
 
 
 def cut_list(types: list[str], limit: int = 5) -> str:
