@@ -78,3 +78,61 @@ def test_no_page_text_from_the_url(app: App) -> None:
         done = client.post("/pipelines/orders/trigger", data={"csrf": token})
         said = client.get(done.headers["location"]).text
         assert "discover for orders queued" in said
+
+
+def test_purge_all_is_its_own_confirmed_action(app: App) -> None:
+    declare(app)
+    xq = f"{ORDER_CREATED_QUEUE}.XQ"
+    publish(app, xq, dead_letter(str(uuid.uuid4()), {"version": 1, "order_id": 9}))
+    with dashboard(app) as client:
+        page = client.get("/dead-letters").text
+        assert 'value="purge-all"' in page and "Purge all queues" in page
+        token = csrf_of(client, "/dead-letters")
+        mixed = client.post("/dead-letters/purge", data={"csrf": token, "confirm": "purge-all", "queue": "orders"})
+        assert "nothing+purged" in mixed.headers["location"] and depth(app, xq) == 1
+        same_origin = {"Origin": "http://127.0.0.1", "Sec-Fetch-Site": "same-origin"}
+        done = client.post("/dead-letters/purge", data={"csrf": token, "confirm": "purge-all"}, headers=same_origin)
+        assert done.status_code == 303 and "purged+1+from+orders_inbox.XQ" in done.headers["location"]
+        assert depth(app, xq) == 0
+
+
+def test_a_requeue_must_name_its_queue(app: App) -> None:
+    declare(app)
+    xq = f"{ORDER_CREATED_QUEUE}.XQ"
+    publish(app, xq, dead_letter(str(uuid.uuid4()), {"version": 1, "order_id": 9}))
+    with dashboard(app) as client:
+        token = csrf_of(client)
+        done = client.post("/dead-letters/requeue", data={"csrf": token, "all": "1"})
+        assert "nothing+requeued" in done.headers["location"] and depth(app, xq) == 1
+
+
+def test_an_origin_of_the_other_scheme_is_another_site(app: App) -> None:
+    with dashboard(app) as client:
+        token = csrf_of(client)
+        refused = client.post(
+            "/pipelines/orders/trigger", data={"csrf": token}, headers={"Origin": "https://127.0.0.1"}
+        )
+        assert refused.status_code == 403 and "another site" in refused.text
+
+
+def test_over_https_the_cookie_is_host_prefixed_and_still_works(app: App) -> None:
+    from tests.integration.test_dashboard_app import REGISTRY, DashboardSettings, LoadedApp, TestClient, create_app
+
+    inner = create_app(LoadedApp(REGISTRY, app.runtime), DashboardSettings(refresh_seconds=0))
+    with TestClient(inner, base_url="https://127.0.0.1", follow_redirects=False) as client:
+        page = client.get("/")
+        cookie = page.headers["set-cookie"]
+        assert cookie.startswith("__Host-backlane_csrf=")
+        assert "Secure" in cookie and "Path=/" in cookie and "SameSite=strict" in cookie and "Domain" not in cookie
+        token = csrf_of(client)
+        done = client.post("/pipelines/orders/trigger", data={"csrf": token}, headers={"Origin": "https://127.0.0.1"})
+        assert done.status_code == 303, done.text
+        client.cookies.set("backlane_csrf", token)  # the plain cookie is not what HTTPS reads
+        del client.cookies["__Host-backlane_csrf"]
+        assert client.post("/pipelines/orders/trigger", data={"csrf": token}).status_code == 403
+
+
+def test_a_missing_pipeline_does_not_repeat_its_name(app: App) -> None:
+    with dashboard(app) as client:
+        answer = client.get("/pipelines/Your%20session%20expired%2C%20call%200800-EVIL")
+        assert answer.status_code == 404 and "0800-EVIL" not in answer.text

@@ -162,3 +162,9 @@ def test_notices_only_when_signed() -> None:
     assert notice_of("requeued 1", sign_notice("requeued 1")) == "requeued 1"
     assert notice_of("you were hacked", None) is None
     assert notice_of("you were hacked", sign_notice("requeued 1")) is None
+
+
+def test_an_origin_must_have_the_dashboards_scheme() -> None:
+    assert cross_site("127.0.0.1:8090", "http://127.0.0.1:8090", None, scheme="http") is None
+    assert cross_site("ops.example.com", "https://ops.example.com", "same-origin", scheme="https") is None
+    assert cross_site("127.0.0.1:8090", "https://127.0.0.1:8090", None, scheme="http")

@@ -153,9 +153,15 @@ def host_allowed(host_header: str | None, allowed: tuple[str, ...]) -> bool:
     return name in LOOPBACK_HOSTS or name in allowed or ("*" in allowed)
 
 
-def cross_site(host_header: str | None, origin: str | None, fetch_site: str | None) -> str | None:
+def cross_site(
+    host_header: str | None, origin: str | None, fetch_site: str | None, scheme: str | None = None
+) -> str | None:
     """Why a POST comes from another site, or None. A browser says where a request comes from
-    (``Sec-Fetch-Site``, ``Origin``); curl and scripts send neither and still need the token."""
+    (``Sec-Fetch-Site``, ``Origin``): ``Origin`` must be this request's own scheme and host
+    (``scheme``: http or https as the server sees it, X-Forwarded-Proto counted only from the
+    proxies uvicorn trusts). Every browser since 2020 sends ``Origin`` on a cross-origin POST,
+    so a POST with neither header (curl, a script, an old browser) is not a hostile page's;
+    it still needs the token, the cookie and the login."""
     if fetch_site is not None and fetch_site.strip().lower() not in ("same-origin", "none"):
         return f"Sec-Fetch-Site is {fetch_site[:40]!r}"
     if origin is not None:
@@ -164,6 +170,8 @@ def cross_site(host_header: str | None, origin: str | None, fetch_site: str | No
         parts = urlsplit(origin.strip())
         if parts.netloc.lower() != (host_header or "").strip().lower():
             return "Origin is another site"
+        if scheme is not None and parts.scheme.lower() != scheme.lower():
+            return f"Origin is {parts.scheme[:10]}, the dashboard is served over {scheme}"
     return None
 
 

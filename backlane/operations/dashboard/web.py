@@ -131,7 +131,10 @@ class _Dashboard:
             if self.settings.read_only:
                 return PlainTextResponse("the dashboard is read-only (BACKLANE_DASHBOARD__READ_ONLY)\n", 403)
             why = security.cross_site(
-                request.headers.get("host"), request.headers.get("origin"), request.headers.get("sec-fetch-site")
+                request.headers.get("host"),
+                request.headers.get("origin"),
+                request.headers.get("sec-fetch-site"),
+                scheme=request.url.scheme,
             )
             if why is not None:
                 return PlainTextResponse(f"refused: the request comes from another site ({why})\n", 403)
@@ -190,7 +193,8 @@ class _Dashboard:
     async def pipeline(self, request: Request) -> Response:
         name = request.path_params["name"]
         if name not in [r.name for r in self.app.registry]:
-            return self._page(request, "missing.html", {"what": f"no pipeline named {name!r}", "title": name}, 404)
+            # The name is not repeated: no page text comes from the URL.
+            return self._page(request, "missing.html", {"what": "no such pipeline", "title": "not found"}, 404)
         query = request.query_params
         page = await run_in_threadpool(
             self.views.pipeline,
@@ -230,6 +234,8 @@ class _Dashboard:
         queue = str(form.get("queue") or "")
         ids = {str(v) for v in form.getlist("message_id") if v}
         every = form.get("all") == "1"
+        if not queue:  # an action names its target: a missing field never means every queue
+            return self._back(request, "/dead-letters", "nothing requeued: name a queue")
         if not every and not ids:
             return self._back(request, "/dead-letters", "nothing requeued: select dead letters first")
         runtime = self.app.runtime
@@ -265,8 +271,10 @@ class _Dashboard:
         def run() -> str:
             queues = admin.select_queues(runtime.broker, queue or None)
             url = runtime.settings.broker.url.get_secret_value()
-            counts = admin.purge(url, queues, timeout=runtime.settings.broker.command_timeout)
-            return "; ".join(f"purged {count} from {name}.XQ" for name, count in counts.items())
+            # Every queue: those not declared yet have nothing to purge (as the page lists them).
+            every = not queue
+            counts = admin.purge(url, queues, missing_ok=every, timeout=runtime.settings.broker.command_timeout)
+            return "; ".join(f"purged {count} from {name}.XQ" for name, count in counts.items()) or "nothing to purge"
 
         try:
             said = await run_in_threadpool(run)

@@ -8,6 +8,7 @@
   if (window.history && window.URL && window.location.search.indexOf("notice=") !== -1) {
     var url = new URL(window.location.href);
     url.searchParams.delete("notice");
+    url.searchParams.delete("sig");
     window.history.replaceState(null, "", url.pathname + url.search + url.hash);
   }
   var seconds = parseFloat(document.body.getAttribute("data-refresh") || "0");
