@@ -121,20 +121,24 @@ class DeadLetteringConsumer(_RabbitmqConsumer):
                 self.broker.queues_pending.add(q_name(self.queue_name))
             raise ConnectionClosed(e) from None
 
-        admitted = admit(self.broker, self.queue_name, properties, body)
+        admitted = admit(self.broker, self.queue_name, properties, body)  # total: never raises
         if isinstance(admitted, Refused):
+            settle = self.channel.basic_ack
             try:
                 self._dead_letter_raw(body, admitted.reason, admitted.message, properties)
             except (ConnectionClosed, pika.exceptions.AMQPConnectionError, dramatiq.errors.BrokerConnectionError):
                 raise  # an outage: RabbitMQ delivers it again once the consumer is back
             except Exception:
-                # Never an exception out of the consumer (it would restart and get this message
-                # again at the head of the queue, stalling it for every worker): let RabbitMQ
-                # dead-letter it to .XQ as it is, with its x-death headers.
+                # Never an exception out of the consumer (Dramatiq's ConsumerThread would restart
+                # it and RabbitMQ give this message again at the head of the queue, stalling it
+                # for every worker), never an ack of a message kept nowhere: RabbitMQ's own
+                # dead-lettering moves it to .XQ as it is, with its x-death headers.
                 logger.exception("could not dead-letter a refused message from %s; rejecting it", self.queue_name)
-                self.channel.basic_nack(method.delivery_tag, requeue=False)
-                return None
-            self.channel.basic_ack(method.delivery_tag)
+                settle = lambda tag: self.channel.basic_nack(tag, requeue=False)  # noqa: E731
+            try:
+                settle(method.delivery_tag)
+            except (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError) as e:
+                raise ConnectionClosed(e) from None  # unsettled: delivered again after the restart
             return None
 
         message = admitted

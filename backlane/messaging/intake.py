@@ -18,6 +18,7 @@ from dramatiq.common import q_name
 from dramatiq.message import Message
 
 from backlane.core.log_limits import cut
+from backlane.errors import MalformedMessage
 from backlane.messaging import signing
 
 if TYPE_CHECKING:
@@ -72,10 +73,12 @@ def read_json(body: bytes, what: str = "the body") -> Any:
         raise NotJSON(f"{what} is not valid JSON ({exc.msg} at character {exc.pos})") from None
     except RecursionError:
         raise NotJSON(f"{what} is JSON nested too deeply to read") from None
+    except ValueError:  # Python's limit on the digits of an integer (4,300), the one other refusal
+        raise NotJSON(f"{what} holds a number too long to read") from None
 
 
-class NotJSON(ValueError):
-    """A body that is not JSON; its text is the reason."""
+class NotJSON(MalformedMessage):
+    """A body that is not JSON; its reason says why in words."""
 
 
 def id_problem(value: Any, field: str) -> str | None:
