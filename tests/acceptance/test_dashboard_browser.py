@@ -158,3 +158,27 @@ def test_refresh_now_on_a_catalog_section_and_what_the_dashboard_refuses(
         assert stranger.request.get(f"{dashboard}/").status == 401
     finally:
         stranger.close()
+
+
+def test_a_page_on_another_site_cannot_act_even_in_a_logged_in_browser(
+    system: System, dashboard: str, page: Page, browser: Any
+) -> None:
+    # The operator's own page works: a button on it posts with the browser's Origin.
+    page.goto(f"{dashboard}/")
+    page.locator('tr[data-pipeline="orders"] button', has_text="Trigger now").click()
+    expect(page.locator(".notice")).to_have_text("discover for orders queued on 'discover'")
+
+    # The same logged-in browser opens a hostile page that submits a purge of every queue.
+    form = (
+        f'<form method="post" action="{dashboard}/dead-letters/purge">'
+        '<input name="confirm" value="purge-all"><input name="csrf" value="guessed"></form>'
+        "<script>document.forms[0].submit()</script>"
+    )
+    hostile = page.context.new_page()
+    hostile.route("http://evil.example/", lambda route: route.fulfill(content_type="text/html", body=form))
+    with hostile.expect_response(f"{dashboard}/dead-letters/purge") as answered:
+        hostile.goto("http://evil.example/")
+    response = answered.value
+    assert response.status == 403, response.status
+    assert "another site" in response.text()
+    hostile.close()

@@ -120,6 +120,15 @@ class _Dashboard:
                 "refused: this dashboard is not served under that host name (BACKLANE_DASHBOARD__ALLOWED_HOSTS)\n",
                 421,
             )
+        if action:  # a POST a page on another site sent: refused before the login is looked at
+            why = security.cross_site(
+                request.headers.get("host"),
+                request.headers.get("origin"),
+                request.headers.get("sec-fetch-site"),
+                scheme=request.url.scheme,
+            )
+            if why is not None:
+                return PlainTextResponse(f"refused: the request comes from another site ({why})\n", 403)
         password = self.settings.password
         if password is not None and not security.credentials_ok(
             request.headers.get("authorization"), self.settings.user, password.get_secret_value()
@@ -130,14 +139,6 @@ class _Dashboard:
         if action:
             if self.settings.read_only:
                 return PlainTextResponse("the dashboard is read-only (BACKLANE_DASHBOARD__READ_ONLY)\n", 403)
-            why = security.cross_site(
-                request.headers.get("host"),
-                request.headers.get("origin"),
-                request.headers.get("sec-fetch-site"),
-                scheme=request.url.scheme,
-            )
-            if why is not None:
-                return PlainTextResponse(f"refused: the request comes from another site ({why})\n", 403)
             form = await request.form()
             submitted = form.get(security.CSRF_FIELD)
             token = submitted if isinstance(submitted, str) else None
