@@ -32,7 +32,7 @@ from backlane.core.log_limits import cut
 from backlane.errors import BacklaneError
 from backlane.messaging import letters
 from backlane.messaging.intake import Refused, admit
-from backlane.messaging.publishing import MessageTooLarge, Outgoing
+from backlane.messaging.publishing import InvalidOutgoing, MessageTooLarge, Outgoing
 from backlane.operations import metrics
 
 if TYPE_CHECKING:
@@ -93,6 +93,16 @@ def publish_letter(broker: BacklaneBroker, queue: str, body: bytes, props: dict[
     out = Outgoing(xq_name(queue), body, str(props["message_id"]), properties=props)
     try:
         broker.publish([out])
+    except InvalidOutgoing as exc:  # properties AMQP cannot carry back: keep the body and the reason
+        logger.error(
+            "dead letter %s: its properties cannot be sent (%s); keeping its body and reason", out.message_id, exc
+        )
+        given = props.get("headers") or {}
+        headers = {k: given[k] for k in letters.ANNOTATION_NAMES if k in given}
+        headers[letters.ADDED] = "message_id headers"  # requeue sends the body alone
+        headers[f"{letters.PREFIX}properties-dropped"] = letters.bounded_reason(str(exc), 300)
+        minimal = {"delivery_mode": 2, "message_id": letters.new_message_id(), "headers": headers}
+        broker.publish([Outgoing(xq_name(queue), body, minimal["message_id"], properties=minimal)])
     except MessageTooLarge as exc:
         logger.error(
             "dead letter %s is too large for RabbitMQ (%s); keeping its first %d bytes",

@@ -36,6 +36,8 @@ FORM = "x-backlane-letter"
 ORIGINAL = "original"
 ENVELOPE = "envelope"
 KIND, REASON, QUEUE, FAILED_AT, RETRIES = (f"{PREFIX}{n}" for n in ("kind", "reason", "queue", "failed-at", "retries"))
+#: The headers that say why a letter died (what a person reads).
+ANNOTATION_NAMES = (FORM, KIND, REASON, QUEUE, FAILED_AT, RETRIES)
 #: Original headers whose names the letter reserves, by name.
 SHADOWED = "x-backlane-shadowed"
 #: Original delivery_mode / expiration, which the letter cannot keep as they were.

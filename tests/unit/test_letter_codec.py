@@ -209,3 +209,24 @@ def test_field_lengths_are_checked_before_any_publish() -> None:
 def test_the_reason_is_bounded() -> None:
     _, props = letters.encode(b"", None, letters.Annotation("malformed", letters.bounded_reason("r" * 5_000_000), "q"))
     assert len(props["headers"][letters.REASON]) < letters.REASON_LIMIT + 40
+
+
+def test_a_letter_whose_properties_cannot_be_sent_keeps_its_body_and_reason() -> None:
+    from backlane.messaging.deadletter import publish_letter
+
+    sent: list[Outgoing] = []
+
+    class Broker:
+        def publish(self, batch: list[Outgoing]) -> None:
+            problem = problem_of(batch[0])
+            if problem is not None:
+                raise InvalidOutgoing(problem)
+            sent.extend(batch)
+
+    body, props = letters.encode(b"\xff", {"headers": {"k" * 300: 1}}, annotation)
+    publish_letter(Broker(), "orders_inbox", body, props)  # type: ignore[arg-type]
+    (out,) = sent
+    assert out.body == b"\xff" and out.properties is not None
+    assert out.properties["headers"][letters.REASON] == annotation.reason
+    assert "properties-dropped" in " ".join(out.properties["headers"])
+    assert letters.original(out.properties) == {"delivery_mode": 2}, "requeue sends the body alone, persistent"
