@@ -230,3 +230,12 @@ def test_a_letter_whose_properties_cannot_be_sent_keeps_its_body_and_reason() ->
     assert out.properties["headers"][letters.REASON] == annotation.reason
     assert "properties-dropped" in " ".join(out.properties["headers"])
     assert letters.original(out.properties) == {"delivery_mode": 2}, "requeue sends the body alone, persistent"
+
+
+def test_a_quorum_dead_letter_queue_has_no_delivery_limit_on_any_version() -> None:
+    from backlane.messaging.broker import xq_arguments
+
+    assert xq_arguments("quorum", 1000, 4)["x-delivery-limit"] == -1, "4.x: default 20, -1 turns it off"
+    assert "x-delivery-limit" not in xq_arguments("quorum", 1000, 3), "3.x: none by default; -1 drops at once"
+    assert "x-delivery-limit" not in xq_arguments("quorum", 1000, None)
+    assert xq_arguments("classic", 1000, 4) == {"x-message-ttl": 1000}, "classic queues refuse the argument"
