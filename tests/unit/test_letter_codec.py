@@ -3,8 +3,8 @@
 The round trip (refused delivery -> letter -> what requeue publishes) must give back the
 original body and properties exactly, whatever the publisher sent, also after the letter
 crossed the wire (pika's encoder and decoder) and RabbitMQ added its own headers; the
-parser must show any .XQ message without raising. Fixed budget by default; set
-BACKLANE_FUZZ_EXAMPLES (e.g. 20000) for a longer run by hand."""
+parser must show any .XQ message without raising. Fixed budget by default (300 examples);
+``BACKLANE_FUZZ_PROFILE=long scripts/test tests/unit/test_letter_codec.py -q`` for 20,000."""
 
 from __future__ import annotations
 
@@ -22,7 +22,10 @@ from backlane.messaging import letters
 from backlane.messaging.publishing import InvalidOutgoing, Outgoing, problem_of
 from backlane.operations import deadletter_admin as admin
 
-EXAMPLES = int(os.environ.get("BACKLANE_FUZZ_EXAMPLES", "300"))
+#: 300 examples per property in CI; BACKLANE_FUZZ_PROFILE=long (as test_intake_fuzz.py) or
+#: BACKLANE_FUZZ_EXAMPLES=N for a longer run by hand.
+LONG = os.environ.get("BACKLANE_FUZZ_PROFILE") == "long"
+EXAMPLES = int(os.environ.get("BACKLANE_FUZZ_EXAMPLES", "20000" if LONG else "300"))
 fuzz = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 shortstr = st.text(max_size=40).filter(letters.is_shortstr)
