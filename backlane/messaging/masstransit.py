@@ -38,6 +38,8 @@ from typing import Any
 
 from dramatiq.message import Message
 
+from backlane.messaging.intake import NotJSON, id_problem, json_type, read_json
+
 #: Content type of MassTransit's JSON envelope.
 ENVELOPE_CONTENT_TYPE = "application/vnd.masstransit+json"
 #: Content type of MassTransit's raw JSON (the message alone).
@@ -88,8 +90,6 @@ class MassTransitInbox:
                 f"{ENVELOPE_CONTENT_TYPE!r} (MassTransit's envelope), {RAW_JSON_CONTENT_TYPE!r} "
                 "(MassTransit's raw JSON) or a Dramatiq envelope without a content type"
             )
-        from backlane.messaging.intake import NotJSON, id_problem, json_type, read_json
-
         try:
             document = read_json(body, "body")
         except NotJSON as exc:
