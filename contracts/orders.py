@@ -88,6 +88,17 @@ class OrderCreatedByRequest(BaseModel):
         return self.customer is not None and self.items is not None
 
 
+#: What a decoded JSON value is called in a reason (not Python's type names).
+_JSON_NAMES = {
+    type(None): "null",
+    bool: "a boolean",
+    int: "a number",
+    float: "a number",
+    str: "a string",
+    list: "an array",
+}
+
+
 def order_created_from_masstransit(message: Any) -> dict[str, Any]:
     """The ``message`` of a MassTransit ``OrderCreated`` as an OrderCreated version 2 argument.
 
@@ -95,7 +106,9 @@ def order_created_from_masstransit(message: Any) -> dict[str, Any]:
     unknown properties are ignored, as a MassTransit consumer does. Raises ValueError with a
     reason a person understands."""
     if not isinstance(message, dict):
-        raise ValueError(f"the OrderCreated message must be a JSON object, got {type(message).__name__}")
+        raise ValueError(
+            f"the OrderCreated message must be a JSON object, got {_JSON_NAMES.get(type(message), 'another value')}"
+        )
     fields = {key.lower(): value for key, value in message.items() if isinstance(key, str)}
     if fields.get("requestid") is None:
         raise ValueError("the OrderCreated message has no RequestId (expected a property named requestId)")

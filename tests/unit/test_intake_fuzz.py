@@ -34,6 +34,7 @@ from hypothesis import strategies as st
 from backlane.messaging.deadletter import DeadLetteringConsumer
 from backlane.messaging.intake import MAX_ID_BYTES, MAX_REASON_CHARS, Refused, admit
 from backlane.messaging.masstransit import ENVELOPE_CONTENT_TYPE, RAW_JSON_CONTENT_TYPE, MassTransitInbox
+from backlane.settings import SettingsError, load_settings
 from contracts.orders import ORDER_CREATED_MESSAGE_TYPE, order_created_from_masstransit
 
 settings.register_profile(
@@ -293,3 +294,11 @@ def test_a_delivery_that_cannot_be_dead_lettered_is_rejected_to_rabbitmq_not_rai
     assert next(consumer) is None
     channel.basic_nack.assert_called_once_with(7, requeue=False)
     channel.basic_ack.assert_not_called()
+
+
+@pytest.mark.parametrize("value", ["10", "0", str(10**9), "lots"])
+def test_max_body_bytes_is_range_checked_naming_the_setting(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("BACKLANE_BROKER__MAX_BODY_BYTES", value)
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    assert "max_body_bytes" in str(raised.value).lower()
