@@ -19,12 +19,15 @@ from dramatiq.message import Message
 
 from backlane.core.log_limits import cut
 from backlane.errors import MalformedMessage
-from backlane.messaging import signing
+from backlane.messaging import amqp_tables, signing
 
 if TYPE_CHECKING:
     from backlane.messaging.broker import BacklaneBroker
 
 logger = logging.getLogger("backlane.intake")
+
+# Headers nested a few hundred levels deep made pika raise before admit saw the delivery.
+amqp_tables.install()
 
 
 @dataclass(frozen=True)
@@ -179,6 +182,8 @@ def properties_problem(properties: Any) -> str | None:
     headers = getattr(properties, "headers", None)
     if headers is not None and not isinstance(headers, dict):
         return "the headers must be a table"
+    if headers and amqp_tables.holds_cut(headers):
+        return f"the headers nest tables or arrays deeper than {amqp_tables.MAX_DEPTH} levels"
     message_id = getattr(properties, "message_id", None)
     if message_id is not None:
         return id_problem(message_id, "the message_id property")
