@@ -222,14 +222,23 @@ class WorkerSettings(Section):
     metrics_host: str = "127.0.0.1"
     #: Where worker processes share their Prometheus counters (default: a per-port temp dir).
     metrics_dir: str | None = None
-    #: /health is computed at most once per this many seconds, however many probes ask (each
-    #: computation opens a broker connection and reads the database); 0: every request.
+    #: /health is computed at most once per this many seconds, however many probes ask (one
+    #: computation at a time, over one kept broker connection and the process's database pool).
     health_cache_seconds: float = Field(default=5.0, ge=0, le=300)
-    #: Requests /health and /metrics serve at once; one more is answered 503 at once.
+    #: Threads answering /health and /metrics requests once read (one I/O thread reads them all).
     endpoint_threads: int = Field(default=8, ge=1, le=256)
-    #: A client that sends nothing for this long is disconnected, seconds (a probe sends its
-    #: request at once; a silent client must not hold one of the few threads for long).
+    #: A client has this long to send its whole request (and to take the answer), seconds: a
+    #: probe sends at once; a silent or trickling client is answered 408 and disconnected.
     endpoint_timeout: float = Field(default=3.0, gt=0, le=300)
+    #: /metrics is read from the counters' files at most once per this many seconds.
+    metrics_cache_seconds: float = Field(default=1.0, ge=0, le=300)
+    #: Complete requests waiting for one of those threads (reading a request takes none: one
+    #: I/O thread reads them all); beyond it: 503 {"status": "busy"} at once.
+    endpoint_queue: int = Field(default=256, ge=1, le=10_000)
+    #: Connections the endpoint holds at once; a new one beyond it closes the slowest reader.
+    endpoint_max_connections: int = Field(default=512, ge=1, le=10_000)
+    #: Largest request (line and headers) the endpoint reads, bytes; a larger one gets 431.
+    endpoint_max_request_bytes: int = Field(default=8192, ge=1024, le=1024 * 1024)
 
 
 def is_loopback_name(host: str) -> bool:

@@ -15,7 +15,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import Engine, create_engine, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
@@ -87,24 +87,33 @@ def _heads() -> tuple[frozenset[str], frozenset[str]]:
         alembic_logger.setLevel(level)
 
 
-def schema_state(url: str, *, connect_timeout: float = 5.0) -> SchemaState:
-    """Whether the database at ``url`` is reachable and at the latest migration; never creates it."""
-    path = sqlite_path(url)
-    if path is not None and not path.exists():
-        return SchemaState(MISSING, problem=missing_sqlite_file(url, str(path.resolve())))
+def _throwaway_engine(url: str, path: Path | None, connect_timeout: float) -> Engine:
+    """An engine for one check, without a pool: SQLite read-only (never creating the file)."""
     if path is not None:
-        engine = create_engine(
+        return create_engine(
             "sqlite://",
             creator=lambda: sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=connect_timeout),
             poolclass=NullPool,
         )
-    else:
-        parsed = make_url(url)
-        if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
-            parsed = parsed.set(drivername="postgresql+psycopg")
-        engine = create_engine(
-            parsed, poolclass=NullPool, connect_args={"connect_timeout": max(1, round(connect_timeout))}
-        )
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return create_engine(parsed, poolclass=NullPool, connect_args={"connect_timeout": max(1, round(connect_timeout))})
+
+
+def schema_state(url: str, *, connect_timeout: float = 5.0, engine: Engine | None = None) -> SchemaState:
+    """Whether the database at ``url`` is reachable and at the latest migration; never creates it.
+
+    ``engine``: ask through this (pooled) engine for ``url`` and leave it open, instead of a
+    throwaway one: the worker's /health asks again and again and must not open a connection
+    each time. Ignored for SQLite, whose check opens the file read-only (never creating it)."""
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        return SchemaState(MISSING, problem=missing_sqlite_file(url, str(path.resolve())))
+    shared = engine is not None and path is None
+    if not shared:
+        engine = _throwaway_engine(url, path, connect_timeout)
+    assert engine is not None
     try:
         with engine.connect() as connection:
             tables = set(inspect(connection).get_table_names())
@@ -117,7 +126,8 @@ def schema_state(url: str, *, connect_timeout: float = 5.0) -> SchemaState:
             return SchemaState(NOT_MIGRATED, problem=problem)
         return SchemaState(REFUSED if problem.status != EXIT_UNAVAILABLE else UNREACHABLE, problem=problem)
     finally:
-        engine.dispose()
+        if not shared:
+            engine.dispose()
     revision = ",".join(sorted(revisions)) or None
     heads, known = _heads()
     if not revisions:

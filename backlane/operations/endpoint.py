@@ -9,13 +9,15 @@
 The registered pipelines and the runtime come in as parameters: the application
 entry point (:func:`backlane.app.serve_endpoint`) loads them.
 
-A probe is the one client that asks most and can do most harm: every health computation
-opens a broker connection and reads the database, so a flood of probes (or of anyone who
-can reach the port) would exhaust both. So the report is computed by one request at a
-time and reused for ``worker.health_cache_seconds`` (:class:`HealthCache`); at most
-``worker.endpoint_threads`` requests are served at once, one more is answered 503 at once
-without a thread; and a client that sends nothing for ``worker.endpoint_timeout`` seconds
-is disconnected.
+A probe is the one client that asks most and can do most harm: a health computation
+checks the broker and reads the database, so a flood of probes (or of anyone who can
+reach the port) must not cost one each. So both answers are computed one at a time and
+reused for a few seconds (:class:`Endpoint`: ``worker.health_cache_seconds``,
+``worker.metrics_cache_seconds``), the broker check keeps one AMQP connection and the
+database check uses the process's one pooled engine; and the server
+(:mod:`backlane.operations.bounded_http`) reads requests on one I/O thread with a deadline
+(``worker.endpoint_timeout``) and a size limit, answers them on ``worker.endpoint_threads``
+threads, and answers ``503`` ``{"status": "busy"}`` at once beyond its queue.
 """
 
 from __future__ import annotations
@@ -23,116 +25,110 @@ from __future__ import annotations
 import errno
 import json
 import logging
-import threading
-import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from backlane.core.registry import Registry
 from backlane.core.runtime import Runtime
-from backlane.operations.health import overall_health
+from backlane.db.schema import sqlite_path
+from backlane.operations.bounded_http import BoundedHTTPServer, Limits, ReadRequestHandler
+from backlane.operations.health import BrokerProbe, check_database, overall_health
 from backlane.operations.metrics import metrics_dir, prepare_environment
+from backlane.operations.single_flight import SingleFlight
+from backlane.settings import Settings
 
 logger = logging.getLogger("backlane.metrics")
 
+#: Seconds RabbitMQ gets to accept the health check's connection.
+BROKER_TIMEOUT = 3.0
 
-def health_report(registry: Registry, runtime: Runtime) -> tuple[int, dict[str, Any]]:
+
+def health_report(
+    registry: Registry,
+    runtime: Runtime,
+    *,
+    broker_check: Callable[[], dict[str, Any]] | None = None,
+    database_check: Callable[[], dict[str, Any]] | None = None,
+) -> tuple[int, dict[str, Any]]:
     """(HTTP status, body) of the health endpoint."""
-    report = overall_health(registry, runtime)
+    report = overall_health(registry, runtime, broker_check=broker_check, database_check=database_check)
     # The status code answers "can this worker work?" (what a liveness/readiness probe asks):
     # a stale catalog section is worth reporting, not worth restarting the worker over.
     can_work = report["broker"]["health"] == "healthy" and report["database"]["health"] == "healthy"
     return (200 if can_work else 503), report
 
 
-Report = tuple[int, dict[str, Any]]
+#: (status, content type, body): an answer computed once and sent to many.
+Answer = tuple[int, str, bytes]
 
 
-class HealthCache:
-    """The last health report, recomputed by one caller at a time once it is ``ttl`` old.
+class Endpoint:
+    """What the endpoint answers, cheaply: one computation of each answer at a time, reused for
+    its cache period; requests beyond the one computing get the last answer while it is recent,
+    or wait for the one in flight."""
 
-    While a computation is under way, callers get the previous report if there is one, and
-    wait for the new one only when there is none yet."""
+    def __init__(self, registry: Registry, runtime: Runtime) -> None:
+        self.registry, self.runtime = registry, runtime
+        settings = runtime.settings
+        self.broker = BrokerProbe(settings.broker.url.get_secret_value(), BROKER_TIMEOUT)
+        #: Long enough for both checks to time out and say so (a reachable world answers in ms).
+        wait = BROKER_TIMEOUT + settings.database.connect_timeout + 1.0
+        self.health = SingleFlight(
+            self._compute_health, ttl=settings.worker.health_cache_seconds, stale=wait, wait=wait, overdue=_overdue
+        )
+        self.metrics = SingleFlight(
+            _compute_metrics, ttl=settings.worker.metrics_cache_seconds, stale=wait, wait=wait, overdue=_overdue
+        )
 
-    def __init__(self, compute: Callable[[], Report], ttl: float, clock: Callable[[], float] = time.monotonic):
-        self._compute, self._ttl, self._clock = compute, ttl, clock
-        self._lock = threading.Lock()
-        self._last: Report | None = None
-        self._at = float("-inf")
-        self.computations = 0
-
-    def get(self) -> Report:
-        last = self._last
-        if last is not None and self._clock() - self._at < self._ttl:
-            return last
-        if last is not None and not self._lock.acquire(blocking=False):
-            return last  # another request is computing it
-        if last is None:
-            self._lock.acquire()
-        try:
-            if self._last is not None and self._clock() - self._at < self._ttl:
-                return self._last  # computed while this one waited
+    def _database_check(self) -> dict[str, Any]:
+        url = self.runtime.database_url
+        engine = None
+        if sqlite_path(url) is None and not url.startswith("sqlite"):
             try:
-                report = self._compute()
-            except Exception as exc:  # a health check must answer, not crash
-                report = 503, {"status": "unhealthy", "error": f"{exc.__class__.__name__}"[:300]}
-            self.computations += 1
-            self._last, self._at = report, self._clock()
-            return report
-        finally:
-            self._lock.release()
+                engine = self.runtime.database.engine  # PostgreSQL: the pooled engine, reconnecting
+            except Exception:  # a URL no engine accepts: the one-off check says why
+                engine = None
+        return check_database(self.runtime, engine=engine)
 
-
-#: Answer to a request beyond the bound: no thread, no parsing.
-_BUSY = (
-    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n"
-    b"Retry-After: 1\r\nConnection: close\r\n\r\nbusy\n"
-)
-
-
-class _Server(ThreadingHTTPServer):
-    registry: Registry
-    runtime: Runtime
-    health: HealthCache
-    slots: threading.BoundedSemaphore
-    daemon_threads = True
-    request_queue_size = 64
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if not self.slots.acquire(blocking=False):
-            try:
-                request.settimeout(1.0)
-                request.sendall(_BUSY)
-            except OSError:
-                pass
-            self.shutdown_request(request)
-            return
-        super().process_request(request, client_address)
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
+    def _compute_health(self) -> Answer:
         try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self.slots.release()
+            status, body = health_report(
+                self.registry, self.runtime, broker_check=self.broker.check, database_check=self._database_check
+            )
+        except Exception as exc:  # a health check must answer, not crash
+            status, body = 503, {"status": "unhealthy", "error": f"health check failed: {exc.__class__.__name__}"}
+        return status, "application/json", json.dumps(body, default=str).encode()
+
+    def close(self) -> None:
+        self.broker.close()
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    #: Seconds a client may stay silent (set from worker.endpoint_timeout in serve()).
-    timeout: float | None = 10.0
+def _compute_metrics() -> Answer:
+    import prometheus_client as prom
+    from prometheus_client import multiprocess
+
+    try:
+        registry = prom.CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return 200, prom.CONTENT_TYPE_LATEST, prom.generate_latest(registry)
+    except Exception as exc:
+        return 503, "text/plain", f"metrics unreadable: {exc.__class__.__name__}\n".encode()
+
+
+def _overdue() -> Answer:
+    body = {"status": "unhealthy", "error": "the check is still running: RabbitMQ or the database is slow to answer"}
+    return 503, "application/json", json.dumps(body).encode()
+
+
+class _Handler(ReadRequestHandler):
+    server: _Server  # type: ignore[assignment]
 
     def do_GET(self) -> None:
+        endpoint = self.server.endpoint
         if self.path.startswith("/health"):
-            status, body = self.server.health.get()
-            self._send(status, "application/json", json.dumps(body, default=str).encode())
+            self._send(*endpoint.health.get())
         elif self.path.startswith("/metrics") or self.path == "/":
-            import prometheus_client as prom
-            from prometheus_client import multiprocess
-
-            registry = prom.CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)
-            self._send(200, prom.CONTENT_TYPE_LATEST, prom.generate_latest(registry))
+            self._send(*endpoint.metrics.get())
         else:
             self._send(404, "text/plain", b"try /health or /metrics\n")
 
@@ -143,14 +139,27 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def handle(self) -> None:
-        try:
-            super().handle()
-        except (TimeoutError, ConnectionError):
-            self.close_connection = True  # a silent or vanished client: let the thread go
-
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug(format, *args)
+
+
+class _Server(BoundedHTTPServer):
+    endpoint: Endpoint
+
+    @property
+    def health(self) -> SingleFlight[Answer]:
+        return self.endpoint.health
+
+
+def limits(settings: Settings) -> Limits:
+    worker = settings.worker
+    return Limits(
+        threads=worker.endpoint_threads,
+        queue=worker.endpoint_queue,
+        max_connections=worker.endpoint_max_connections,
+        request_timeout=worker.endpoint_timeout,
+        max_request_bytes=worker.endpoint_max_request_bytes,
+    )
 
 
 def serve(registry: Registry, runtime: Runtime) -> int:
@@ -170,6 +179,7 @@ def serve(registry: Registry, runtime: Runtime) -> int:
         pass
     finally:
         server.server_close()
+        server.endpoint.close()
     return 0
 
 
@@ -178,9 +188,8 @@ def build_server(registry: Registry, runtime: Runtime) -> _Server | None:
     one warning line) when the address cannot be bound."""
     settings = runtime.settings
     host, port = settings.worker.metrics_host, settings.worker.metrics_port
-    handler = type("Handler", (_Handler,), {"timeout": settings.worker.endpoint_timeout})
     try:
-        server = _Server((host, port), handler)
+        server = _Server((host, port), _Handler, limits(settings))
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             logger.warning(
@@ -200,7 +209,5 @@ def build_server(registry: Registry, runtime: Runtime) -> _Server | None:
                 exc.strerror or exc,
             )
         return None
-    server.registry, server.runtime = registry, runtime
-    server.health = HealthCache(lambda: health_report(registry, runtime), settings.worker.health_cache_seconds)
-    server.slots = threading.BoundedSemaphore(settings.worker.endpoint_threads)
+    server.endpoint = Endpoint(registry, runtime)
     return server

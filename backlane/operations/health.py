@@ -14,10 +14,17 @@ and ``None`` (unknown: it could not be read; shown as ``?``, never as healthy).
 from __future__ import annotations
 
 import logging
-from typing import Any
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from typing import TYPE_CHECKING, Any
 
 from backlane.core.registry import Registry
 from backlane.core.runtime import Runtime
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 HEALTHY, DEGRADED, UNHEALTHY, DISABLED = "healthy", "degraded", "unhealthy", "disabled"
 #: Worst last: the overall status is the worst of its parts.
@@ -35,40 +42,110 @@ def worst(statuses: list[str | None]) -> str | None:
     return max(counted, key=lambda s: SEVERITY[s or HEALTHY], default=HEALTHY)
 
 
-def check_broker(url: str, timeout: float = 3.0) -> dict[str, Any]:
-    """RabbitMQ accepts a connection: ``{"health", "state"}`` (ok, unreachable or refused) plus
-    ``error`` (one line) when not."""
+def _broker_parameters(url: str, timeout: float, heartbeat: int | None = None) -> list[Any]:
     import pika
-
-    from backlane.problems import EXIT_USAGE, broker_problem
 
     params = [pika.URLParameters(u) for u in url.split(";") if u.strip()]
     for param in params:
         param.connection_attempts = 1
         param.socket_timeout = param.stack_timeout = timeout
+        if heartbeat is not None:
+            param.heartbeat = heartbeat
+    return params
+
+
+def _broker_failure(exc: Exception, url: str) -> dict[str, Any]:
+    from backlane.problems import EXIT_USAGE, broker_problem
+
+    problem = broker_problem(exc, url)
+    line = problem.line if problem else f"RabbitMQ: {type(exc).__name__}"
+    state = "refused" if problem is not None and problem.status == EXIT_USAGE else "unreachable"
+    return {"health": UNHEALTHY, "state": state, "error": line}
+
+
+@contextmanager
+def _quiet_pika() -> Iterator[None]:
+    """pika logs a failed connect at ERROR; the check reports it in one line instead."""
     pika_logger = logging.getLogger("pika")
     level = pika_logger.level
     pika_logger.setLevel(logging.CRITICAL)
     try:
-        pika.BlockingConnection(params).close()
-        return {"health": HEALTHY, "state": "ok"}
-    except Exception as exc:
-        problem = broker_problem(exc, url)
-        line = problem.line if problem else f"RabbitMQ: {type(exc).__name__}"
-        state = "refused" if problem is not None and problem.status == EXIT_USAGE else "unreachable"
-        return {"health": UNHEALTHY, "state": state, "error": line}
+        yield
     finally:
         pika_logger.setLevel(level)
 
 
-def check_database(runtime: Runtime, timeout: float | None = None) -> dict[str, Any]:
+def check_broker(url: str, timeout: float = 3.0) -> dict[str, Any]:
+    """RabbitMQ accepts a connection: ``{"health", "state"}`` (ok, unreachable or refused) plus
+    ``error`` (one line) when not."""
+    import pika
+
+    with _quiet_pika():
+        try:
+            pika.BlockingConnection(_broker_parameters(url, timeout)).close()
+            return {"health": HEALTHY, "state": "ok"}
+        except Exception as exc:
+            return _broker_failure(exc, url)
+
+
+class BrokerProbe:
+    """:func:`check_broker` over one kept connection, for a process that asks again and again
+    (the worker's /health): a reused connection is proven alive by a channel opened and closed
+    on it; a broken one, or one left idle near its heartbeat timeout, is replaced by a new one.
+
+    So a flood of probes costs RabbitMQ one connection, not one each (thread-safe: one check at
+    a time)."""
+
+    def __init__(self, url: str, timeout: float = 3.0, *, heartbeat: int = 30) -> None:
+        self.url, self.timeout, self.heartbeat = url, timeout, heartbeat
+        #: Reopen rather than reuse after this long unused: RabbitMQ drops a client silent for two
+        #: heartbeats, and nothing runs pika's heartbeats between checks.
+        self.idle_reopen = heartbeat * 1.5
+        self._connection: Any = None
+        self._used_at = 0.0
+        self._lock = threading.Lock()
+        #: Connections opened so far (tests read it).
+        self.connects = 0
+
+    def check(self) -> dict[str, Any]:
+        import pika
+
+        with self._lock, _quiet_pika():
+            if self._connection is not None and time.monotonic() - self._used_at < self.idle_reopen:
+                try:
+                    self._connection.process_data_events(time_limit=0)
+                    self._connection.channel().close()
+                    self._used_at = time.monotonic()
+                    return {"health": HEALTHY, "state": "ok"}
+                except Exception:
+                    pass  # broken: a fresh connection says whether RabbitMQ is there
+            self.close()
+            try:
+                self.connects += 1
+                self._connection = pika.BlockingConnection(_broker_parameters(self.url, self.timeout, self.heartbeat))
+                self._used_at = time.monotonic()
+                return {"health": HEALTHY, "state": "ok"}
+            except Exception as exc:
+                return _broker_failure(exc, self.url)
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with suppress(Exception):
+                connection.close()
+
+
+def check_database(runtime: Runtime, timeout: float | None = None, *, engine: Engine | None = None) -> dict[str, Any]:
     """The database reachable and migrated: ``{"health", "state"}`` plus ``error`` when not.
 
     ``state`` is ok, not migrated (no SQLite file — none is created —, no schema, or an older
-    revision), unreachable or refused."""
+    revision), unreachable or refused. ``engine``: ask through this pooled engine (PostgreSQL)
+    instead of opening a connection of its own."""
     from backlane.db.schema import BEHIND, MISSING, schema_state
 
-    found = schema_state(runtime.database_url, connect_timeout=timeout or runtime.settings.database.connect_timeout)
+    found = schema_state(
+        runtime.database_url, connect_timeout=timeout or runtime.settings.database.connect_timeout, engine=engine
+    )
     if found.ok:
         return {"health": HEALTHY, "state": found.state, "revision": found.revision}
     state = "not migrated" if found.state in (MISSING, BEHIND) else found.state
@@ -97,10 +174,18 @@ def pipeline_rows(registry: Registry) -> dict[str, list[dict[str, Any]]]:
     return report
 
 
-def overall_health(registry: Registry, runtime: Runtime) -> dict[str, Any]:
+def overall_health(
+    registry: Registry,
+    runtime: Runtime,
+    *,
+    broker_check: Callable[[], dict[str, Any]] | None = None,
+    database_check: Callable[[], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The whole report; ``broker_check`` and ``database_check`` replace the one-off checks (the
+    endpoint passes ones that reuse their connections)."""
     settings = runtime.settings
-    broker = check_broker(settings.broker.url.get_secret_value())
-    database = check_database(runtime)
+    broker = broker_check() if broker_check else check_broker(settings.broker.url.get_secret_value())
+    database = database_check() if database_check else check_database(runtime)
     pipelines = pipeline_rows(registry) if database["health"] == HEALTHY else {}
     parts: list[str | None] = [broker["health"], database["health"]]
     parts += [row.get("health", HEALTHY) for rows in pipelines.values() for row in rows]
