@@ -27,9 +27,11 @@ what to fix. Raised inside an item, like any unexpected exception, they are tran
 
 from __future__ import annotations
 
+import email.utils
 import json
 import math
 import re
+from datetime import UTC, datetime
 from urllib.parse import urlsplit, urlunsplit
 
 import dramatiq.errors
@@ -62,7 +64,9 @@ class DelayedRetry(TransientError):
 
     def __init__(self, reason: str, delay_seconds: float) -> None:
         super().__init__(reason)
-        self.delay_seconds = max(0.0, delay_seconds)
+        #: Never negative, NaN or infinite, never above :func:`delay_ceiling_seconds`: every
+        #: consumer (Dramatiq's delay, a rate-limit hold, a catalog section's hold) can trust it.
+        self.delay_seconds = bounded_delay(delay_seconds, 0.0)
 
 
 class RateLimited(DelayedRetry):
@@ -232,21 +236,59 @@ def redact_url(url: str) -> str:
     return ";".join(shown)
 
 
-_WAIT_FOR = re.compile(r"wait\s+for\s+(\d+(?:\.\d+)?)\s*s", re.IGNORECASE)
+_WAIT_FOR = re.compile(r"wait\s+for\s+(\d{1,15}(?:\.\d{1,9})?)\s*s", re.IGNORECASE)
+_SECONDS = re.compile(r"^\s*(\d{1,15}(?:\.\d{1,9})?)\s*$")
+
+#: A server-named wait is never shorter than this, seconds: ``Retry-After: 0`` repeated must not
+#: turn a wait (never counted as a try) into a busy loop.
+SERVER_DELAY_FLOOR_SECONDS = 1.0
+#: The ceiling when the settings cannot be read (see ``retries.max_delay_seconds``).
+DEFAULT_DELAY_CEILING_SECONDS = 3600.0
+
+
+def delay_ceiling_seconds() -> float:
+    """The longest any named delay may be (``BACKLANE_RETRIES__MAX_DELAY_SECONDS``, an hour by
+    default): a server saying ``Retry-After: 30000000000`` must not hold an item for 950 years."""
+    try:
+        from backlane.settings import get_settings
+
+        return float(get_settings().retries.max_delay_seconds)
+    except Exception:  # settings unreadable: they stop the process elsewhere, with their own line
+        return DEFAULT_DELAY_CEILING_SECONDS
+
+
+def bounded_delay(seconds: float, floor: float = SERVER_DELAY_FLOOR_SECONDS) -> float:
+    """``seconds`` between ``floor`` and the ceiling; NaN or negative counts as ``floor``."""
+    if not isinstance(seconds, int | float) or math.isnan(seconds) or seconds < floor:
+        return floor
+    return min(float(seconds), max(floor, delay_ceiling_seconds()))
+
+
+def parse_delay_seconds(text: str, now: datetime | None = None) -> float | None:
+    """A Retry-After value as seconds: a decimal number of seconds or an HTTP-date (a date in
+    the past is 0). None for anything else (``inf``, ``nan``, ``-5``, ``1e9``, garbage): a
+    value we cannot read names no delay, and the caller's own backoff applies."""
+    match = _SECONDS.match(text)
+    if match:
+        return float(match.group(1))
+    try:
+        when = email.utils.parsedate_to_datetime(text.strip())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when is None or when.tzinfo is None:
+        return None  # RFC 9110 dates are GMT; one without a zone is not one
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
-    """The delay a server asked for: Retry-After header or a "wait for X seconds" body."""
+    """The delay a server asked for (Retry-After header or a "wait for X seconds" body), bounded
+    by :func:`bounded_delay`; None when it named none we can read."""
     header = response.headers.get("Retry-After")
-    if header:
-        try:
-            return max(0.0, float(header))
-        except ValueError:
-            pass
-    match = _WAIT_FOR.search(response.text[:2000])
-    if match:
-        return float(match.group(1))
-    return None
+    named = parse_delay_seconds(header[:100]) if header else None
+    if named is None:
+        match = _WAIT_FOR.search(response.text[:2000])
+        named = float(match.group(1)) if match else None
+    return bounded_delay(named) if named is not None else None
 
 
 def _describe_response(response: httpx.Response) -> str:
@@ -311,8 +353,9 @@ def _describe_validation(exc: pydantic.ValidationError) -> str:
 
 
 def delay_ms(error: DelayedRetry) -> int:
-    """Dramatiq wants whole milliseconds; never round a server's delay down."""
-    return math.ceil(error.delay_seconds * 1000)
+    """Dramatiq wants whole milliseconds; never round a server's delay down. Total: the delay is
+    bounded (finite, at most the ceiling) even when ``delay_seconds`` was set after construction."""
+    return math.ceil(bounded_delay(error.delay_seconds, 0.0) * 1000)
 
 
 class Problem(BacklaneError):

@@ -128,12 +128,12 @@ class BrokerSettings(Section):
     #: How long a process that is neither a worker nor the clock (an application publishing
     #: through backlane, the test suite) keeps trying while RabbitMQ is unreachable, seconds.
     #: Workers and the clock wait for ever; `backlane` commands use ``command_timeout``.
-    reconnect_timeout: float = Field(default=120.0, gt=0)
+    reconnect_timeout: float = Field(default=120.0, gt=0, le=24 * 3600)
     #: How long a `backlane` command waits for RabbitMQ, its management API or PostgreSQL
     #: before it says which one is unreachable, seconds.
     command_timeout: float = Field(default=3.0, gt=0, le=600)
     #: Dead letters are kept this long in the .XQ queues, milliseconds (7 days).
-    dead_letter_ttl_ms: int = Field(default=7 * 24 * 3600 * 1000, gt=0)
+    dead_letter_ttl_ms: int = Field(default=7 * 24 * 3600 * 1000, gt=0, le=2**31 - 1)
     #: Largest message body a worker reads, bytes: a larger delivery is dead-lettered as it came,
     #: unread (a publisher's mistake must not cost every worker its memory). 1 MiB by default.
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
@@ -146,14 +146,22 @@ class RetrySettings(Section):
     #: Dramatiq retries per message before the item is marked failed.
     max_retries: int = Field(default=10, ge=0)
     #: First backoff, milliseconds; doubles on each retry (with jitter).
-    min_backoff_ms: int = Field(default=15_000, ge=1)
+    min_backoff_ms: int = Field(default=15_000, ge=1, le=24 * 3600_000)
     #: Backoff ceiling, milliseconds.
-    max_backoff_ms: int = Field(default=15 * 60_000, ge=1)
+    max_backoff_ms: int = Field(default=15 * 60_000, ge=1, le=24 * 3600_000)
     #: Hard limit on one message's processing time, milliseconds.
-    time_limit_ms: int = Field(default=10 * 60_000, ge=1000)
+    time_limit_ms: int = Field(default=10 * 60_000, ge=1000, le=24 * 3600_000)
     #: A message older than this is let go unworked, never dead-lettered (its row stays due
     #: and discover offers it again), ms. Requeued dead letters count from their requeue.
-    max_age_ms: int = Field(default=24 * 3600_000, ge=1000)
+    max_age_ms: int = Field(default=24 * 3600_000, ge=1000, le=365 * 24 * 3600_000)
+    #: The longest wait a server (Retry-After, "wait for X seconds"), a breaker or a pipeline may
+    #: name, seconds: a longer one is cut to this (an hour), so no number from upstream holds an
+    #: item, a rate limit or a delay-queue slot for longer.
+    max_delay_seconds: float = Field(default=3600.0, ge=1, le=7 * 24 * 3600)
+    #: Waits in a row ("wait for X seconds", "not ready yet", a breaker open) an item may make
+    #: before it fails for good: a wait never counts as a try, but a server that answers "wait"
+    #: for ever must not keep the item for ever.
+    max_waits: int = Field(default=10_000, ge=1, le=1_000_000)
 
 
 class DatabaseSettings(Section):
@@ -165,7 +173,7 @@ class DatabaseSettings(Section):
     echo: bool = False
     #: PostgreSQL: give up opening a connection after this many seconds (a command uses
     #: broker.command_timeout when that is shorter).
-    connect_timeout: int = Field(default=10, ge=1)
+    connect_timeout: int = Field(default=10, ge=1, le=600)
 
     _url = field_validator("url")(validate_database_url)
 
@@ -176,7 +184,7 @@ class OrderApiSettings(Section):
     #: Sent as a bearer token when set.
     api_key: SecretStr | None = None
     #: Per-request timeout, seconds.
-    timeout: float = Field(default=10.0, gt=0)
+    timeout: float = Field(default=10.0, gt=0, le=3600)
 
 
 class PipelineSettings(Section):
@@ -191,9 +199,9 @@ class PipelineSettings(Section):
     #: Failures per item before it is marked failed (default: retries.max_retries).
     max_retries: int | None = Field(default=None, ge=0)
     #: First backoff, ms (default: retries.min_backoff_ms).
-    min_backoff_ms: int | None = Field(default=None, ge=1)
+    min_backoff_ms: int | None = Field(default=None, ge=1, le=24 * 3600_000)
     #: Backoff ceiling, ms (default: retries.max_backoff_ms).
-    max_backoff_ms: int | None = Field(default=None, ge=1)
+    max_backoff_ms: int | None = Field(default=None, ge=1, le=24 * 3600_000)
 
     _cron = field_validator("tick")(_validate_cron)
 
@@ -209,7 +217,7 @@ class ProductApiSettings(Section):
     #: Sent as a bearer token when set.
     api_key: SecretStr | None = None
     #: Per-request timeout for product pages, seconds.
-    timeout: float = Field(default=30.0, gt=0)
+    timeout: float = Field(default=30.0, gt=0, le=3600)
 
 
 class WorkerSettings(Section):
@@ -260,9 +268,9 @@ class DashboardSettings(Section):
     read_only: bool = False
     #: The RabbitMQ management API (queue depths) and the broker check are read at most once
     #: per this many seconds, however many browsers are open.
-    management_cache_seconds: float = Field(default=5.0, ge=0)
+    management_cache_seconds: float = Field(default=5.0, ge=0, le=3600)
     #: Open pages refresh themselves this often, seconds (0: never).
-    refresh_seconds: float = Field(default=5.0, ge=0)
+    refresh_seconds: float = Field(default=5.0, ge=0, le=3600)
     #: Counts of rows are exact up to this many; above it (PostgreSQL) the planner's estimate is
     #: shown, marked ≈, so a page over millions of rows stays fast. `backlane status` always counts.
     exact_count_limit: int = Field(default=100_000, ge=1)

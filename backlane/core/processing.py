@@ -49,12 +49,18 @@ from backlane.errors import (
     delay_ms,
 )
 
+#: Message option counting consecutive named waits (rate limited, breaker open, not ready): a
+#: wait is never a try, yet an item fails for good after ``RetryPolicy.max_waits`` in a row.
+#: Honoured only on a signed message, like every option (backlane.messaging.signing).
+DELAYS_OPTION = "backlane_delays"
+
 #: Options that belong to one life of a message in its queue, dropped when an operator requeues it.
 ATTEMPT_OPTIONS = (
     "dead_letter",
     "retries",
     FAILURES_OPTION,
     WAITS_OPTION,
+    DELAYS_OPTION,
     PENDING_FAILURE_OPTION,
     "traceback",
     "requeue_timestamp",
@@ -70,6 +76,8 @@ class RetryPolicy:
     max_backoff_ms: int
     #: A message older than this is let go unworked (its row stays due); None: no limit.
     max_age_ms: int | None = None
+    #: Named waits in a row (see DELAYS_OPTION) before the item fails for good.
+    max_waits: int = 10_000
 
     def backoff_ms(self, failures: int) -> int:
         """Exponential backoff with jitter for the ``failures``-th failure (0-based)."""
@@ -131,6 +139,11 @@ def run_item(
             _wait(name, item, policy, options, attempt, elapsed, err, exc)
         if isinstance(err, DelayedRetry):
             options.pop(WAITS_OPTION, None)
+            delays = _count(options.get(DELAYS_OPTION))
+            if delays >= policy.max_waits:
+                reason = f"gave up after {delays} waits in a row (retries.max_waits): {err.reason}"
+                _fail(name, item, policy, on_failure, options, attempt, started, err.kind, reason, exc)
+            options[DELAYS_OPTION] = delays + 1
             _retry(name, item, "waiting", attempt, elapsed, err, max(1, delay_ms(err)), exc, err.delay_seconds)
         if isinstance(err, PermanentError) or failures >= policy.max_retries:
             reason = (
@@ -138,10 +151,16 @@ def run_item(
             )
             _fail(name, item, policy, on_failure, options, attempt, started, err.kind, reason, exc)
         options.pop(WAITS_OPTION, None)
+        options.pop(DELAYS_OPTION, None)
         options[FAILURES_OPTION] = failures + 1
         _retry(name, item, "retry", attempt, elapsed, err, policy.backoff_ms(failures), exc)
     options.pop(WAITS_OPTION, None)
     outcomes.record(name, item, "succeeded", attempt=attempt, duration_s=time.monotonic() - started)
+
+
+def _count(value: Any) -> int:
+    """A counter option as a non-negative int (0 for anything else)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _wait(

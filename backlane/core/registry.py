@@ -60,6 +60,7 @@ class Registered(Generic[S]):
             min_backoff_ms=config.min_backoff_ms or defaults.min_backoff_ms,
             max_backoff_ms=config.max_backoff_ms or defaults.max_backoff_ms,
             max_age_ms=defaults.max_age_ms,
+            max_waits=defaults.max_waits,
         )
         self._policy = (config, defaults, policy)
         return policy

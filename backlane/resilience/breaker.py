@@ -61,7 +61,11 @@ class Admission:
 
 
 def admit(s: BreakerSnapshot, now: datetime, *, open_seconds: float, trial_seconds: float) -> Admission:
-    """May a call go ahead now? Takes the single trial/probe slot when it does."""
+    """May a call go ahead now? Takes the single trial/probe slot when it does. An open period
+    ending later than ``open_seconds`` from now (stored under an older, longer setting) is cut
+    back to it: the breaker's open time is ours to bound."""
+    if s.state == OPEN and s.open_until is not None and s.open_until > now + timedelta(seconds=open_seconds):
+        s = replace(s, open_until=now + timedelta(seconds=open_seconds))
     if s.state == OPEN and s.open_until is not None and now < s.open_until:
         return Admission(False, (s.open_until - now).total_seconds(), s)
     needs_slot = s.state != CLOSED or s.consecutive_failures > 0

@@ -7,6 +7,13 @@ worker waits, not just the one that was told. A refused call raises
 :class:`~backlane.errors.RateLimited` with the exact delay until a call is
 allowed, so the message is retried then and no earlier.
 
+A hold is never longer than ``retries.max_delay_seconds`` from now
+(:func:`~backlane.errors.delay_ceiling_seconds`, an hour by default): a later
+hold is not shortened by an earlier-ending one (two workers told different
+waits keep the longer), but one recorded further out than the ceiling (a
+server's absurd Retry-After, stored before the ceiling existed or was lowered)
+is cut back to it at the next call, so no hold outlives the ceiling.
+
 The window arithmetic is the pure :func:`take_slot`, unit-tested on its own.
 """
 
@@ -23,7 +30,7 @@ from sqlalchemy import select
 from backlane.core.clock import as_utc
 from backlane.db.models.resilience import RateLimitRow
 from backlane.db.rows import locked_row, peek_row
-from backlane.errors import RateLimited
+from backlane.errors import RateLimited, bounded_delay, delay_ceiling_seconds
 
 if TYPE_CHECKING:
     from backlane.core.clock import Clock
@@ -72,6 +79,9 @@ class RateLimiter:
             row = locked_row(session, RateLimitRow, {"key": key}, {"calls": [], "updated_at": self.clock.now()})
             now = self.clock.now()
             held = as_utc(row.held_until) if row.held_until else None
+            longest = now + timedelta(seconds=delay_ceiling_seconds())
+            if held is not None and held > longest:  # further out than any hold may be: cut back
+                row.held_until = held = longest
             if held is not None and held > now:
                 row.refused += 1
                 wait, why = (held - now).total_seconds(), f"the server asked to wait ({row.hold_reason or 'no reason'})"
@@ -88,17 +98,22 @@ class RateLimiter:
         raise RateLimited(f"rate limit {key!r}: {why}; next call in {wait:.1f}s", wait)
 
     def hold_until(self, key: str, until: datetime, reason: str = "") -> None:
-        """No call to ``key`` from any worker before ``until`` (a later hold is never shortened)."""
+        """No call to ``key`` from any worker before ``until`` (a later hold is never shortened,
+        except back to the ceiling: no hold ends more than ``retries.max_delay_seconds`` from now)."""
         with self.db.transaction() as session:
             row = locked_row(session, RateLimitRow, {"key": key}, {"calls": [], "updated_at": self.clock.now()})
+            longest = self.clock.now() + timedelta(seconds=delay_ceiling_seconds())
+            until = min(until, longest)
             held = as_utc(row.held_until) if row.held_until else None
+            if held is not None and held > longest:
+                held = None
             if held is None or until > held:
                 row.held_until = until
                 row.hold_reason = reason[:500] or None
             row.updated_at = self.clock.now()
 
     def hold_for(self, key: str, seconds: float, reason: str = "") -> None:
-        self.hold_until(key, self.clock.now() + timedelta(seconds=seconds), reason)
+        self.hold_until(key, self.clock.now() + timedelta(seconds=bounded_delay(seconds, 0.0)), reason)
 
     @contextmanager
     def guard(self, limit: Limit) -> Iterator[None]:

@@ -66,16 +66,16 @@ class CatalogSectionSettings(Section):
     #: Off: discover never claims the section; its data stays as last refreshed.
     enabled: bool = True
     #: The section is due when this long has passed since its last success, minutes.
-    interval_minutes: float = Field(gt=0)
+    interval_minutes: float = Field(gt=0, le=366 * 24 * 60)
     #: History sections: rows older than this are pruned, days (None: not a history section).
-    retention_days: float | None = Field(default=None, gt=0)
+    retention_days: float | None = Field(default=None, gt=0, le=100 * 366)
 
 
 class CatalogSourceSettings(Section):
     #: Base URL of this source (None: catalog.base_url).
     base_url: str | None = None
     #: Per-request timeout, seconds.
-    timeout: float = Field(default=30.0, gt=0)
+    timeout: float = Field(default=30.0, gt=0, le=3600)
 
 
 class CatalogLimiterSettings(Section):
@@ -84,7 +84,7 @@ class CatalogLimiterSettings(Section):
     #: Calls allowed per window, across every worker process (None: only the server's waits count).
     calls: int | None = Field(default=None, ge=1)
     #: ... per this many seconds.
-    window_seconds: float = Field(default=3600.0, gt=0)
+    window_seconds: float = Field(default=3600.0, gt=0, le=31 * 24 * 3600)
 
 
 class CatalogSettings(PipelineSettings):
@@ -93,19 +93,19 @@ class CatalogSettings(PipelineSettings):
     #: At most this many sections refresh at once, across every worker.
     max_concurrent: int = Field(default=3, ge=1)
     #: One refresh may run this long before it is interrupted (Dramatiq time limit), seconds.
-    refresh_time_limit_seconds: float = Field(default=600.0, gt=0)
+    refresh_time_limit_seconds: float = Field(default=600.0, gt=0, le=24 * 3600)
     #: A claimed section is not claimed again before this long; above the time limit, seconds.
-    lease_seconds: float = Field(default=660.0, gt=0)
+    lease_seconds: float = Field(default=660.0, gt=0, le=24 * 3600)
     #: A refresh that finds max_concurrent running tries again after this long, seconds.
-    busy_recheck_seconds: float = Field(default=15.0, gt=0)
+    busy_recheck_seconds: float = Field(default=15.0, gt=0, le=3600)
     #: A source's breaker opens after this many failures in a row ...
     breaker_failure_threshold: int = Field(default=3, ge=1)
     #: ... for this many seconds, then one trial call decides.
-    breaker_open_seconds: float = Field(default=30.0, gt=0)
+    breaker_open_seconds: float = Field(default=30.0, gt=0, le=24 * 3600)
     #: Health: a section is degraded when its last success is older than this, minutes ...
-    degraded_after_minutes: float = Field(default=30.0, gt=0)
+    degraded_after_minutes: float = Field(default=30.0, gt=0, le=366 * 24 * 60)
     #: ... or than this many of its intervals, whichever is larger.
-    degraded_interval_factor: float = Field(default=3.0, gt=0)
+    degraded_interval_factor: float = Field(default=3.0, gt=0, le=1000)
     #: Base URL of every source without its own (the simulator in demo and tests).
     base_url: str = "http://127.0.0.1:8085"
     #: Fanout exchange CatalogSectionRefreshed is published to; other services bind their queues.
