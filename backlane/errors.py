@@ -249,12 +249,14 @@ DEFAULT_DELAY_CEILING_SECONDS = 3600.0
 def delay_ceiling_seconds() -> float:
     """The longest any named delay may be (``BACKLANE_RETRIES__MAX_DELAY_SECONDS``, an hour by
     default): a server saying ``Retry-After: 30000000000`` must not hold an item for 950 years."""
-    try:
-        from backlane.settings import get_settings
+    # The installed runtime's settings, never get_settings(): reading (and caching) the
+    # environment from here could happen before a process has finished setting it up.
+    from backlane.core.runtime import installed_runtime
 
-        return float(get_settings().retries.max_delay_seconds)
-    except Exception:  # settings unreadable: they stop the process elsewhere, with their own line
+    runtime = installed_runtime()
+    if runtime is None:
         return DEFAULT_DELAY_CEILING_SECONDS
+    return float(runtime.settings.retries.max_delay_seconds)
 
 
 def bounded_delay(seconds: float, floor: float = SERVER_DELAY_FLOOR_SECONDS) -> float:
