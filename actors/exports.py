@@ -15,6 +15,7 @@ when an export is due, so a down API costs one request per tick, not one per exp
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -32,7 +33,8 @@ from backlane.core.table import ItemTable, TableSettings
 from backlane.db.claims import schedule_new_exports
 from backlane.db.models import Export, ExportFormat, ExportOutcome, ExportRun, ServiceOutage
 from backlane.errors import PermanentError, TransientError, UnknownItem
-from backlane.pipelines.exports.files import encode_products, export_paths
+from backlane.operations.exports_admin import MAX_INTERVAL_SECONDS, MIN_INTERVAL_SECONDS
+from backlane.pipelines.exports.files import encode_products, export_paths, path_conflict
 from backlane.pipelines.exports.outages import mark_down, mark_up
 from backlane.resilience.breaker import CircuitBreaker
 
@@ -113,6 +115,7 @@ def process(ctx: ExportsContext, item: Any) -> None:
         return
     if export.format not in set(ExportFormat):
         raise PermanentError(f"export {export.name} has unknown format {export.format!r} (csv or jsonl)")
+    _refuse_shared_path(ctx, export)
     final, partial = export_paths(config.output_dir, export.path)
     run_id, page, offset, rows = _start_or_resume(ctx, export, run, partial)
     client = ProductApiClient(ctx.settings.product_api)
@@ -120,15 +123,30 @@ def process(ctx: ExportsContext, item: Any) -> None:
     while True:
         with breaker.guard():
             result = client.page(page, config.page_size)
-        offset = append_at(partial, offset, encode_products(export.format, result.items, first_page=page == 1))
+        data = encode_products(export.format, result.items, first_page=page == 1)
+        # Confined again at every write, not once per run: a symlink swapped in since must not
+        # lead a page outside the output directory (append_at also refuses a symlink itself).
+        final, partial = export_paths(config.output_dir, export.path)
+        offset = append_at(partial, offset, data)
         rows += len(result.items)
         _save_progress(ctx, export_id, run_id, page=page, offset=offset, rows=rows)
         if not result.has_next:
             break
         page += 1
+    final, partial = export_paths(config.output_dir, export.path)
     publish(partial, final, offset)
     _finish(ctx, export_id, run_id, ExportOutcome.SUCCEEDED, pages=page, rows=rows, file_path=str(final))
     ctx.log.info("export %s written: %d products in %d pages to %s", export.name, rows, page, final)
+
+
+def _refuse_shared_path(ctx: ExportsContext, export: Export) -> None:
+    """Refuse for good an export whose files another export writes too (rows inserted in SQL
+    skip `exports add`'s check): two runs on one file lose each other's pages."""
+    with ctx.db.transaction() as session:
+        others = [(n, p) for i, n, p in session.execute(select(Export.id, Export.name, Export.path)) if i != export.id]
+    conflict = path_conflict(export.path, others)
+    if conflict is not None:
+        raise PermanentError(f"export {export.name}: {conflict}")
 
 
 def _breaker(ctx: ExportsContext) -> CircuitBreaker:
@@ -229,7 +247,11 @@ def _interval(ctx: ExportsContext, export_id: int) -> float:
     """Seconds between two runs of this export: its own interval, else exports.interval_seconds."""
     with ctx.db.transaction() as session:
         own = session.scalar(select(Export.interval_seconds).where(Export.id == export_id))
-    return own or ctx.config.interval_seconds
+    seconds = own or ctx.config.interval_seconds
+    # A row written in SQL may hold any number; now + interval must stay a date (and a NaN none).
+    if math.isnan(seconds):
+        return MAX_INTERVAL_SECONDS
+    return min(max(seconds, MIN_INTERVAL_SECONDS), MAX_INTERVAL_SECONDS)
 
 
 def on_failure(ctx: ExportsContext, item: Any, reason: str) -> None:

@@ -27,12 +27,12 @@ if __name__ == "__main__" or os.path.basename(sys.argv[0] if sys.argv else "") =
     signal.signal(signal.SIGINT, _quiet_exit)
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import logging  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from typing import TYPE_CHECKING  # noqa: E402
 
+from backlane.operations.terminal import escape_controls, json_text, say  # noqa: E402
 from backlane.problems import EXIT_INTERRUPTED, EXIT_UNAVAILABLE, EXIT_USAGE, Problem  # noqa: E402
 
 if TYPE_CHECKING:
@@ -69,12 +69,12 @@ def _pipelines(args: argparse.Namespace) -> int:
             }
         )
     if args.json:
-        print(json.dumps(rows, indent=2))
+        say(json_text(rows, indent=2))
         return 0
-    print(f"{'NAME':<16} {'PURPOSE':<10} {'QUEUE':<16} {'SCHEDULE':<13} {'LIMIT':<11} ON")
+    say(f"{'NAME':<16} {'PURPOSE':<10} {'QUEUE':<16} {'SCHEDULE':<13} {'LIMIT':<11} ON")
     for row in rows:
         limit = f"{row['max_concurrent']} at once" if row["max_concurrent"] else f"{row['max_items']}/tick"
-        print(
+        say(
             f"{row['name']:<16} {row['purpose']:<10} {row['queue']:<16} {row['schedule']:<13} "
             f"{limit:<11} {'yes' if row['enabled'] else 'no'}"
         )
@@ -85,7 +85,7 @@ def _trigger(args: argparse.Namespace) -> int:
     from backlane.operations.actions import trigger
 
     app = _app(args)
-    print(trigger(app.registry, app.runtime, args.pipeline, args.target))
+    say(trigger(app.registry, app.runtime, args.pipeline, args.target))
     return 0
 
 
@@ -100,14 +100,15 @@ def _status(args: argparse.Namespace) -> int:
     while True:
         status = collect_status(app.registry, app.runtime)
         if args.json:
-            print(json.dumps(status, indent=2, default=str), flush=True)
+            say(json_text(status, indent=2, default=str), flush=True)
         elif args.watch:
             size = shutil.get_terminal_size((80, 24))
             text = render(status, width=size.columns, height=size.lines - 1, compact=True)
             footer = f"every {args.watch:g}s; Ctrl-C to stop"
-            print("\033[H\033[2J" + text + "\n" + footer[: size.columns], end="", flush=True)
+            sys.stdout.write("\033[H\033[2J")  # backlane's own: clear the screen, then the escaped text
+            say(text + "\n" + footer[: size.columns], end="", flush=True)
         else:
-            print(render(status), flush=True)
+            say(render(status), flush=True)
         if args.watch is None:
             return EXIT_UNAVAILABLE if status["errors"] else 0
         time.sleep(args.watch)
@@ -144,19 +145,21 @@ def _dead_letters(args: argparse.Namespace) -> int:
                 missing_ok=missing_ok,
                 timeout=timeout,
             )
-            print(report.summary(args.message_id))
+            say(report.summary(args.message_id))
             return 0 if report.requeued or args.all else 1
         if not args.yes:
             try:
-                answer = input(f"purge every dead letter of {', '.join(queues)}? type 'purge' to confirm: ")
+                answer = input(
+                    escape_controls(f"purge every dead letter of {', '.join(queues)}? type 'purge' to confirm: ")
+                )
             except EOFError:
-                print()
+                say()
                 answer = ""
             if answer.strip() != "purge":
-                print("nothing purged")
+                say("nothing purged")
                 return 1
         for queue, count in admin.purge(url, queues, missing_ok=missing_ok, timeout=timeout).items():
-            print(f"purged {count} from {queue}.XQ")
+            say(f"purged {count} from {queue}.XQ")
         return 0
     except admin.AdminError as exc:
         raise Problem(str(exc), exc.status) from None
@@ -178,19 +181,20 @@ def _list_dead_letters(args: argparse.Namespace, listings: list[Listing]) -> int
     if shown < total:
         summaries[-1] += f" (--limit {args.limit} reached; raise it to see more)"
     if args.json:
-        print(json.dumps([admin.display_row(letter) for letter in letters], indent=2, default=str))
+        say(json_text([admin.display_row(letter) for letter in letters], indent=2, default=str))
         for line in summaries:
-            print(line, file=sys.stderr)  # stdout stays one JSON document
+            say(line, file=sys.stderr)  # stdout stays one JSON document
         return 0
     for letter in letters:
         row = admin.display_row(letter)
-        item = row["item"] if isinstance(row["item"], str) else json.dumps(row["item"])
-        print(
-            f"{row['failed_at']:<26} {row['queue']:<16} {row['actor']:<18} id={row['message_id']}"
-            f" item={item} [{row['kind']}] {row['reason']}"
+        item = row["item"] if isinstance(row["item"], str) else json_text(row["item"])
+        field = {key: escape_controls(value) for key, value in row.items()}  # one line per letter
+        say(
+            f"{field['failed_at']:<26} {field['queue']:<16} {field['actor']:<18} id={field['message_id']}"
+            f" item={escape_controls(item)} [{field['kind']}] {field['reason']}"
         )
     for line in summaries:
-        print(line)
+        say(line)
     return 0
 
 
@@ -220,9 +224,9 @@ def _declare_queues(args: argparse.Namespace) -> int:
 
     app = _app(args)
     for name in declare_all(app.runtime.broker):
-        print(f"declared {name} (+ {name}.DQ, {name}.XQ)")
+        say(f"declared {name} (+ {name}.DQ, {name}.XQ)")
     for event in declare_pipeline_events(app.registry, app.runtime):
-        print(f"declared exchange {event.exchange} (+ {event.recent_queue}, the latest {event.recent_max_length})")
+        say(f"declared exchange {event.exchange} (+ {event.recent_queue}, the latest {event.recent_max_length})")
     return 0
 
 
@@ -248,7 +252,7 @@ def _migrate(args: argparse.Namespace) -> int:
         if problem is None:
             raise
         raise problem from None
-    print("database is at the latest revision")
+    say("database is at the latest revision")
     return 0
 
 
@@ -260,7 +264,7 @@ def _schemas(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise Problem(f"cannot write the schemas to {args.out}: {exc.strerror or exc}", EXIT_USAGE) from None
     for path in paths:
-        print(path)
+        say(path)
     return 0
 
 
@@ -430,7 +434,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_as_command()
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        print(file=sys.stderr)
+        say(file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # e.g. `backlane dead-letters list | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -447,7 +451,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             text = str(exc).strip().splitlines()
             cause = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
             problem = Problem(f"unexpected error ({cause}); run with --debug for the traceback", EXIT_UNAVAILABLE)
-        print(f"backlane: {problem.line}", file=sys.stderr)
+        say(f"backlane: {problem.line}", file=sys.stderr)
         return problem.status
     finally:
         logging.getLogger().removeHandler(handler)

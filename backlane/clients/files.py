@@ -93,7 +93,9 @@ def append_at(path: Path, offset: int, data: bytes) -> int:
     if offset > 0 and not path.exists():
         raise FileNotFoundError(f"{path} is missing; expected {offset} bytes written")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "r+b" if path.exists() else "w+b") as handle:
+    # O_NOFOLLOW: a symlink put where the file should be is refused, never written through.
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    with open(fd, "r+b") as handle:
         size = handle.seek(0, os.SEEK_END)
         if size < offset:
             raise ValueError(f"{path} has {size} bytes; expected at least {offset}")
@@ -107,7 +109,7 @@ def append_at(path: Path, offset: int, data: bytes) -> int:
 
 def publish(partial: Path, destination: Path, size: int) -> None:
     """Move a finished ``partial`` file (cut to ``size``) into place atomically."""
-    with open(partial, "r+b") as handle:
+    with open(os.open(partial, os.O_RDWR | getattr(os, "O_NOFOLLOW", 0)), "r+b") as handle:
         handle.truncate(size)
         handle.flush()
         os.fsync(handle.fileno())

@@ -21,6 +21,8 @@ from sqlalchemy.exc import IntegrityError
 from backlane.clients.files import relative_parts
 from backlane.db.models import Export, ExportFormat, ExportRun
 from backlane.errors import PermanentError
+from backlane.operations.terminal import escape_controls, say
+from backlane.pipelines.exports.files import path_conflict
 from backlane.problems import EXIT_USAGE, Problem
 
 if TYPE_CHECKING:
@@ -29,17 +31,24 @@ if TYPE_CHECKING:
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_INTERVAL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_INTERVAL = re.compile(r"^\s*(\d{1,12}(?:\.\d{1,9})?)\s*([smhd]?)\s*$")
+#: The shortest and longest interval an export may have, seconds (1 s to 366 days, as
+#: exports.interval_seconds): a run's next time is now + interval, which must stay a date.
+MIN_INTERVAL_SECONDS, MAX_INTERVAL_SECONDS = 1.0, 366 * 86400.0
 
 
 def parse_interval(text: str | None) -> float | None:
-    """``300``, ``30s``, ``5m``, ``1h`` or ``1d`` as seconds (None: the exports.interval_seconds setting)."""
+    """``300``, ``30s``, ``5m``, ``1h`` or ``1d`` as seconds, between 1 s and 366 days
+    (None: the exports.interval_seconds setting)."""
     if text is None:
         return None
     match = _INTERVAL.match(text)
     seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"] if match else 0.0
-    if seconds <= 0:
-        raise Problem(f"--interval {text!r}: give a duration above 0 such as 300, 30s, 5m, 1h or 1d", EXIT_USAGE)
+    if not MIN_INTERVAL_SECONDS <= seconds <= MAX_INTERVAL_SECONDS:
+        raise Problem(
+            f"--interval {escape_controls(text)!r}: give a duration from 1s to 366d such as 300, 30s, 5m, 1h or 1d",
+            EXIT_USAGE,
+        )
     return seconds
 
 
@@ -60,11 +69,16 @@ def validate(name: str, fmt: str, path: str) -> str:
 
 
 def add_export(db: Database, clock: Clock, name: str, fmt: str, path: str, interval: float | None) -> int:
+    """Insert the export, refusing (one line) a path that collides with another export's files."""
     path = validate(name, fmt, path)
     now = clock.now()
     values = {"name": name, "format": fmt, "path": path, "interval_seconds": interval}
     try:
         with db.transaction() as session:
+            others = [(n, p) for n, p in session.execute(select(Export.name, Export.path)) if n != name]
+            conflict = path_conflict(path, others)
+            if conflict is not None:
+                raise Problem(f"{conflict}; give each export a file of its own", EXIT_USAGE)
             return int(
                 session.execute(
                     insert(Export).returning(Export.id), {**values, "created_at": now, "updated_at": now}
@@ -113,19 +127,21 @@ def _run(args: argparse.Namespace, load: Callable[[Any], Any]) -> int:
     if args.action == "add":
         add_export(runtime.database, runtime.clock, args.name, args.format, args.path, parse_interval(args.interval))
         every = f"every {args.interval}" if args.interval else "on exports.interval_seconds"
-        print(f"export {args.name} added: {args.format} to {args.path}, {every}")
+        say(f"export {escape_controls(args.name)} added: {args.format} to {escape_controls(args.path)}, {every}")
     elif args.action == "remove":
         remove_export(runtime.database, args.name)
-        print(f"export {args.name} removed")
+        say(f"export {escape_controls(args.name)} removed")
     else:
         rows = list_exports(runtime.database)
         if not rows:
-            print("no exports: `backlane exports add NAME --format csv --path products.csv`")
+            say("no exports: `backlane exports add NAME --format csv --path products.csv`")
         for row in rows:
             interval = f"{row['interval_seconds']:g}s" if row["interval_seconds"] else "default"
             state = row["run"] or ("ok" if row["last_success_at"] else "new")
-            line = f"{row['name']}  {row['format']}  {row['path']}  every {interval}  next {row['next_run_at'] or '-'}"
-            print(f"{line}  {state}" + (f": {row['error']}" if row["error"] else ""))
+            field = {key: escape_controls(value) for key, value in row.items()}  # one line per export
+            next_run = row["next_run_at"] or "-"
+            line = f"{field['name']}  {field['format']}  {field['path']}  every {interval}  next {next_run}"
+            say(f"{line}  {escape_controls(state)}" + (f": {field['error']}" if row["error"] else ""))
     return 0
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Iterable, Sequence
+from pathlib import Path, PurePosixPath
 
-from backlane.clients.files import confined_path
+from backlane.clients.files import confined_path, relative_parts
+from backlane.errors import PermanentError
 from contracts.products import Product
 
 #: Suffix of the file an export is built in, next to its destination.
@@ -42,3 +43,28 @@ def export_paths(output_dir: str, path: str) -> tuple[Path, Path]:
     final = confined_path(output_dir, path, "export path")
     partial = confined_path(output_dir, path + PARTIAL_SUFFIX, "export path")
     return final, partial
+
+
+def _files_of(path: str) -> tuple[PurePosixPath, PurePosixPath]:
+    """The two files an export writes (destination and partial), normalised and case-folded:
+    ``same.csv``, ``./same.csv`` and ``Same.CSV`` (one file on a case-insensitive disk) are one."""
+    norm = PurePosixPath(str(relative_parts(path, "export path")).casefold())
+    return norm, norm.with_name(norm.name + PARTIAL_SUFFIX)
+
+
+def path_conflict(path: str, others: Iterable[tuple[str, str]]) -> str | None:
+    """Why an export writing ``path`` would collide with one of ``others`` ((name, path) pairs),
+    or None: the same file after normalisation, one's destination being the other's partial
+    file, or one's file standing where the other needs a directory. Two exports sharing a file
+    overwrite each other's pages ("partial file lost", or one export's content in the other's)."""
+    mine = _files_of(path)
+    for name, other in others:
+        try:
+            theirs = _files_of(other)
+        except PermanentError:  # a path the worker refuses anyway (PathOutsideRoot)
+            continue
+        for a in mine:
+            for b in theirs:
+                if a == b or a in b.parents or b in a.parents:
+                    return f"export path {path!r} collides with export {name!r} (path {other!r}): {a} and {b}"
+    return None
