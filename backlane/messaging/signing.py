@@ -59,6 +59,7 @@ CONTROLLED_OPTIONS = frozenset(
         WAITS_OPTION,
         PENDING_FAILURE_OPTION,
         REQUEUED_OPTION,
+        "backlane_delays",  # processing's count of named waits in a row (retries.max_waits)
         "dead_letter",
         "masstransit",
         # Dramatiq's Retries bookkeeping, its delay queues, periodiq's ticks
