@@ -246,17 +246,20 @@ SERVER_DELAY_FLOOR_SECONDS = 1.0
 DEFAULT_DELAY_CEILING_SECONDS = 3600.0
 
 
+_delay_ceiling = DEFAULT_DELAY_CEILING_SECONDS
+
+
+def set_delay_ceiling(seconds: float) -> None:
+    """Installing a runtime sets its ``retries.max_delay_seconds`` here (this module reads no
+    settings: they import it)."""
+    global _delay_ceiling
+    _delay_ceiling = float(seconds)
+
+
 def delay_ceiling_seconds() -> float:
     """The longest any named delay may be (``BACKLANE_RETRIES__MAX_DELAY_SECONDS``, an hour by
     default): a server saying ``Retry-After: 30000000000`` must not hold an item for 950 years."""
-    # The installed runtime's settings, never get_settings(): reading (and caching) the
-    # environment from here could happen before a process has finished setting it up.
-    from backlane.core.runtime import installed_runtime
-
-    runtime = installed_runtime()
-    if runtime is None:
-        return DEFAULT_DELAY_CEILING_SECONDS
-    return float(runtime.settings.retries.max_delay_seconds)
+    return _delay_ceiling
 
 
 def bounded_delay(seconds: float, floor: float = SERVER_DELAY_FLOOR_SECONDS) -> float:

@@ -17,7 +17,7 @@ from backlane.core import startup
 from backlane.core.clock import Clock
 from backlane.core.config import load_section
 from backlane.db.engine import Database
-from backlane.errors import SetupError
+from backlane.errors import SetupError, set_delay_ceiling
 from backlane.messaging.broker import BacklaneBroker
 from backlane.settings import Settings, SettingsError
 
@@ -77,6 +77,7 @@ def install(runtime: Runtime) -> Runtime:
     with _lock:
         _runtime = runtime
         dramatiq.set_broker(runtime.broker)
+        set_delay_ceiling(runtime.settings.retries.max_delay_seconds)  # no server-named wait beyond it
     return runtime
 
 

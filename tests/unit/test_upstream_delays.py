@@ -131,3 +131,13 @@ def test_a_forged_counter_is_read_as_zero(current_message: Message[Any]) -> None
     with pytest.raises(dramatiq.Retry):
         run_item("p", 1, lambda: (_ for _ in ()).throw(RateLimited("w", 1)), policy)
     assert current_message.options[DELAYS_OPTION] == 1
+
+
+def test_the_ceiling_is_the_installed_setting() -> None:
+    from backlane.errors import set_delay_ceiling
+
+    set_delay_ceiling(120)
+    try:
+        assert classify_response(response(429, {"Retry-After": "30000000000"})).delay_seconds == 120  # type: ignore[union-attr]
+    finally:
+        set_delay_ceiling(CEILING)
