@@ -16,6 +16,13 @@ while processing an item ends up as one of these:
   unknown item): the item is marked failed and the message dead-lettered
   (:class:`FinalFailure` is how processing ends it).
 
+Delays named from outside are bounded (:func:`bounded_delay`): a Retry-After (seconds or an
+HTTP-date) or a "wait for X seconds" body is clamped between 1 s (so ``Retry-After: 0`` is no
+busy loop) and ``retries.max_delay_seconds`` (an hour); one we cannot read (``inf``, ``nan``,
+negative, exponents, garbage) names no delay, so a 429 waits its 60 s default and a 503 is an
+ordinary transient failure. Every :class:`DelayedRetry` is capped at the same ceiling, and
+:mod:`backlane.core.processing` fails an item after ``retries.max_waits`` waits in a row.
+
 :func:`classify` maps library exceptions (httpx, SQLAlchemy, pydantic, pika) onto
 them, so actors never decide this on their own.
 
