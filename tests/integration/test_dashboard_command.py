@@ -79,6 +79,11 @@ def test_serves_until_ctrl_c_and_a_taken_port_is_one_line(rabbitmq: Any, tmp_pat
         assert first.startswith(f"dashboard on http://127.0.0.1:{port}/"), (first, proc.stderr and proc.stderr.read())
         page = httpx.get(f"http://127.0.0.1:{port}/", timeout=30)
         assert page.status_code == 200 and 'data-pipeline="orders"' in page.text
+        # Over HTTP as a DNS-rebinding page reaches it: its own name in Host gets nothing.
+        rebound = httpx.get(f"http://127.0.0.1:{port}/", headers={"Host": f"evil.example:{port}"}, timeout=30)
+        assert rebound.status_code == 421 and "set-cookie" not in rebound.headers and "csrf" not in rebound.text
+        for query in ("page=%C2%B2", "before=%C2%B2", "q=%C2%B2"):
+            assert httpx.get(f"http://127.0.0.1:{port}/pipelines/orders?{query}", timeout=30).status_code == 200
 
         second = subprocess.run(
             [sys.executable, "-m", "backlane.cli", "dashboard"], env=env, capture_output=True, text=True, timeout=60

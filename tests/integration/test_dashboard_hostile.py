@@ -63,7 +63,9 @@ def test_a_forged_token_or_another_logins_token_is_refused(app: App) -> None:
         assert refused.status_code == 403
 
 
-@pytest.mark.parametrize("query", ["page=%C2%B2", "before=%C2%B2", "q=%C2%B2", "before=99999999999999999999999"])
+@pytest.mark.parametrize(
+    "query", ["page=%C2%B2", "before=%C2%B2", "q=%C2%B2", "q=%00", "before=99999999999999999999999"]
+)
 def test_numbers_that_are_not_numbers_are_not_errors(app: App, query: str) -> None:
     with dashboard(app) as client:
         answer = client.get(f"/pipelines/orders?{query}")

@@ -197,15 +197,17 @@ class _Dashboard:
             # The name is not repeated: no page text comes from the URL.
             return self._page(request, "missing.html", {"what": "no such pipeline", "title": "not found"}, 404)
         query = request.query_params
+        # Printable text only, bounded: a NUL is an error on PostgreSQL, not a search.
+        search = "".join(c for c in query.get("q", "")[:200] if c.isprintable())
         page = await run_in_threadpool(
             self.views.pipeline,
             name,
             state=query.get("state", ""),
-            search=query.get("q", "")[:200],
+            search=search,
             before=parse_before(query.get("before")),
             page=parse_before(query.get("page")),
         )
-        context = {"page": page, "title": name, "states": STATES, "q": query.get("q", "")[:200]}
+        context = {"page": page, "title": name, "states": STATES, "q": search}
         return self._page(request, "pipeline.html", context)
 
     async def dead_letters(self, request: Request) -> Response:
