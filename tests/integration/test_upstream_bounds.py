@@ -15,7 +15,7 @@ from backlane.core.clock import FrozenClock
 from backlane.db.engine import Database
 from backlane.db.migrate import upgrade
 from backlane.db.models.resilience import RateLimitRow
-from backlane.errors import DEFAULT_DELAY_CEILING_SECONDS, RateLimited, classify_response
+from backlane.errors import DEFAULT_DELAY_CEILING_SECONDS, PermanentError, RateLimited, classify_response
 from backlane.resilience import Limit, RateLimiter
 from tests.unit.test_upstream_delays import response
 
@@ -66,3 +66,17 @@ def test_hold_until_far_future_is_cut_to_the_ceiling(db: Database, clock: Frozen
     limiter = RateLimiter(db, clock)
     limiter.hold_until("catalog", clock.now() + timedelta(days=10_000), "far")
     assert limiter.state("catalog")["held_until"] == clock.now() + timedelta(seconds=CEILING)
+
+
+def test_a_real_server_naming_950_years_is_waited_an_hour(simulator: object) -> None:
+    """Over real HTTP: the simulator's rate limit for order status answers 429 with
+    ``Retry-After: 30000000000`` and "wait for 30000000000 seconds"; the client names an hour."""
+    from backlane.clients.http import request_json, shared_client
+
+    simulator.configure(rate_limits={"orders.status": [1, 30_000_000_000]})  # type: ignore[attr-defined]
+    client = shared_client(simulator.url, timeout=5.0)  # type: ignore[attr-defined]
+    with pytest.raises(PermanentError):  # the first call reaches the handler: no such order
+        request_json(client, "GET", "/orders/none")
+    with pytest.raises(RateLimited) as told:
+        request_json(client, "GET", "/orders/none")
+    assert told.value.delay_seconds == CEILING
