@@ -284,6 +284,7 @@ class DashboardSettings(Section):
     #: Host names the dashboard answers to besides loopback's (localhost, 127.0.0.1, [::1]),
     #: comma-separated, e.g. ``ops.example.com``: a request naming another host is refused
     #: before anything else (a page that DNS-rebinds its own name to this host gets nothing).
+    #: ``*`` answers any name: only behind a proxy that checks ``Host`` itself.
     allowed_hosts: str = ""
 
     def allowed_host_names(self) -> tuple[str, ...]:
