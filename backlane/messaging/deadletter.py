@@ -101,8 +101,9 @@ def publish_letter(broker: BacklaneBroker, queue: str, body: bytes, props: dict[
         headers = {k: given[k] for k in letters.ANNOTATION_NAMES if k in given}
         headers[letters.ADDED] = "message_id headers"  # requeue sends the body alone
         headers[f"{letters.PREFIX}properties-dropped"] = letters.bounded_reason(str(exc), 300)
-        minimal = {"delivery_mode": 2, "message_id": letters.new_message_id(), "headers": headers}
-        broker.publish([Outgoing(xq_name(queue), body, minimal["message_id"], properties=minimal)])
+        letter_id = letters.new_message_id()
+        minimal = {"delivery_mode": 2, "message_id": letter_id, "headers": headers}
+        broker.publish([Outgoing(xq_name(queue), body, letter_id, properties=minimal)])
     except MessageTooLarge as exc:
         logger.error(
             "dead letter %s is too large for RabbitMQ (%s); keeping its first %d bytes",

@@ -166,7 +166,7 @@ def sign_envelope(envelope: dict[str, Any], key: bytes | None = None) -> dict[st
     given = signed.get("options")
     options = {k: v for k, v in given.items() if k in REQUEUE_OPTIONS} if isinstance(given, dict) else {}
     if options:
-        fresh = Message(queue_name="", actor_name="", args=(), kwargs={}, options={})
+        fresh: Message[Any] = Message(queue_name="", actor_name="", args=(), kwargs={}, options={})
         signed.setdefault("message_id", fresh.message_id)
         signed.setdefault("message_timestamp", fresh.message_timestamp)
         queue = str(signed.get("queue_name", ""))

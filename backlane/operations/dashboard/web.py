@@ -159,9 +159,9 @@ class _Dashboard:
 
     def _page(self, request: Request, template: str, context: dict[str, Any], status: int = 200) -> Response:
         cookie = _cookie_name(request)
-        token = request.cookies.get(cookie)
-        if not security.token_valid(token, _login(request)):
-            token = security.new_csrf_token(_login(request))
+        given = request.cookies.get(cookie)
+        token = given if given is not None and security.token_valid(given, _login(request)) else None
+        token = token or security.new_csrf_token(_login(request))
         base = request.scope.get("root_path", "")
         context = {
             "base": base,
