@@ -26,8 +26,8 @@ taken as built.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import functools
 import hashlib
 import hmac
 import json
@@ -109,17 +109,28 @@ def key_of(settings: Settings) -> bytes:
     return hmac.new(_KEY_CONTEXT, secret.encode(), hashlib.sha256).digest()
 
 
-@functools.cache
 def default_key() -> bytes:
-    """This process's key, from its settings (what a broker built without a key signs with)."""
-    from backlane.settings import get_settings
+    """This process's key, from the installed runtime's settings, else from the environment as
+    it is now. Never from the cached :func:`~backlane.settings.get_settings`: reading (and so
+    freezing) the environment here, at a broker's first publish, could fix the settings before
+    the process (or a test) has set them up."""
+    from backlane.core.runtime import installed_runtime
+    from backlane.settings import load_settings
 
-    return key_of(get_settings())
+    runtime = installed_runtime()
+    return key_of(runtime.settings if runtime is not None else load_settings())
 
 
 def broker_key(broker: Broker) -> bytes:
+    """The key ``broker`` signs with: its own, or (a broker built without one) the process's,
+    worked out once and kept on the broker."""
     key = getattr(broker, "signing_key", None)
-    return key if isinstance(key, bytes) and key else default_key()
+    if isinstance(key, bytes) and key:
+        return key
+    key = default_key()
+    with contextlib.suppress(AttributeError):  # a broker that takes no attributes: work it out each time
+        broker.signing_key = key  # type: ignore[attr-defined]
+    return key
 
 
 def _canonical(value: Any) -> bytes:
