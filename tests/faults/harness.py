@@ -544,9 +544,13 @@ class FaultRun:
                         break
                     try:
                         body = json.loads(raw)
-                    except ValueError:
+                    except (ValueError, RecursionError):
+                        body = None
+                    if not isinstance(body, dict):  # a letter is the body as it came: any bytes
                         body = {"raw": raw.decode("utf-8", "replace")}
-                    letters.append({"queue": queue, "body": body})
+                    if _props.message_id and "message_id" not in body:
+                        body["message_id"] = _props.message_id
+                    letters.append({"queue": queue, "body": body, "text": raw.decode("utf-8", "replace")})
         finally:
             connection.close()  # unacked: every dead letter goes back to its queue
         return letters
@@ -647,7 +651,7 @@ class FaultRun:
         if str(body.get("message_id")) in self.injected_ids:
             return None
         options = body.get("options") or {}
-        raw = str(options.get("raw_body", body.get("raw", "")))
+        raw = str(options.get("raw_body", body.get("raw", ""))) + letter.get("text", "")
         if any(marker in raw for marker in self.injected_markers):
             return None
         actor = body.get("actor_name")
