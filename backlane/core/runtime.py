@@ -18,6 +18,7 @@ from backlane.core.clock import Clock
 from backlane.core.config import load_section
 from backlane.db.engine import Database
 from backlane.errors import SetupError, set_delay_ceiling
+from backlane.messaging import signing
 from backlane.messaging.broker import BacklaneBroker
 from backlane.settings import Settings, SettingsError
 
@@ -78,6 +79,7 @@ def install(runtime: Runtime) -> Runtime:
         _runtime = runtime
         dramatiq.set_broker(runtime.broker)
         set_delay_ceiling(runtime.settings.retries.max_delay_seconds)  # no server-named wait beyond it
+        signing.set_default_key(signing.key_of(runtime.settings))  # what a keyless broker signs with
     return runtime
 
 

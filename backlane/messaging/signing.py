@@ -109,16 +109,27 @@ def key_of(settings: Settings) -> bytes:
     return hmac.new(_KEY_CONTEXT, secret.encode(), hashlib.sha256).digest()
 
 
+#: The key of the installed runtime's settings (set by :func:`set_default_key` at install).
+_installed_key: bytes | None = None
+
+
+def set_default_key(key: bytes | None) -> None:
+    """What a broker built without a key signs with: the installed runtime's (called by
+    :func:`backlane.core.runtime.install`, so this module imports no runtime)."""
+    global _installed_key
+    _installed_key = key
+
+
 def default_key() -> bytes:
-    """This process's key, from the installed runtime's settings, else from the environment as
-    it is now. Never from the cached :func:`~backlane.settings.get_settings`: reading (and so
-    freezing) the environment here, at a broker's first publish, could fix the settings before
-    the process (or a test) has set them up."""
-    from backlane.core.runtime import installed_runtime
+    """This process's key: the installed runtime's, else from the environment as it is now.
+    Never from the cached :func:`~backlane.settings.get_settings`: reading (and so freezing)
+    the environment here, at a broker's first publish, could fix the settings before the
+    process (or a test) has set them up."""
+    if _installed_key is not None:
+        return _installed_key
     from backlane.settings import load_settings
 
-    runtime = installed_runtime()
-    return key_of(runtime.settings if runtime is not None else load_settings())
+    return key_of(load_settings())
 
 
 def broker_key(broker: Broker) -> bytes:
