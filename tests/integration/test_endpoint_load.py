@@ -80,10 +80,19 @@ def _postgres_backends(url: str) -> set[int]:
         engine.dispose()
 
 
-def _broker_connections(rabbitmq: Any) -> tuple[int, int]:
-    """(AMQP connections open now, connections accepted so far) on the test node: the management
-    API's list, and the node's log ("accepting AMQP connection": each one, however short-lived)."""
-    listed = httpx.get(f"{rabbitmq.management_url}/api/connections", auth=("guest", "guest"), timeout=5).json()
+def _broker_connections(rabbitmq: Any, since: float = 0.0) -> tuple[int, int]:
+    """(AMQP connections open now that were opened at or after `since`, connections accepted so
+    far) on the test node: the management API's list, and the node's log ("accepting AMQP
+    connection": each one, however short-lived). The list is filtered by its `connected_at`
+    because it lags: connections other tests of the session opened and closed before the flood
+    can appear or linger in it for a second or more (CI saw 50 -> 59 open with none created)."""
+    listed = [
+        connection
+        for connection in httpx.get(
+            f"{rabbitmq.management_url}/api/connections", auth=("guest", "guest"), timeout=5
+        ).json()
+        if connection.get("connected_at", 0) >= since * 1000
+    ]
     log_dir: Path = rabbitmq.log_dir
     accepted = sum(
         log.read_text(errors="replace").count("accepting AMQP connection")
@@ -99,16 +108,17 @@ def test_400_concurrent_health_checks_open_a_handful_of_connections(
     url, server = endpoint
     assert httpx.get(f"{url}/health", timeout=10).status_code == 200  # warm: the connections exist
     time.sleep(1.5)  # the management API's statistics refresh every second on the test node
+    flood_started = time.time()
     open_before, created_before = _broker_connections(app.rabbitmq)
     seen_backends = before_backends = _postgres_backends(database_url)
-    peak_open = open_before
+    peak_new = 0
     stop = threading.Event()
 
     def sample() -> None:
-        nonlocal seen_backends, peak_open
+        nonlocal seen_backends, peak_new
         while not stop.is_set():
             seen_backends = seen_backends | _postgres_backends(database_url)
-            peak_open = max(peak_open, _broker_connections(app.rabbitmq)[0])
+            peak_new = max(peak_new, _broker_connections(app.rabbitmq, since=flood_started)[0])
             time.sleep(0.02)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -137,7 +147,8 @@ def test_400_concurrent_health_checks_open_a_handful_of_connections(
     latencies = sorted(t for _, t in timings)
     print(
         f"\n/health x400: {dict(statuses)}; computations {server.health.computations - computations}; "
-        f"broker connections open {open_before} -> peak {peak_open} -> {open_after}, "
+        f"broker connections open {open_before} -> {open_after}, opened during the flood and seen open at once "
+        f"at most {peak_new}, "
         f"created during the flood {created_after - created_before}; "
         f"PostgreSQL backends {len(before_backends)} -> seen {len(seen_backends)}; "
         f"p50 {latencies[200] * 1000:.0f} ms, p99 {latencies[396] * 1000:.0f} ms; refused {server.refused}"
@@ -147,7 +158,7 @@ def test_400_concurrent_health_checks_open_a_handful_of_connections(
     assert all(t < 2 for t in busy), "a 503 is a fast 'busy', not a check that timed out"
     assert statuses[200] >= 300, statuses
     assert created_after - created_before <= 2, "the broker check reuses its connection"
-    assert peak_open - open_before <= 4, (open_before, peak_open)  # the listing lags a second
+    assert peak_new <= 2, (open_before, peak_new)
     assert len(seen_backends - before_backends) <= 2, "the database check reuses the process's engine"
     assert server.health.computations - computations <= 3
 
