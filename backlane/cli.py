@@ -29,7 +29,7 @@ if __name__ == "__main__" or os.path.basename(sys.argv[0] if sys.argv else "") =
 import argparse  # noqa: E402
 import logging  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
 from typing import TYPE_CHECKING  # noqa: E402
 
 from backlane.operations.terminal import escape_controls, json_text, say  # noqa: E402
@@ -37,15 +37,60 @@ from backlane.problems import EXIT_INTERRUPTED, EXIT_UNAVAILABLE, EXIT_USAGE, Pr
 
 if TYPE_CHECKING:
     from backlane.app import App
+    from backlane.core.registry import Registry
     from backlane.operations.deadletter_admin import Listing
 
-PURPOSES = ("ingestion", "internal", "export")
+PURPOSES = ("ingestion", "internal", "export")  # backlane.core.pipeline.Purpose, without importing it
 
 
 def _app(args: argparse.Namespace) -> App:
     from backlane.app import load_app
 
     return load_app(args.app)
+
+
+def add_pipeline_commands(command: Callable[..., argparse.ArgumentParser], registry: Registry) -> None:
+    """``backlane <pipeline> <command>`` for every registered pipeline that declares commands."""
+    for registered in registry:
+        pipeline = registered.pipeline
+        if not pipeline.commands:
+            continue
+        about = pipeline.commands_help or pipeline.description
+        group = command(pipeline.name, f"{pipeline.name}'s own commands", about)
+        actions = group.add_subparsers(dest="action", required=True, metavar="ACTION")
+        for declared in pipeline.commands:
+            parser = actions.add_parser(declared.name, help=declared.help, description=declared.help)
+            if declared.arguments is not None:
+                declared.arguments(parser)
+            parser.set_defaults(func=_pipeline_command(registered.name, declared.name))
+
+
+def _pipeline_command(pipeline: str, name: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        from backlane.operations.actions import require_schema
+
+        registered = _app(args).registry.get(pipeline)
+        ctx = registered.context()
+        require_schema(ctx.runtime)
+        declared = next(c for c in registered.pipeline.commands if c.name == name)
+        return int(declared.run(ctx, args) or 0)
+
+    return run
+
+
+def _command_word(argv: Sequence[str]) -> tuple[str | None, str | None]:
+    """(the command named on the line, the --app value) before parsing: a word that is not one
+    of backlane's own commands may be a pipeline's, known only once the application is loaded."""
+    app: str | None = None
+    words = iter(argv)
+    for word in words:
+        if word == "--app":
+            app = next(words, None)
+        elif word.startswith("--app="):
+            app = word.split("=", 1)[1]
+        elif not word.startswith("-"):
+            return word, app
+    return None, app
 
 
 def _pipelines(args: argparse.Namespace) -> int:
@@ -62,7 +107,7 @@ def _pipelines(args: argparse.Namespace) -> int:
                 "queue": reg.pipeline.queue_name,
                 "schedule": config.tick,
                 "max_items": config.max_items,
-                # A pipeline whose items run a bounded number at once (the catalog's sections).
+                # A pipeline whose items run a bounded number at once declares max_concurrent.
                 "max_concurrent": getattr(config, "max_concurrent", None),
                 "enabled": config.enabled,
                 "description": reg.pipeline.description,
@@ -100,7 +145,7 @@ def _status(args: argparse.Namespace) -> int:
     while True:
         status = collect_status(app.registry, app.runtime)
         if args.json:
-            say(json_text(status, indent=2, default=str), flush=True)
+            say(json_text(status, indent=2), flush=True)
         elif args.watch:
             size = shutil.get_terminal_size((80, 24))
             text = render(status, width=size.columns, height=size.lines - 1, compact=True)
@@ -278,7 +323,9 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
     """Descriptions as written (paragraphs and examples), defaults shown where they help."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(registry: Registry | None = None, names: list[str] | None = None) -> argparse.ArgumentParser:
+    """The command line; with ``registry``, each registered pipeline's own commands too
+    (``backlane exports add``), under the pipeline's name. ``names`` collects the commands'."""
     parser = argparse.ArgumentParser(
         prog="backlane",
         description=(
@@ -303,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, summary: str, description: str = "") -> argparse.ArgumentParser:
+        if names is not None:
+            names.append(name)
         return sub.add_parser(name, help=summary, description=description or summary, formatter_class=_Formatter)
 
     migrate = command(
@@ -322,9 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     declare.set_defaults(func=_declare_queues)
 
-    from backlane.operations.exports_admin import add_commands as add_export_commands
-
-    add_export_commands(command, _app)
+    if registry is not None:
+        add_pipeline_commands(command, registry)
 
     pipelines = command("pipelines", "list the registered pipelines")
     pipelines.add_argument("--purpose", choices=PURPOSES, help="only the pipelines of this purpose")
@@ -333,13 +381,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     trigger = command(
         "trigger",
-        "run a pipeline's discover now, or its own trigger (catalog: a section)",
+        "run a pipeline's discover now, or its own trigger with a TARGET",
         "Queue the pipeline's discover at once instead of waiting for the clock's next tick.\n"
-        "With TARGET, hand it to the pipeline's trigger: `backlane trigger catalog sales`\n"
-        "refreshes the sales section now, whatever its interval.",
+        "With TARGET, hand it to the pipeline's own trigger (a pipeline of sections refreshes\n"
+        "that section now, whatever its interval); `backlane status` names the targets.",
     )
     trigger.add_argument("pipeline", help="the pipeline's name (see `backlane pipelines`)")
-    trigger.add_argument("target", nargs="?", help="handed to the pipeline's trigger (catalog: a section name)")
+    trigger.add_argument("target", nargs="?", help="handed to the pipeline's own trigger")
     trigger.set_defaults(func=_trigger)
 
     status = command(
@@ -387,7 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
         "dashboard",
         "serve the operators' web dashboard (loopback only unless a password is set)",
         "Serve the dashboard: every pipeline's items and failures, queues, dead letters (requeue,\n"
-        "purge), catalog freshness (refresh now), breakers and health. Settings:\n"
+        "purge), each pipeline's health rows (trigger now), breakers and health. Settings:\n"
         "BACKLANE_DASHBOARD__HOST (127.0.0.1), __PORT (8090), __USER / __PASSWORD (HTTP Basic;\n"
         "required on any address but loopback), __READ_ONLY. Ctrl-C stops it.",
     )
@@ -423,8 +471,32 @@ def _configure_logging(verbose: bool) -> logging.Handler:
     return handler
 
 
+def _parser_for(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """backlane's parser; with the pipelines' own commands when the line names none of backlane's
+    (or asks for help), which loads the application first."""
+    builtin: list[str] = []
+    parser = build_parser(names=builtin)
+    word, app = _command_word(argv)
+    if word in builtin or (word is None and not {"-h", "--help"} & set(argv)):
+        return parser
+    from backlane.app import load_app, run_as_command
+
+    run_as_command()
+    return build_parser(load_app(app).registry)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)  # a usage mistake: argparse's usage line and exit status 2
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        parser = _parser_for(argv)
+    except KeyboardInterrupt:
+        say(file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # the application did not load: one line, as for any command
+        problem = _problem(exc, "--debug" in argv)
+        say(f"backlane: {problem.line}", file=sys.stderr)
+        return problem.status
+    args = parser.parse_args(argv)  # a usage mistake: argparse's usage line and exit status 2
     if signal.getsignal(signal.SIGINT) is _quiet_exit:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     handler = _configure_logging(args.verbose)
@@ -440,21 +512,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_UNAVAILABLE
     except Exception as exc:
-        from backlane.problems import explain
-
-        problem = explain(exc)
-        if args.debug:
-            import traceback
-
-            traceback.print_exc()
-        if problem is None:  # nobody foresaw this one: still one line, the traceback on --debug
-            text = str(exc).strip().splitlines()
-            cause = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-            problem = Problem(f"unexpected error ({cause}); run with --debug for the traceback", EXIT_UNAVAILABLE)
+        problem = _problem(exc, args.debug)
         say(f"backlane: {problem.line}", file=sys.stderr)
         return problem.status
     finally:
         logging.getLogger().removeHandler(handler)
+
+
+def _problem(exc: Exception, debug: bool) -> Problem:
+    """The one line for ``exc`` (the traceback too with --debug)."""
+    from backlane.problems import explain
+
+    problem = explain(exc)
+    if debug:
+        import traceback
+
+        traceback.print_exc()
+    if problem is None:  # nobody foresaw this one: still one line, the traceback on --debug
+        text = str(exc).strip().splitlines()
+        cause = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+        problem = Problem(f"unexpected error ({cause}); run with --debug for the traceback", EXIT_UNAVAILABLE)
+    return problem
 
 
 if __name__ == "__main__":

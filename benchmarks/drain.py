@@ -26,9 +26,9 @@ from datetime import UTC, datetime
 import _harness as h
 from sqlalchemy import select, update
 
-from backlane.clients.order_api import OrderApiClient
+from actors.orders.client import OrderApiClient
+from actors.orders.models import Order, OrderStatus
 from backlane.db.engine import Database
-from backlane.db.models import Order, OrderStatus
 from backlane.settings import OrderApiSettings
 from devtools.sample import create_orders
 

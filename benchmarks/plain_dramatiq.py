@@ -27,7 +27,7 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from sqlalchemy import Engine, create_engine, select, update
 from sqlalchemy.engine import make_url
 
-from backlane.db.models import Order
+from actors.orders.models import Order
 
 ORDERS_QUEUE = "plain_orders"
 NOOP_QUEUE = "plain_noop"

@@ -48,21 +48,18 @@ import pika
 from dramatiq import Message
 from sqlalchemy import func, select
 
+from actors.catalog.models import CatalogSection
+from actors.catalog.sections import SECTIONS
+from actors.exports.models import Export, ExportRun
+from actors.orders.models import Order
+from actors.staging.models import StagingBatch
+from actors.tracks.models import Track
 from backlane.clients.storage import DirectoryStorage
 from backlane.core.clock import SystemClock, as_utc
 from backlane.db.engine import Database
 from backlane.db.migrate import upgrade
-from backlane.db.models import (
-    CatalogSection,
-    Export,
-    ExportRun,
-    Order,
-    StagingBatch,
-    Track,
-)
 from backlane.messaging.broker import DISCOVER_QUEUE
 from backlane.operations.health import check_broker
-from backlane.pipelines.catalog.sections import SECTIONS
 from backlane.settings import get_settings
 from contracts.orders import ORDER_CREATED_QUEUE, OrderCreated
 from devtools.infra.ports import free_port, is_listening

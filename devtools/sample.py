@@ -9,9 +9,12 @@ from typing import Any
 
 from sqlalchemy import insert
 
+from actors.exports.models import Export
+from actors.orders.models import Order, OrderStatus
+from actors.staging.models import StagingBatch, StagingStatus
+from actors.tracks.models import Track, TrackStatus
 from backlane.clients.storage import DirectoryStorage
 from backlane.db.engine import Database
-from backlane.db.models import Export, Order, OrderStatus, StagingBatch, StagingStatus, Track, TrackStatus
 
 
 def order_rows(

@@ -9,6 +9,13 @@ from backlane.db.models import Base
 
 config = context.config
 
+if getattr(config.cmd_opts, "autogenerate", False):
+    # Autogenerate compares the models with the database: every pipeline's models must be on
+    # Base, and they are once the application's modules (its pipelines) are imported.
+    from backlane.app import load_app
+
+    load_app()
+
 
 def _url() -> str:
     url = config.get_main_option("sqlalchemy.url")

@@ -14,6 +14,7 @@ each reading its own section with its own ``defaults``.
 
 from __future__ import annotations
 
+import argparse
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from backlane.settings import PipelineSettings, Settings
 
 if TYPE_CHECKING:
     from backlane.core.clock import Clock
+    from backlane.core.health import HealthRow
     from backlane.core.runtime import Runtime
     from backlane.core.table import ItemTable
     from backlane.db.engine import Database
@@ -64,6 +66,21 @@ class Inbox(Generic[S]):
 
 
 @dataclass(frozen=True)
+class Command(Generic[S]):
+    """One of a pipeline's own operator commands: ``backlane <pipeline> <name> ...``
+    (``backlane exports add``). The CLI adds it under the pipeline's name, checks the
+    database's schema, then calls ``run`` with the pipeline's context and the parsed
+    arguments; a mistake is a :class:`~backlane.errors.Problem` (one line, its exit status)."""
+
+    name: str
+    help: str
+    #: Do it; returns the exit status (None: 0).
+    run: Callable[[Context[S], argparse.Namespace], int | None]
+    #: Add the command's arguments to its parser.
+    arguments: Callable[[argparse.ArgumentParser], None] | None = None
+
+
+@dataclass(frozen=True)
 class Pipeline(Generic[S]):
     """One pipeline's declaration; ``S`` is its settings class, so its functions take a
     ``Context[S]`` whose ``config`` is typed (``Context[OrdersSettings]``)."""
@@ -86,8 +103,9 @@ class Pipeline(Generic[S]):
     failed_reason: Callable[[Context[S], Item], str | None] | None = None
     #: Counts for ``backlane status``: due, in_flight, done, failed (see backlane.db.claims.status_counts).
     stats: Callable[[Context[S]], dict[str, int]] | None = None
-    #: Health rows (name, health = healthy/degraded/unhealthy, ...) for /health and status.
-    health: Callable[[Context[S]], list[dict[str, Any]]] | None = None
+    #: Its health, one typed row per part (a section, an upstream API), for /health, status and
+    #: the dashboard (see :class:`backlane.core.health.HealthRow`).
+    health: Callable[[Context[S]], Sequence[HealthRow]] | None = None
     description: str = ""
     #: Defaults to the pipeline's name: one queue per pipeline.
     queue: str = ""
@@ -110,6 +128,10 @@ class Pipeline(Generic[S]):
     events: Callable[[S], Sequence[EventTopology]] | None = None
     #: What other services publish to this pipeline (orders: OrderCreated on ``orders_inbox``).
     inbox: Inbox[S] | None = None
+    #: Its own operator commands, under ``backlane <name>`` (see :class:`Command`).
+    commands: Sequence[Command[S]] = ()
+    #: What ``backlane <name> --help`` says above its commands (examples welcome).
+    commands_help: str = ""
 
     def __post_init__(self) -> None:
         if self.table is not None:

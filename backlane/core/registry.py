@@ -20,6 +20,7 @@ from backlane.core.log_limits import cut
 from backlane.core.pipeline import Context, Inbox, Item, Pipeline, Purpose, S
 from backlane.core.processing import REQUEUED_OPTION, RetryPolicy, run_item
 from backlane.core.runtime import get_runtime
+from backlane.db import locations
 from backlane.errors import FailedEarlier, FinalFailure, MalformedMessage, RegistrationError
 
 logger = logging.getLogger("backlane.registry")
@@ -178,7 +179,19 @@ class Registry:
             if inbox.masstransit_type is not None and inbox.from_masstransit is not None:
                 _accept_masstransit(broker, inbox, inbox.masstransit_type(get_runtime().config(pipeline)))
         self._pipelines[name] = registered
+        locations.remember(name, pipeline.process)
         return registered
+
+    def unregister(self, name: str) -> None:
+        """Forget pipeline ``name`` and take its actors off their broker: a test's own pipelines
+        must not stay registered for the tests after it (see tests' ``registered`` fixture)."""
+        registered = self._pipelines.pop(name, None)
+        if registered is None:
+            return
+        locations.forget(name)
+        for actor in (registered.process_actor, registered.discover_actor, registered.inbox_actor):
+            if actor is not None:
+                actor.broker.actors.pop(actor.actor_name, None)
 
     def get(self, name: str) -> Registered[Any]:
         try:

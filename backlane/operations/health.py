@@ -20,26 +20,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
+from backlane.core.health import SEVERITY, Health, HealthRow, unknown, worst
 from backlane.core.registry import Registry
 from backlane.core.runtime import Runtime
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-HEALTHY, DEGRADED, UNHEALTHY, DISABLED = "healthy", "degraded", "unhealthy", "disabled"
-#: Worst last: the overall status is the worst of its parts.
-SEVERITY = {HEALTHY: 0, DEGRADED: 1, UNHEALTHY: 2}
+HEALTHY, DEGRADED, UNHEALTHY, DISABLED = Health.HEALTHY, Health.DEGRADED, Health.UNHEALTHY, Health.DISABLED
 
-
-def worst(statuses: list[str | None]) -> str | None:
-    """The worst of ``statuses``: unhealthy beats unknown (None) beats degraded beats healthy;
-    disabled parts do not count, and nothing at all is healthy."""
-    counted = [s for s in statuses if s != DISABLED]
-    if UNHEALTHY in counted or any(s is not None and s not in SEVERITY for s in counted):
-        return UNHEALTHY
-    if None in counted:
-        return None
-    return max(counted, key=lambda s: SEVERITY[s or HEALTHY], default=HEALTHY)
+__all__ = ["DEGRADED", "DISABLED", "HEALTHY", "SEVERITY", "UNHEALTHY", "worst"]
 
 
 def _broker_parameters(url: str, timeout: float, heartbeat: int | None = None) -> list[Any]:
@@ -153,24 +143,22 @@ def check_database(runtime: Runtime, timeout: float | None = None, *, engine: En
     return {"health": UNHEALTHY, "state": state, "error": found.problem.line}
 
 
-def pipeline_rows(registry: Registry) -> dict[str, list[dict[str, Any]]]:
+def pipeline_rows(registry: Registry) -> dict[str, list[HealthRow]]:
     """Each pipeline's health rows: ``disabled`` for one switched off, its hook's rows otherwise
     (one row of unknown health naming the error when the hook fails)."""
-    report: dict[str, list[dict[str, Any]]] = {}
+    report: dict[str, list[HealthRow]] = {}
     for registered in registry:
         ctx = registered.context()
         if not ctx.config.enabled:
-            report[registered.name] = [{"name": registered.name, "health": DISABLED}]
+            report[registered.name] = [HealthRow(registered.name, Health.DISABLED)]
             continue
         hook = registered.pipeline.health
         if hook is None:
             continue
         try:
-            report[registered.name] = hook(ctx)
+            report[registered.name] = list(hook(ctx))
         except Exception as exc:
-            report[registered.name] = [
-                {"name": registered.name, "health": None, "error": f"{exc.__class__.__name__}: {exc}"[:300]}
-            ]
+            report[registered.name] = [unknown(registered.name, f"{exc.__class__.__name__}: {exc}"[:300])]
     return report
 
 
@@ -188,5 +176,6 @@ def overall_health(
     database = database_check() if database_check else check_database(runtime)
     pipelines = pipeline_rows(registry) if database["health"] == HEALTHY else {}
     parts: list[str | None] = [broker["health"], database["health"]]
-    parts += [row.get("health", HEALTHY) for rows in pipelines.values() for row in rows]
-    return {"status": worst(parts), "broker": broker, "database": database, "pipelines": pipelines}
+    parts += [row.health for rows in pipelines.values() for row in rows]
+    shown = {name: [row.as_json() for row in rows] for name, rows in pipelines.items()}
+    return {"status": worst(parts), "broker": broker, "database": database, "pipelines": shown}

@@ -3,7 +3,7 @@
 Per pipeline: rows due / in flight / done / failed (from the database, through
 the pipeline's ``stats`` hook), its queue's depths read from the RabbitMQ
 management API (ready, unacked, delayed in ``.DQ``, dead-lettered in ``.XQ``),
-and its health (catalog freshness, breakers). ``--json`` gives the same data for
+and its health (each pipeline's own health rows). ``--json`` gives the same data for
 scripts. No setting marked secret is ever part of the output.
 
 What cannot be read is unknown — ``None`` in JSON, ``?`` on screen — never 0 and
@@ -23,6 +23,7 @@ from typing import Any
 
 from dramatiq.common import dq_name, xq_name
 
+from backlane.core.health import HealthRow
 from backlane.core.registry import Registry
 from backlane.core.runtime import Runtime
 from backlane.operations.health import DISABLED, HEALTHY, check_broker, check_database, worst
@@ -121,8 +122,8 @@ def collect_status(
         if readable:
             try:
                 row["items"] = hooks.stats(ctx) if hooks.stats else {}
-                row["health_rows"] = hooks.health(ctx) if hooks.health and config.enabled else []
-                row["health"] = worst([r.get("health", HEALTHY) for r in row["health_rows"]])
+                row["health_rows"] = list(hooks.health(ctx)) if hooks.health and config.enabled else []
+                row["health"] = worst([r.health for r in row["health_rows"]])
             except Exception as exc:
                 errors.append(f"{registered.name}: its rows cannot be read ({_one_line(exc)})")
         if not config.enabled:
@@ -237,7 +238,7 @@ def _health_summary(pipeline: dict[str, Any]) -> list[str]:
     rows = pipeline["health_rows"]
     by_state: dict[str, list[str]] = {}
     for row in rows:
-        by_state.setdefault(_shown_health(row.get("health")), []).append(str(row.get("name", "?")))
+        by_state.setdefault(_shown_health(row.health), []).append(row.name)
     parts = []
     for state in ("healthy", "degraded", "unhealthy", "?", "disabled"):
         names = by_state.get(state, [])
@@ -247,43 +248,6 @@ def _health_summary(pipeline: dict[str, Any]) -> list[str]:
     return [f"{pipeline['name']}: " + "; ".join(parts)]
 
 
-def _ago(seconds: Any) -> str:
-    if seconds is None:
-        return "never"
-    seconds = int(seconds)
-    if seconds < 120:
-        return f"{seconds}s ago"
-    if seconds < 7200:
-        return f"{seconds // 60}m ago"
-    return f"{seconds // 3600}h ago"
-
-
-def _until(moment: Any) -> str:
-    """'for 59m' (until a moment given as ISO text), or the text itself when it cannot be read."""
-    try:
-        end = datetime.fromisoformat(str(moment))
-    except ValueError:
-        return f"until {moment}"
-    if end.tzinfo is None:
-        end = end.replace(tzinfo=UTC)
-    seconds = max(0, int((end - datetime.now(UTC)).total_seconds()))
-    return f"for {seconds}s" if seconds < 120 else f"for {seconds // 60}m"
-
-
-def _health_line(row: dict[str, Any]) -> str:
-    """One short line per health row (a catalog section, the product API)."""
-    name = str(row.get("name", "?"))
-    health = _shown_health(row.get("health"))
-    if "interval_min" in row:  # a catalog section
-        text = f"  {name:<19}{health:<10}every {row['interval_min']:g}m, last ok {_ago(row.get('age_s'))}"
-        if row.get("running"):
-            text += ", refreshing"
-        if row.get("breaker") not in (None, "closed"):
-            text += f", breaker {row['breaker']}"
-        if row.get("held_until"):
-            text += f", held by {row.get('held_by') or 'a hold'} {_until(row['held_until'])}"
-        if row.get("last_outcome") not in (None, "succeeded") and row.get("last_error"):
-            text += f", {row['last_outcome']}: {row['last_error']}"
-        return text
-    rest = ", ".join(f"{k}={v}" for k, v in row.items() if k not in ("name", "health") and v is not None)
-    return f"  {name:<19}{health:<10}{rest}"
+def _health_line(row: HealthRow) -> str:
+    """One short line per health row: its name, its health, and the pipeline's own summary."""
+    return f"  {row.name:<19}{_shown_health(row.health):<10}{row.summary}".rstrip()

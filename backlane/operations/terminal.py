@@ -39,9 +39,17 @@ def say(text: object = "", *, file: TextIO | None = None, end: str = "\n", flush
     print(escape_controls(text, keep_newlines=True), file=file or sys.stdout, end=end, flush=flush)
 
 
+def json_value(value: object) -> object:
+    """``json.dumps``' fallback for what is not JSON already: a typed row's own JSON form
+    (a pipeline's health rows), else its text (dates)."""
+    as_json = getattr(value, "as_json", None)
+    return as_json() if callable(as_json) else str(value)
+
+
 def json_text(value: object, **options: object) -> str:
     """``json.dumps`` for the terminal: still valid JSON, with every control character escaped
     inside its strings (``ensure_ascii`` escapes C0, C1 and bidi; DEL is escaped here)."""
     import json
 
+    options.setdefault("default", json_value)
     return json.dumps(value, ensure_ascii=True, **options).replace("\x7f", "\\u007f")  # type: ignore[arg-type]

@@ -24,7 +24,7 @@ from typing import Any
 from devtools.simulator.server import HttpError, Reply, json_object, register_admin_route, register_route
 from devtools.simulator.state import SimulatorState, register_service_state
 
-#: section -> (source, path); the same table as backlane.pipelines.catalog.sections, seen from the server.
+#: section -> (source, path); the same table as actors.catalog.sections, seen from the server.
 SECTION_ROUTES: dict[str, tuple[str, str]] = {
     "categories": ("catalog", "/catalog/categories"),
     "brands": ("catalog", "/catalog/brands"),

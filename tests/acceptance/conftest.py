@@ -16,10 +16,10 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from actors.orders.models import Order
 from backlane.core.clock import SystemClock
 from backlane.db.engine import Database
 from backlane.db.migrate import upgrade
-from backlane.db.models import Order
 from devtools.sample import create_orders
 from devtools.stack import Stack
 

@@ -24,10 +24,11 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from actors.catalog.models import CatalogSection
 from backlane.core.clock import FileClock, as_utc
 from backlane.db.engine import Database
 from backlane.db.migrate import upgrade
-from backlane.db.models import CatalogSection, RateLimitRow
+from backlane.db.models import RateLimitRow
 from devtools.stack import Stack
 from tests.acceptance.conftest import _purge_all, stack_env
 

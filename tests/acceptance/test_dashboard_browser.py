@@ -20,8 +20,9 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 from sqlalchemy import select, update
 
+from actors.catalog.models import CatalogSection
+from actors.orders.models import Order
 from backlane.core.clock import SystemClock
-from backlane.db.models import CatalogSection, Order
 from devtools.browser import MissingChromium, launch_chromium
 from devtools.sample import create_orders
 from tests.acceptance.conftest import System
@@ -139,11 +140,11 @@ def test_refresh_now_on_a_catalog_section_and_what_the_dashboard_refuses(
 ) -> None:
     system.stack.start_worker(processes=1, threads=4)
     page.goto(f"{dashboard}/pipelines/catalog")
-    section = page.locator('tr[data-section="erp_stock"]')
+    section = page.locator('tr[data-row="erp_stock"]')
     expect(section.locator(".health")).to_have_text("unhealthy")  # never refreshed
-    section.get_by_role("button", name="Refresh now").click()
+    section.get_by_role("button", name="Trigger now").click()
     expect(page.locator(".notice")).to_have_text("catalog erp_stock: 1 item(s) queued")
-    expect(page.locator('tr[data-section="erp_stock"] .health')).to_have_text("healthy", timeout=30_000)
+    expect(page.locator('tr[data-row="erp_stock"] .health')).to_have_text("healthy", timeout=30_000)
     with system.db.transaction() as session:
         refreshed = session.scalar(select(CatalogSection.last_success_at).where(CatalogSection.name == "erp_stock"))
     assert refreshed is not None

@@ -12,7 +12,7 @@ import pika
 import pytest
 from sqlalchemy import select
 
-from backlane.db.models import Order
+from actors.orders.models import Order
 from contracts.orders import ORDER_CREATED_QUEUE, OrderCreated
 from tests.acceptance.conftest import System
 from tests.waiting import wait_until

@@ -26,7 +26,7 @@ import pika
 import pytest
 from sqlalchemy import select
 
-from backlane.db.models import Order
+from actors.orders.models import Order
 from contracts.orders import ORDER_CREATED_MESSAGE_TYPE
 from tests.acceptance.conftest import System
 from tests.waiting import wait_until

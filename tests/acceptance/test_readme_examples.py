@@ -20,7 +20,7 @@ import sys
 import pytest
 from sqlalchemy import select
 
-from backlane.db.models import Order
+from actors.orders.models import Order
 from devtools.stack import SOURCE_ROOT
 from tests.acceptance.conftest import System
 from tests.waiting import wait_until

@@ -43,10 +43,12 @@ import httpx
 import pika
 from sqlalchemy import insert, select
 
+from actors.catalog.models import CatalogSection
+from actors.orders.models import Order
+from actors.tracks.models import Track
 from backlane.core.clock import as_utc
 from backlane.db.engine import Database
 from backlane.db.migrate import upgrade
-from backlane.db.models import CatalogSection, Order, Track
 from devtools.infra.postgres import PostgresNode
 from devtools.infra.rabbitmq import RabbitMQNode
 from devtools.sample import create_orders

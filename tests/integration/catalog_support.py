@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
+from actors.catalog.models import CatalogSection
 from backlane.core.registry import REGISTRY, Registered
-from backlane.db.models import CatalogSection
 from tests.integration.conftest import App
 
 

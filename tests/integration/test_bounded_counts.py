@@ -6,11 +6,10 @@ from datetime import UTC, datetime
 
 from sqlalchemy import text
 
+from actors.orders.models import ORDERS_DUE, Order
 from backlane.db.claims import ESTIMATED, bounded_counts, status_counts
 from backlane.db.engine import Database
 from backlane.db.migrate import upgrade
-from backlane.db.models import Order
-from backlane.db.models.orders import ORDERS_DUE
 from devtools.sample import create_orders
 
 

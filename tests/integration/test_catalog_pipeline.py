@@ -15,10 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import event, func, select
 
-from backlane.core.clock import as_utc
-from backlane.core.discovery import discover
-from backlane.core.registry import Registered
-from backlane.db.models import (
+from actors.catalog.models import (
     CatalogBrand,
     CatalogBrandCategory,
     CatalogCategory,
@@ -26,6 +23,9 @@ from backlane.db.models import (
     CatalogProduct,
     CatalogRecord,
 )
+from backlane.core.clock import as_utc
+from backlane.core.discovery import discover
+from backlane.core.registry import Registered
 from backlane.errors import RateLimited, TransientError
 from backlane.resilience import CircuitBreaker, RateLimiter
 from tests.integration.catalog_support import (

@@ -19,10 +19,10 @@ with warnings.catch_warnings():  # Starlette >= 1.x would rather have httpx2; ht
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
+from actors.orders.models import Order
 from backlane.app import App as LoadedApp
 from backlane.core import attempts
 from backlane.core.registry import REGISTRY
-from backlane.db.models import Order
 from backlane.operations.dashboard import create_app
 from backlane.settings import DashboardSettings
 from contracts.orders import ORDER_CREATED_QUEUE

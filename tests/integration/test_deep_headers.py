@@ -16,7 +16,7 @@ from typing import Any
 import pika
 import pytest
 
-from backlane.db.models import Order
+from actors.orders.models import Order
 from backlane.messaging.queues import declare_all
 from contracts.orders import ORDER_CREATED_QUEUE
 from devtools.sample import create_orders

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from actors.exports.commands import MAX_INTERVAL_SECONDS, add_export
+from actors.exports.models import Export
 from backlane.core.clock import as_utc
 from backlane.core.discovery import discover
 from backlane.core.registry import REGISTRY
-from backlane.db.models import Export
-from backlane.operations.exports_admin import MAX_INTERVAL_SECONDS, add_export
 from backlane.problems import Problem
 from tests.integration.conftest import App
 from tests.integration.test_export_confinement import _export, _failed_for_good, _runs, out  # noqa: F401
@@ -31,7 +31,7 @@ def test_exports_add_refuses_a_path_another_export_writes(app: App, second: str)
 
 
 def test_exports_add_refuses_an_endless_interval_before_the_database(app: App) -> None:
-    from backlane.operations.exports_admin import parse_interval
+    from actors.exports.commands import parse_interval
 
     with pytest.raises(Problem, match="--interval '4000000d'"):
         add_export(app.db, app.clock, "e", "csv", "e.csv", parse_interval("4000000d"))

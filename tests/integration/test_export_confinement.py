@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, select
 
+from actors.exports.models import Export, ExportRun
 from backlane.core.discovery import discover
 from backlane.core.registry import REGISTRY
-from backlane.db.models import Export, ExportRun
 from tests.integration.conftest import App
 from tests.waiting import wait_until
 

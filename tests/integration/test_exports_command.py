@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
+from actors.exports.models import Export, ExportRun
 from backlane.cli import main
 from backlane.core.discovery import discover
 from backlane.core.registry import REGISTRY
-from backlane.db.models import Export, ExportRun
 from tests.integration.conftest import App
 from tests.waiting import wait_until
 

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, select, update
 
+from actors.exports.models import Export, ExportRun
+from actors.exports.outages import mark_down, mark_up
 from backlane.core.discovery import TickResult, discover
 from backlane.core.registry import REGISTRY
 from backlane.db.engine import Database
-from backlane.db.models import Export, ExportRun
-from backlane.pipelines.exports.outages import mark_down, mark_up
 from tests.integration.conftest import App
 from tests.waiting import wait_until
 

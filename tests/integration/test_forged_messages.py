@@ -15,7 +15,7 @@ import httpx
 import pika
 from sqlalchemy import select
 
-from backlane.db.models import Order
+from actors.orders.models import Order
 from backlane.messaging import signing
 from backlane.messaging.queues import declare_all
 from contracts.orders import ORDER_CREATED_ACTOR, ORDER_CREATED_MESSAGE_TYPE, ORDER_CREATED_QUEUE, OrderCreated

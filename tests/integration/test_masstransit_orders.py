@@ -15,7 +15,7 @@ import dramatiq
 import pika
 from sqlalchemy import select
 
-from backlane.db.models import Order
+from actors.orders.models import Order
 from backlane.messaging.queues import declare_all
 from contracts.orders import ORDER_CREATED_MESSAGE_TYPE, ORDER_CREATED_QUEUE
 from devtools.sample import create_orders

@@ -13,10 +13,10 @@ import httpx
 import pika
 from sqlalchemy import select
 
+from actors.orders.models import Order
 from backlane.core.clock import as_utc
 from backlane.core.discovery import discover
 from backlane.core.registry import REGISTRY
-from backlane.db.models import Order
 from contracts.orders import ORDER_CREATED_ACTOR, ORDER_CREATED_QUEUE, OrderCreated
 from devtools.sample import create_orders
 from tests.integration.conftest import App

@@ -12,8 +12,8 @@ import pika
 import pytest
 from sqlalchemy import update
 
+from actors.orders.models import Order
 from backlane.core.registry import REGISTRY
-from backlane.db.models import Order
 from devtools.sample import create_orders
 from tests.integration.conftest import App
 from tests.integration.test_orders_pipeline import creations_per_order, dead_letters

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, select
 
+from actors.staging.models import StagingBatch
 from backlane.core.discovery import discover
 from backlane.core.pipeline import Purpose
 from backlane.core.registry import REGISTRY, Registered
-from backlane.db.models import StagingBatch
 from tests.integration.conftest import App
 from tests.waiting import wait_until
 

@@ -8,9 +8,9 @@ import logging
 import pytest
 from sqlalchemy import insert
 
+from actors.staging.models import StagingBatch
 from backlane.core.discovery import discover
 from backlane.core.registry import REGISTRY
-from backlane.db.models import StagingBatch
 from tests.integration.conftest import App
 
 

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, select
 
+from actors.tracks.models import Track, TrackStatus
 from backlane.clients.storage import DirectoryStorage
 from backlane.core.discovery import discover
 from backlane.core.registry import REGISTRY
-from backlane.db.models import Track, TrackStatus
 from tests.integration.conftest import App
 from tests.waiting import wait_until
 

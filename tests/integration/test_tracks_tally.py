@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from actors.tracks.models import Track
 from backlane.clients.storage import DirectoryStorage
 from backlane.core.discovery import discover
 from backlane.core.registry import REGISTRY
-from backlane.db.models import Track
 from tests.integration.conftest import App
 from tests.integration.test_tracks_pipeline import add_track
 from tests.waiting import wait_until

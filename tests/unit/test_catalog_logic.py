@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from backlane.pipelines.catalog.schedule import (
+from actors.catalog.schedule import (
     DEGRADED,
     DISABLED,
     HEALTHY,
@@ -19,8 +19,8 @@ from backlane.pipelines.catalog.schedule import (
     plan_claims,
     section_health,
 )
-from backlane.pipelines.catalog.sections import SECTIONS, sources
-from backlane.pipelines.catalog.settings import CATALOG_SECTION_DEFAULTS, CATALOG_SOURCE_DEFAULTS, CatalogSettings
+from actors.catalog.sections import SECTIONS, sources
+from actors.catalog.settings import CATALOG_SECTION_DEFAULTS, CATALOG_SOURCE_DEFAULTS, CatalogSettings
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 MIN = timedelta(minutes=1)

@@ -73,9 +73,8 @@ def test_a_due_predicates_values_are_compiled_into_the_statement_once() -> None:
     execution of a cached statement (a tenth of a per-order statement's CPU)."""
     from sqlalchemy import select
 
-    from backlane.db.models import Order
+    from actors.orders.models import ORDERS_DUE, Order
     from backlane.db.models.base import literal_in
-    from backlane.db.models.orders import ORDERS_DUE
 
     compiled = select(Order.id).where(ORDERS_DUE).compile(dialect=postgresql.dialect())
     assert not compiled.literal_execute_params and not compiled.post_compile_params

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from backlane.clients.product_api import health_is_up
+from actors.exports.client import health_is_up
+from actors.exports.files import COLUMNS, encode_products, export_paths
 from backlane.core.processing import RetryPolicy
 from backlane.errors import PermanentError
-from backlane.pipelines.exports.files import COLUMNS, encode_products, export_paths
 from contracts.products import Product
 
 

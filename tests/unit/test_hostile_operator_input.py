@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from actors.exports.commands import parse_interval
+from actors.exports.files import export_paths, path_conflict
 from backlane.clients.files import append_at
 from backlane.errors import PermanentError
-from backlane.operations.exports_admin import parse_interval
 from backlane.operations.terminal import escape_controls, json_text, say
-from backlane.pipelines.exports.files import export_paths, path_conflict
 from backlane.problems import Problem
 from backlane.settings import RetrySettings
 

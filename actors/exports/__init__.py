@@ -3,7 +3,7 @@
 Replaces the product-export worker (every 5 minutes, 30 s after start). Discover
 first asks the product API's health (2xx or 401 is up) and skips the run while
 it is down, logging the outage once however many ticks and processes see it
-(:mod:`backlane.pipelines.exports.outages`). A run pages through the products and appends each
+(:mod:`actors.exports.outages`). A run pages through the products and appends each
 page to a partial file beside the destination, recording the page cursor and the
 file's length in the database after every page; the finished file replaces the
 old one atomically. A run that fails resumes where it stopped: a retry continues
@@ -23,19 +23,28 @@ from typing import Any, cast
 from pydantic import Field
 from sqlalchemy import CursorResult, and_, insert, select, update
 
+from actors.exports.claims import schedule_new_exports
+from actors.exports.client import ProductApiClient
+from actors.exports.commands import COMMANDS, COMMANDS_HELP, MAX_INTERVAL_SECONDS, MIN_INTERVAL_SECONDS
+from actors.exports.files import encode_products, export_paths, path_conflict
+from actors.exports.models import Export, ExportFormat, ExportOutcome, ExportRun, ServiceOutage
+from actors.exports.outages import mark_down, mark_up
+from backlane import (
+    Context,
+    Health,
+    HealthRow,
+    ItemTable,
+    PermanentError,
+    Pipeline,
+    Purpose,
+    TableSettings,
+    TransientError,
+    UnknownItem,
+    register,
+    row_id,
+)
 from backlane.clients.files import append_at, publish
-from backlane.clients.product_api import ProductApiClient
 from backlane.core.clock import as_utc
-from backlane.core.items import row_id
-from backlane.core.pipeline import Context, Pipeline, Purpose
-from backlane.core.registry import register
-from backlane.core.table import ItemTable, TableSettings
-from backlane.db.claims import schedule_new_exports
-from backlane.db.models import Export, ExportFormat, ExportOutcome, ExportRun, ServiceOutage
-from backlane.errors import PermanentError, TransientError, UnknownItem
-from backlane.operations.exports_admin import MAX_INTERVAL_SECONDS, MIN_INTERVAL_SECONDS
-from backlane.pipelines.exports.files import encode_products, export_paths, path_conflict
-from backlane.pipelines.exports.outages import mark_down, mark_up
 from backlane.resilience.breaker import CircuitBreaker
 
 
@@ -272,20 +281,22 @@ def on_failure(ctx: ExportsContext, item: Any, reason: str) -> None:
     _finish(ctx, item, run_id, ExportOutcome.FAILED, error=reason)
 
 
-def health(ctx: ExportsContext) -> list[dict[str, Any]]:
+def health(ctx: ExportsContext) -> list[HealthRow]:
     """The product API as exports see it: known outage and breaker state."""
     with ctx.db.transaction() as session:
         outage = session.get(ServiceOutage, PRODUCT_API)
     down_since = outage.down_since if outage is not None else None
     breaker = _breaker(ctx).state()["state"]
     healthy = down_since is None and breaker == "closed"
+    down = f"down since {down_since.isoformat()}" if down_since is not None else "up"
     return [
-        {
-            "name": PRODUCT_API,
-            "health": "healthy" if healthy else "degraded",
-            "down_since": down_since,
-            "breaker": breaker,
-        }
+        HealthRow(
+            PRODUCT_API,
+            Health.HEALTHY if healthy else Health.DEGRADED,
+            summary=(f"down_since={down_since}, " if down_since is not None else "") + f"breaker={breaker}",
+            columns={"state": down, "breaker": breaker},
+            details={"down_since": down_since, "breaker": breaker},
+        )
     ]
 
 
@@ -299,6 +310,8 @@ EXPORTS = register(
         process=process,
         on_failure=on_failure,
         health=health,
+        commands=COMMANDS,
+        commands_help=COMMANDS_HELP,
         description="write the product export (CSV or JSON Lines) on its interval, resuming where it stopped",
     )
 )

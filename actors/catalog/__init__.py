@@ -23,11 +23,7 @@ from dramatiq.middleware.time_limit import TimeLimitExceeded
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backlane.clients.catalog_sources import fetch_section
-from backlane.core.clock import as_utc
-from backlane.core.pipeline import Context, Pipeline, Purpose
-from backlane.core.registry import register
-from backlane.db.claims import (
+from actors.catalog.claims import (
     SECTION_BUSY,
     SECTION_PUBLISH,
     SECTION_STALE,
@@ -35,13 +31,16 @@ from backlane.db.claims import (
     lock_sections,
     start_section_refresh,
 )
-from backlane.db.models import CatalogSection
-from backlane.errors import DelayedRetry, MalformedMessage, NotReady, TransientError, classify
+from actors.catalog.health import section_rows
+from actors.catalog.models import CatalogSection
+from actors.catalog.sections import SECTIONS, section_spec
+from actors.catalog.settings import CatalogSettings
+from actors.catalog.sources import fetch_section
+from actors.catalog.store import Counts, apply_section
+from backlane import Context, DelayedRetry, MalformedMessage, NotReady, Pipeline, Purpose, TransientError, register
+from backlane.core.clock import as_utc
+from backlane.errors import classify
 from backlane.messaging.events import EventTopology, publish_event
-from backlane.pipelines.catalog.health import section_rows
-from backlane.pipelines.catalog.sections import SECTIONS, section_spec
-from backlane.pipelines.catalog.settings import CatalogSettings
-from backlane.pipelines.catalog.store import Counts, apply_section
 from contracts.catalog import CatalogSectionRefreshed
 
 #: What the catalog pipeline's functions get: ``ctx.config`` is its CatalogSettings.

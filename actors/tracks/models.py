@@ -8,7 +8,7 @@ from enum import StrEnum
 from sqlalchemy import Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from backlane.db.models.base import Base, BigId, literal_in
+from backlane import Base, BigId, literal_in
 
 
 class TrackStatus(StrEnum):

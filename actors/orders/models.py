@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import JSON, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from backlane.db.models.base import Base, BigId, literal_in
+from backlane import Base, BigId, literal_in
 
 
 class OrderStatus(StrEnum):

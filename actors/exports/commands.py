@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from actors.exports.files import path_conflict
+from actors.exports.models import Export, ExportFormat, ExportRun
+from backlane import Command, Context, PermanentError
 from backlane.clients.files import relative_parts
-from backlane.db.models import Export, ExportFormat, ExportRun
-from backlane.errors import PermanentError
 from backlane.operations.terminal import escape_controls, say
-from backlane.pipelines.exports.files import path_conflict
 from backlane.problems import EXIT_USAGE, Problem
 
 if TYPE_CHECKING:
@@ -119,51 +118,52 @@ def remove_export(db: Database, name: str) -> None:
         raise Problem(f"no export named {name!r}: `backlane exports list` shows them", EXIT_USAGE)
 
 
-def _run(args: argparse.Namespace, load: Callable[[Any], Any]) -> int:
-    from backlane.operations.actions import require_schema
-
-    runtime = load(args).runtime
-    require_schema(runtime)
-    if args.action == "add":
-        add_export(runtime.database, runtime.clock, args.name, args.format, args.path, parse_interval(args.interval))
-        every = f"every {args.interval}" if args.interval else "on exports.interval_seconds"
-        say(f"export {escape_controls(args.name)} added: {args.format} to {escape_controls(args.path)}, {every}")
-    elif args.action == "remove":
-        remove_export(runtime.database, args.name)
-        say(f"export {escape_controls(args.name)} removed")
-    else:
-        rows = list_exports(runtime.database)
-        if not rows:
-            say("no exports: `backlane exports add NAME --format csv --path products.csv`")
-        for row in rows:
-            interval = f"{row['interval_seconds']:g}s" if row["interval_seconds"] else "default"
-            state = row["run"] or ("ok" if row["last_success_at"] else "new")
-            field = {key: escape_controls(value) for key, value in row.items()}  # one line per export
-            next_run = row["next_run_at"] or "-"
-            line = f"{field['name']}  {field['format']}  {field['path']}  every {interval}  next {next_run}"
-            say(f"{line}  {escape_controls(state)}" + (f": {field['error']}" if row["error"] else ""))
+def _add(ctx: Context[Any], args: argparse.Namespace) -> int:
+    add_export(ctx.db, ctx.clock, args.name, args.format, args.path, parse_interval(args.interval))
+    every = f"every {args.interval}" if args.interval else f"on {ctx.pipeline.name}.interval_seconds"
+    say(f"export {escape_controls(args.name)} added: {args.format} to {escape_controls(args.path)}, {every}")
     return 0
 
 
-def add_commands(command: Callable[..., argparse.ArgumentParser], load: Callable[[Any], Any]) -> None:
-    """Register ``exports add|list|remove`` on the backlane command."""
-    exports = command(
-        "exports",
-        "define, list and remove exports (no Python needed)",
-        "An export writes the product catalogue to PATH (under exports.output_dir) every INTERVAL.\n"
-        "Examples:\n"
-        "  backlane exports add products --format csv --path products.csv --interval 5m\n"
-        "  backlane exports list\n"
-        "  backlane exports remove products\n"
-        "Or in SQL: INSERT INTO exports (name, format, path) VALUES ('products', 'csv', 'products.csv');",
-    )
-    actions = exports.add_subparsers(dest="action", required=True, metavar="ACTION")
-    add = actions.add_parser("add", help="define an export")
-    add.add_argument("name", help="unique name (letters, digits, '_', '.', '-')")
-    add.add_argument("--format", required=True, choices=[f.value for f in ExportFormat])
-    add.add_argument("--path", required=True, help="file to write, relative to exports.output_dir")
-    add.add_argument("--interval", help="time between runs: 300, 30s, 5m, 1h (default: exports.interval_seconds)")
-    actions.add_parser("list", help="list the exports and their last run")
-    remove = actions.add_parser("remove", help="remove an export and its run history")
-    remove.add_argument("name")
-    exports.set_defaults(func=lambda args: _run(args, load))
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", help="unique name (letters, digits, '_', '.', '-')")
+    parser.add_argument("--format", required=True, choices=[f.value for f in ExportFormat])
+    parser.add_argument("--path", required=True, help="file to write, relative to exports.output_dir")
+    parser.add_argument("--interval", help="time between runs: 300, 30s, 5m, 1h (default: exports.interval_seconds)")
+
+
+def _remove(ctx: Context[Any], args: argparse.Namespace) -> int:
+    remove_export(ctx.db, args.name)
+    say(f"export {escape_controls(args.name)} removed")
+    return 0
+
+
+def _list(ctx: Context[Any], args: argparse.Namespace) -> int:
+    rows = list_exports(ctx.db)
+    if not rows:
+        say("no exports: `backlane exports add NAME --format csv --path products.csv`")
+    for row in rows:
+        interval = f"{row['interval_seconds']:g}s" if row["interval_seconds"] else "default"
+        state = row["run"] or ("ok" if row["last_success_at"] else "new")
+        field = {key: escape_controls(value) for key, value in row.items()}  # one line per export
+        next_run = row["next_run_at"] or "-"
+        line = f"{field['name']}  {field['format']}  {field['path']}  every {interval}  next {next_run}"
+        say(f"{line}  {escape_controls(state)}" + (f": {field['error']}" if row["error"] else ""))
+    return 0
+
+
+#: ``backlane exports add|list|remove``.
+COMMANDS: tuple[Command[Any], ...] = (
+    Command("add", "define an export", _add, _add_arguments),
+    Command("list", "list the exports and their last run", _list),
+    Command("remove", "remove an export and its run history", _remove, lambda parser: parser.add_argument("name")),
+)
+
+COMMANDS_HELP = (
+    "An export writes the product catalogue to PATH (under exports.output_dir) every INTERVAL.\n"
+    "Examples:\n"
+    "  backlane exports add products --format csv --path products.csv --interval 5m\n"
+    "  backlane exports list\n"
+    "  backlane exports remove products\n"
+    "Or in SQL: INSERT INTO exports (name, format, path) VALUES ('products', 'csv', 'products.csv');"
+)

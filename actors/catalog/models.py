@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from backlane.db.models.base import Base, BigId
+from backlane import Base, BigId
 
 
 class CatalogSection(Base):

@@ -16,14 +16,10 @@ from typing import Any
 from pydantic import Field
 from sqlalchemy import func, select
 
-from backlane.clients.vendor_api import VendorScraperClient
-from backlane.core.items import row_id
-from backlane.core.pipeline import Context, Pipeline, Purpose
-from backlane.core.registry import REGISTRY, register
-from backlane.core.table import ItemTable, TableSettings
-from backlane.db.models import StagingBatch, StagingStatus
-from backlane.db.models.staging import STAGING_DUE
-from backlane.errors import PermanentError, UnknownItem
+from actors.staging.client import VendorScraperClient
+from actors.staging.models import STAGING_DUE, StagingBatch, StagingStatus
+from backlane import Context, ItemTable, PermanentError, Pipeline, Purpose, TableSettings, UnknownItem, register, row_id
+from backlane.core.registry import REGISTRY
 
 
 class StagingSettings(TableSettings):

@@ -21,14 +21,22 @@ from sqlalchemy import case, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from backlane.clients.order_api import OrderApiClient
-from backlane.core.items import row_id
-from backlane.core.pipeline import Context, Inbox, Pipeline, Purpose
-from backlane.core.registry import register
-from backlane.core.table import ItemTable, TableSettings
-from backlane.db.models import Order, OrderStatus
-from backlane.db.models.orders import ORDERS_DUE
-from backlane.errors import MalformedMessage, NotReady, PermanentError, UnknownItem
+from actors.orders.client import OrderApiClient
+from actors.orders.models import ORDERS_DUE, Order, OrderStatus
+from backlane import (
+    Context,
+    Inbox,
+    ItemTable,
+    MalformedMessage,
+    NotReady,
+    PermanentError,
+    Pipeline,
+    Purpose,
+    TableSettings,
+    UnknownItem,
+    register,
+    row_id,
+)
 from backlane.settings import OrderApiSettings
 from contracts.orders import (
     ORDER_CREATED_ACTOR,

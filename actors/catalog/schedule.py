@@ -12,7 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-HEALTHY, DEGRADED, UNHEALTHY, DISABLED = "healthy", "degraded", "unhealthy", "disabled"
+from backlane import Health
+
+HEALTHY, DEGRADED, UNHEALTHY, DISABLED = Health.HEALTHY, Health.DEGRADED, Health.UNHEALTHY, Health.DISABLED
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ def section_health(
     breaker_open: bool,
     floor: timedelta,
     factor: float,
-) -> str:
+) -> Health:
     """healthy / degraded / unhealthy, or disabled: a section switched off is not expected to be
     fresh, and counts for nothing in its pipeline's health."""
     if not enabled:

@@ -1,6 +1,6 @@
 """Per-section rows for ``backlane status`` and the worker's /health: freshness, next due,
 last error and the source's breaker, with a health verdict from the pure
-:func:`backlane.pipelines.catalog.schedule.section_health`."""
+:func:`actors.catalog.schedule.section_health`."""
 
 from __future__ import annotations
 
@@ -9,17 +9,20 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
+from actors.catalog.models import CatalogSection
+from actors.catalog.schedule import next_due, section_health
+from actors.catalog.sections import SECTIONS, SectionSpec
+from backlane import HealthRow
 from backlane.core.clock import as_utc
-from backlane.db.models import CatalogSection, CircuitBreakerRow, RateLimitRow
-from backlane.pipelines.catalog.schedule import next_due, section_health
-from backlane.pipelines.catalog.sections import SECTIONS, SectionSpec
+from backlane.core.health import ago, remaining
+from backlane.db.models import CircuitBreakerRow, RateLimitRow
 from backlane.resilience.breaker import CLOSED, breaker_row_state
 from backlane.resilience.rate_limit import take_slot
 
 if TYPE_CHECKING:
+    from actors.catalog.settings import CatalogSettings
     from backlane.core.clock import Clock
     from backlane.db.engine import Database
-    from backlane.pipelines.catalog.settings import CatalogSettings
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -62,7 +65,7 @@ def _hold(
     return max(holds, key=lambda hold: hold[0])
 
 
-def section_rows(db: Database, clock: Clock, config: CatalogSettings) -> list[dict[str, Any]]:
+def section_rows(db: Database, clock: Clock, config: CatalogSettings) -> list[HealthRow]:
     """One row per section: name, health, enabled, interval, last success, age, next due (the end
     of a hold when one is later), held until and by what (rate limit, breaker, retry), its
     endpoint limiter's calls left, last outcome and error, breaker state, whether it is running."""
@@ -86,34 +89,69 @@ def section_rows(db: Database, clock: Clock, config: CatalogSettings) -> list[di
         is_due = plan.enabled and (due is None or due <= now)
         if held_until is not None and (due is None or held_until > due):
             due = held_until
+        health = section_health(
+            enabled=plan.enabled,
+            last_success_at=last_success,
+            interval=interval,
+            now=now,
+            breaker_open=breaker["state"] != CLOSED,
+            floor=timedelta(minutes=config.degraded_after_minutes),
+            factor=config.degraded_interval_factor,
+        )
+        details = {
+            "enabled": plan.enabled,
+            "source": spec.source,
+            "interval_min": plan.interval_minutes,
+            "last_success": last_success.isoformat() if last_success else None,
+            "age_s": round((now - last_success).total_seconds()) if last_success else None,
+            "next_due": (due or now).isoformat() if plan.enabled else None,
+            "due": is_due and held_until is None,
+            "held_until": held_until.isoformat() if held_until else None,
+            "held_by": held_by,
+            "limiter": limiter["name"],
+            "limiter_calls_left": limiter["calls_left"],
+            "running": lease is not None and lease > now,
+            "last_outcome": row.last_outcome if row else None,
+            "last_error": row.last_error if row else None,
+            "counts": row.last_counts if row else None,
+            "breaker": breaker["state"],
+        }
         rows.append(
-            {
-                "name": name,
-                "health": section_health(
-                    enabled=plan.enabled,
-                    last_success_at=last_success,
-                    interval=interval,
-                    now=now,
-                    breaker_open=breaker["state"] != CLOSED,
-                    floor=timedelta(minutes=config.degraded_after_minutes),
-                    factor=config.degraded_interval_factor,
-                ),
-                "enabled": plan.enabled,
-                "source": spec.source,
-                "interval_min": plan.interval_minutes,
-                "last_success": last_success.isoformat() if last_success else None,
-                "age_s": round((now - last_success).total_seconds()) if last_success else None,
-                "next_due": (due or now).isoformat() if plan.enabled else None,
-                "due": is_due and held_until is None,
-                "held_until": held_until.isoformat() if held_until else None,
-                "held_by": held_by,
-                "limiter": limiter["name"],
-                "limiter_calls_left": limiter["calls_left"],
-                "running": lease is not None and lease > now,
-                "last_outcome": row.last_outcome if row else None,
-                "last_error": row.last_error if row else None,
-                "counts": row.last_counts if row else None,
-                "breaker": breaker["state"],
-            }
+            HealthRow(
+                name,
+                health,
+                summary=_summary(details, now),
+                columns=_columns(details),
+                details=details,
+                trigger_target=name,
+            )
         )
     return rows
+
+
+def _summary(row: dict[str, Any], now: datetime) -> str:
+    """The section's line in ``backlane status``: its interval and freshness, then what holds it."""
+    text = f"every {row['interval_min']:g}m, last ok {ago(row['age_s'])}"
+    if row["running"]:
+        text += ", refreshing"
+    if row["breaker"] not in (None, CLOSED):
+        text += f", breaker {row['breaker']}"
+    if row["held_until"]:
+        text += f", held by {row['held_by'] or 'a hold'} {remaining(datetime.fromisoformat(row['held_until']), now)}"
+    if row["last_outcome"] not in (None, "succeeded") and row["last_error"]:
+        text += f", {row['last_outcome']}: {row['last_error']}"
+    return text
+
+
+def _columns(row: dict[str, Any]) -> dict[str, str]:
+    """The section's cells on the dashboard."""
+    age = row["age_s"]
+    counts = row["counts"] or {}
+    return {
+        "interval": f"{row['interval_min']:g} min",
+        "last success": "never" if age is None else f"{ago(age).removesuffix(' ago')} ago",
+        "next due": (row["next_due"] or "") + (" (refreshing)" if row["running"] else ""),
+        "held": f"{row['held_by'] or 'held'} until {row['held_until']}" if row["held_until"] else "",
+        "last outcome": (row["last_outcome"] or "") + (f": {row['last_error']}" if row["last_error"] else ""),
+        "last counts": ", ".join(f"{key} {value}" for key, value in counts.items()),
+    }

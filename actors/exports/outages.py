@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from actors.exports.models import ServiceOutage
 from backlane.core.clock import as_utc
 from backlane.db.engine import Database
-from backlane.db.models import ServiceOutage
 from backlane.db.rows import locked_row, peek_row
 
 

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from actors.catalog.sections import SectionSpec
 from backlane.clients.http import request_json, shared_client
-from backlane.pipelines.catalog.sections import SectionSpec
 from backlane.resilience import CircuitBreaker, Limit, RateLimiter
 from contracts.catalog import SectionPayload
 
 if TYPE_CHECKING:
+    from actors.catalog.settings import CatalogSettings
     from backlane.core.clock import Clock
     from backlane.db.engine import Database
-    from backlane.pipelines.catalog.settings import CatalogSettings
 
 
 def source_breaker(db: Database, clock: Clock, config: CatalogSettings, spec: SectionSpec) -> CircuitBreaker:

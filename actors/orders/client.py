@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from backlane import PermanentError
 from backlane.clients.http import request_json, shared_client
-from backlane.errors import PermanentError
 from backlane.settings import OrderApiSettings
 
 

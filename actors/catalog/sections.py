@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from backlane.errors import MalformedMessage
+from backlane import MalformedMessage
 
 Kind = Literal["categories", "brands", "records"]
 

@@ -15,14 +15,11 @@ from typing import Any, cast
 from pydantic import Field
 from sqlalchemy import CursorResult, delete
 
+from actors.tracks.models import TRACKS_DUE, Track, TrackStatus
+from backlane import Context, ItemTable, Pipeline, Purpose, TableSettings, register, row_id
 from backlane.clients.storage import storage_from_settings
-from backlane.core.items import row_id
-from backlane.core.pipeline import Context, Pipeline, Purpose
-from backlane.core.registry import register
-from backlane.core.table import ItemTable, TableSettings
-from backlane.db.models import PipelineTally, Track, TrackStatus
+from backlane.db.models import PipelineTally
 from backlane.db.models.tallies import add_done
-from backlane.db.models.tracks import TRACKS_DUE
 
 
 class TracksSettings(TableSettings):

@@ -19,8 +19,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from backlane.core.clock import as_utc
-from backlane.db.models import (
+from actors.catalog.models import (
     CatalogBrand,
     CatalogBrandCategory,
     CatalogCategory,
@@ -28,7 +27,8 @@ from backlane.db.models import (
     CatalogProduct,
     CatalogRecord,
 )
-from backlane.pipelines.catalog.sections import SectionSpec
+from actors.catalog.sections import SectionSpec
+from backlane.core.clock import as_utc
 from contracts.catalog import BrandPayload, CategoryPayload, RecordPayload
 
 

@@ -6,7 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
-from backlane.settings import PipelineSettings, Section
+from backlane import PipelineSettings
+from backlane.settings import Section
 
 #: Every catalog section: refresh interval in minutes and, for history, retention in days.
 CATALOG_SECTION_DEFAULTS: dict[str, dict[str, float]] = {

@@ -13,8 +13,8 @@ import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
 
+from backlane import PermanentError
 from backlane.clients.files import confined_path, relative_parts
-from backlane.errors import PermanentError
 from contracts.products import Product
 
 #: Suffix of the file an export is built in, next to its destination.

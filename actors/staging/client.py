@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from backlane import PermanentError
 from backlane.clients.http import request_json, shared_client
-from backlane.errors import PermanentError
 
 
 class VendorScraperClient:
