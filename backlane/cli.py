@@ -290,6 +290,7 @@ def _migrate(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise Problem(f"--url: {exc}", EXIT_USAGE) from None
     timeout = min(settings.database.connect_timeout, max(1, round(settings.broker.command_timeout)))
+    _app(args)  # its pipelines' own migrations folders are found through their registration
     try:
         upgrade(url, connect_timeout=timeout)
     except Exception as exc:
@@ -421,7 +422,7 @@ def build_parser(registry: Registry | None = None, names: list[str] | None = Non
         "Fix the cause before requeueing: a requeued message runs again with fresh retries.",
     )
     dead.add_argument("action", choices=["list", "requeue", "purge"], help="what to do")
-    dead.add_argument("--queue", help="only this queue's dead letters, e.g. orders (default: every queue)")
+    dead.add_argument("--queue", help="only this queue's dead letters, a pipeline's name (default: every queue)")
     dead.add_argument("--message-id", metavar="ID", help="requeue: the message to put back (one copy of it)")
     dead.add_argument("--all", action="store_true", help="requeue: every dead letter there is when it starts")
     dead.add_argument("--yes", action="store_true", help="purge: do not ask for confirmation")

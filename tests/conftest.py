@@ -20,8 +20,20 @@ from pathlib import Path
 
 import pytest
 
+from devtools.infra.ports import free_port
 from devtools.infra.postgres import ExternalPostgres, MissingPostgres, PostgresNode, find_pg_bin
 from devtools.infra.rabbitmq import ExternalRabbitMQ, MissingRabbitMQ, RabbitMQNode, find_rabbitmq_server
+
+#: The session node's ports, chosen before any test module is imported. Importing a pipeline's
+#: models (``actors/<name>/models.py``) imports ``actors``, which builds the application's broker
+#: from the environment once per process: the environment must already name the node the session
+#: starts, or every test after it would wait for a RabbitMQ on the default port.
+SESSION_AMQP_PORT, SESSION_MANAGEMENT_PORT = free_port(), free_port()
+SESSION_AMQP_URL = os.environ.get("BACKLANE_TEST_AMQP_URL") or f"amqp://guest:guest@127.0.0.1:{SESSION_AMQP_PORT}/%2F"
+SESSION_MANAGEMENT_URL = os.environ.get("BACKLANE_TEST_MANAGEMENT_URL") or f"http://127.0.0.1:{SESSION_MANAGEMENT_PORT}"
+os.environ["BACKLANE_BROKER__URL"] = SESSION_AMQP_URL
+os.environ["BACKLANE_BROKER__MANAGEMENT_URL"] = SESSION_MANAGEMENT_URL
+os.environ["BACKLANE_WORKER__METRICS_PORT"] = "0"  # the application's own endpoint: tests start theirs
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +52,8 @@ def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitMQNode 
         return
     if find_rabbitmq_server() is None:
         pytest.fail(str(MissingRabbitMQ()), pytrace=False)
-    node = RabbitMQNode(tmp_path_factory.mktemp("rabbitmq"))
+    node = RabbitMQNode(tmp_path_factory.mktemp("rabbitmq"), SESSION_AMQP_PORT, SESSION_MANAGEMENT_PORT)
+    assert (node.amqp_url, node.management_url) == (SESSION_AMQP_URL, SESSION_MANAGEMENT_URL), "see SESSION_AMQP_URL"
     node.start()
     try:
         yield node

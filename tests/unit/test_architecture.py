@@ -9,6 +9,7 @@ run), so a lazy import cannot hide a cycle.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import backlane
@@ -120,3 +121,61 @@ def test_no_import_cycle_in_backlane() -> None:
 def test_the_cycle_finder_finds_a_cycle() -> None:
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+#: The pipelines of this repository: one folder each under actors/ (read from the tree, so
+#: a new pipeline is held to this too without an edit here).
+ACTORS_DIR = PACKAGE_DIR.parent / "actors"
+PIPELINE_FOLDERS = sorted(p.name for p in ACTORS_DIR.iterdir() if (p / "__init__.py").is_file())
+
+
+def _code_words(path: Path) -> set[str]:
+    """The identifiers and string literals of ``path`` as words, docstrings and comments left
+    out: what the code does, not what its prose mentions as an example."""
+    tree = ast.parse(path.read_text(), str(path))
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+        and isinstance(node.body[0].value.value, str)
+    }
+    words: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            words.add(node.id)
+        elif isinstance(node, ast.Attribute):
+            words.add(node.attr)
+        elif isinstance(node, ast.alias):
+            words.update(node.name.split("."))
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            words.update(re.findall(r"[A-Za-z_]+", node.value))
+    return {word.lower() for word in words}
+
+
+def _pipeline_words(name: str) -> set[str]:
+    """``catalog`` -> catalog, catalogs; ``exports`` -> exports (an export is a purpose, not a pipeline)."""
+    return {name, name + "s"} if not name.endswith("s") else {name}
+
+
+def test_the_pipelines_live_in_their_folders() -> None:
+    assert PIPELINE_FOLDERS, "actors/ holds one folder per pipeline"
+    assert not [p.name for p in ACTORS_DIR.glob("*.py") if p.name != "__init__.py"], "a pipeline is a folder"
+
+
+def test_the_framework_names_no_pipeline() -> None:
+    """backlane/ is the framework: no identifier, string or template of it names one of the
+    pipelines (their folders in actors/); docstrings may use one as an example."""
+    offenders = []
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        named = _code_words(path) & {w for name in PIPELINE_FOLDERS for w in _pipeline_words(name)}
+        if named:
+            offenders.append(f"{path.relative_to(PACKAGE_DIR.parent)}: {sorted(named)}")
+    for path in sorted(PACKAGE_DIR.rglob("*.html")) + sorted(PACKAGE_DIR.rglob("*.js")):
+        text = re.sub(r"<!--.*?-->|\{#.*?#\}", "", path.read_text(), flags=re.S).lower()
+        named = {name for name in PIPELINE_FOLDERS if re.search(rf"\b{name}\b", text)}
+        if named:
+            offenders.append(f"{path.relative_to(PACKAGE_DIR.parent)}: {sorted(named)}")
+    assert not offenders, offenders
