@@ -46,7 +46,30 @@ _EXPORTS = {
     "Problem": "backlane.errors",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Base",
+    "BigId",
+    "Command",
+    "Context",
+    "DelayedRetry",
+    "Health",
+    "HealthRow",
+    "Inbox",
+    "ItemTable",
+    "MalformedMessage",
+    "NotReady",
+    "PermanentError",
+    "Pipeline",
+    "PipelineSettings",
+    "Problem",
+    "Purpose",
+    "TableSettings",
+    "TransientError",
+    "UnknownItem",
+    "literal_in",
+    "register",
+    "row_id",
+]
 
 if TYPE_CHECKING:
     from backlane.core.health import Health, HealthRow

@@ -15,7 +15,8 @@ secrets are :class:`~pydantic.SecretStr` and print as ``**********``.
 from __future__ import annotations
 
 import functools
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import pydantic_settings
@@ -178,15 +179,6 @@ class DatabaseSettings(Section):
     _url = field_validator("url")(validate_database_url)
 
 
-class OrderApiSettings(Section):
-    #: Base URL of the external order API (the simulator in demo and tests).
-    base_url: str = "http://127.0.0.1:8085"
-    #: Sent as a bearer token when set.
-    api_key: SecretStr | None = None
-    #: Per-request timeout, seconds.
-    timeout: float = Field(default=10.0, gt=0, le=3600)
-
-
 class PipelineSettings(Section):
     """What every pipeline's section has; retry fields left unset use ``retries``."""
 
@@ -203,6 +195,11 @@ class PipelineSettings(Section):
     #: Backoff ceiling, ms (default: retries.max_backoff_ms).
     max_backoff_ms: int | None = Field(default=None, ge=1, le=24 * 3600_000)
 
+    #: Fields that moved into the section from a section of their own, read from their former
+    #: variables too (field -> former section: ``{"api": "order_api"}`` reads
+    #: ``BACKLANE_ORDER_API__*`` when no ``BACKLANE_<NAME>__API__*`` is set).
+    env_aliases: ClassVar[Mapping[str, str]] = {}
+
     _cron = field_validator("tick")(_validate_cron)
 
 
@@ -211,13 +208,16 @@ class StorageSettings(Section):
     root: str = "storage"
 
 
-class ProductApiSettings(Section):
-    #: Base URL of the product API the export pages through (the simulator in demo and tests).
+class ApiSettings(Section):
+    """An external HTTP API a pipeline calls: its own ``api`` field, so its variables are
+    ``BACKLANE_<PIPELINE>__API__BASE_URL`` and so on."""
+
+    #: Base URL of the API (the simulator in the demo and the tests).
     base_url: str = "http://127.0.0.1:8085"
     #: Sent as a bearer token when set.
     api_key: SecretStr | None = None
-    #: Per-request timeout for product pages, seconds.
-    timeout: float = Field(default=30.0, gt=0, le=3600)
+    #: Per-request timeout, seconds.
+    timeout: float = Field(default=10.0, gt=0, le=3600)
 
 
 class WorkerSettings(Section):
@@ -333,10 +333,8 @@ class Settings(BaseSettings):
     broker: BrokerSettings = BrokerSettings()
     retries: RetrySettings = RetrySettings()
     database: DatabaseSettings = DatabaseSettings()
-    order_api: OrderApiSettings = OrderApiSettings()
     worker: WorkerSettings = WorkerSettings()
     storage: StorageSettings = StorageSettings()
-    product_api: ProductApiSettings = ProductApiSettings()
     dashboard: DashboardSettings = DashboardSettings()
     messages: MessageSettings = MessageSettings()
     #: The application: module(s) whose import registers the pipelines (what `dramatiq` is given).

@@ -28,8 +28,8 @@ from sqlalchemy import select, update
 
 from actors.orders.client import OrderApiClient
 from actors.orders.models import Order, OrderStatus
+from actors.orders.settings import OrderApiSettings
 from backlane.db.engine import Database
-from backlane.settings import OrderApiSettings
 from devtools.sample import create_orders
 
 #: Orders the polling loop takes per round, as the order-queue service's batch.

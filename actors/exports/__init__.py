@@ -20,7 +20,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
-from pydantic import Field
 from sqlalchemy import CursorResult, and_, insert, select, update
 
 from actors.exports.claims import schedule_new_exports
@@ -29,6 +28,7 @@ from actors.exports.commands import COMMANDS, COMMANDS_HELP, MAX_INTERVAL_SECOND
 from actors.exports.files import encode_products, export_paths, path_conflict
 from actors.exports.models import Export, ExportFormat, ExportOutcome, ExportRun, ServiceOutage
 from actors.exports.outages import mark_down, mark_up
+from actors.exports.settings import ExportsSettings
 from backlane import (
     Context,
     Health,
@@ -37,7 +37,6 @@ from backlane import (
     PermanentError,
     Pipeline,
     Purpose,
-    TableSettings,
     TransientError,
     UnknownItem,
     register,
@@ -46,32 +45,6 @@ from backlane import (
 from backlane.clients.files import append_at, publish
 from backlane.core.clock import as_utc
 from backlane.resilience.breaker import CircuitBreaker
-
-
-class ExportsSettings(TableSettings):
-    #: Discover looks for due exports every minute; each export runs on its own interval.
-    tick: str = "* * * * *"
-    #: Time between two runs of one export, seconds (5 min, as the export worker).
-    interval_seconds: float = Field(default=300.0, gt=0, le=366 * 24 * 3600)
-    #: A new export first runs this long after it is created or first seen, seconds.
-    initial_delay_seconds: float = Field(default=30.0, ge=0, le=366 * 24 * 3600)
-    #: 3 attempts per run: 2 retries after the first failure.
-    max_retries: int | None = Field(default=2, ge=0)
-    #: First backoff 30 s, doubling ...
-    min_backoff_ms: int | None = Field(default=30_000, ge=1, le=24 * 3600_000)
-    #: ... to at most 300 s.
-    max_backoff_ms: int | None = Field(default=300_000, ge=1, le=24 * 3600_000)
-    #: The product-API breaker opens after this many failures in a row ...
-    breaker_failure_threshold: int = Field(default=3, ge=1)
-    #: ... for this many seconds.
-    breaker_open_seconds: float = Field(default=30.0, gt=0, le=24 * 3600)
-    #: The health check (GET /health) gives up after this many seconds and counts as down.
-    health_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
-    #: Products per page requested from the product API.
-    page_size: int = Field(default=100, ge=1)
-    #: Directory export files are written to (an export's relative path is under it).
-    output_dir: str = "exports"
-
 
 #: What the exports pipeline's functions get: ``ctx.config`` is its ExportsSettings.
 ExportsContext = Context[ExportsSettings]
@@ -98,7 +71,7 @@ def fetch(ctx: ExportsContext, limit: int) -> list[int]:
         schedule_new_exports(session, now=now, initial_delay=timedelta(seconds=config.initial_delay_seconds))
     if not EXPORT_ROWS.any_due(ctx):
         return []
-    health = ProductApiClient(ctx.settings.product_api).health(config.health_timeout_seconds)
+    health = ProductApiClient(ctx.config.api).health(config.health_timeout_seconds)
     if not health.up:
         if mark_down(ctx.db, PRODUCT_API, now, health.detail):
             ctx.log.warning("product API is down (%s); exports are skipped until it is back", health.detail)
@@ -127,7 +100,7 @@ def process(ctx: ExportsContext, item: Any) -> None:
     _refuse_shared_path(ctx, export)
     final, partial = export_paths(config.output_dir, export.path)
     run_id, page, offset, rows = _start_or_resume(ctx, export, run, partial)
-    client = ProductApiClient(ctx.settings.product_api)
+    client = ProductApiClient(ctx.config.api)
     breaker = _breaker(ctx)
     while True:
         with breaker.guard():

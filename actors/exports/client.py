@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import httpx
 
 from backlane.clients.http import request_json, shared_client
-from backlane.settings import ProductApiSettings
+from backlane.settings import ApiSettings
 from contracts.products import ProductPage
 
 
@@ -23,7 +23,7 @@ def health_is_up(status: int) -> bool:
 
 
 class ProductApiClient:
-    def __init__(self, settings: ProductApiSettings) -> None:
+    def __init__(self, settings: ApiSettings) -> None:
         token = settings.api_key.get_secret_value() if settings.api_key else None
         self._http = shared_client(settings.base_url, timeout=settings.timeout, token=token)
 

@@ -16,13 +16,13 @@ from datetime import timedelta
 from typing import Any
 
 from dramatiq.middleware import CurrentMessage
-from pydantic import Field
 from sqlalchemy import case, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from actors.orders.client import OrderApiClient
 from actors.orders.models import ORDERS_DUE, Order, OrderStatus
+from actors.orders.settings import OrderApiSettings, OrdersSettings
 from backlane import (
     Context,
     Inbox,
@@ -32,12 +32,10 @@ from backlane import (
     PermanentError,
     Pipeline,
     Purpose,
-    TableSettings,
     UnknownItem,
     register,
     row_id,
 )
-from backlane.settings import OrderApiSettings
 from contracts.orders import (
     ORDER_CREATED_ACTOR,
     ORDER_CREATED_QUEUE,
@@ -45,28 +43,6 @@ from contracts.orders import (
     OrderCreatedByRequest,
     order_created_from_masstransit,
 )
-
-
-class OrdersSettings(TableSettings):
-    #: Every minute, as the order-queue service did.
-    tick: str = "* * * * *"
-    #: Orders created within this window are claimed first, hours.
-    recent_window_hours: float = Field(default=24.0, gt=0)
-    #: Wait between two status checks of a placed order, seconds.
-    status_poll_seconds: float = Field(default=5.0, gt=0)
-    #: An OrderCreated whose row is not visible yet is retried this long, seconds.
-    created_grace_seconds: float = Field(default=60.0, gt=0)
-    #: Delay between two looks for a not-yet-visible order, seconds.
-    created_recheck_seconds: float = Field(default=2.0, gt=0)
-    #: MassTransit publishers' OrderCreated: its namespace and type name. Their exchange
-    #: (``Namespace:TypeName``, fanout, durable) is declared and bound to ``orders_inbox``.
-    order_created_namespace: str = Field(default="SharedContracts", min_length=1, pattern=r"^[A-Za-z_][\w.]*$")
-    order_created_type_name: str = Field(default="OrderCreated", min_length=1, pattern=r"^[A-Za-z_][\w`]*$")
-
-    @property
-    def order_created_message_type(self) -> str:
-        return f"{self.order_created_namespace}:{self.order_created_type_name}"
-
 
 #: What the orders pipeline's functions get: ``ctx.config`` is its OrdersSettings.
 OrdersContext = Context[OrdersSettings]
@@ -103,7 +79,7 @@ _clients: dict[int, tuple[OrderApiSettings, OrderApiClient]] = {}
 
 def _api(ctx: OrdersContext) -> OrderApiClient:
     """The order API's client, built once per settings (not per order)."""
-    settings = ctx.settings.order_api
+    settings = ctx.config.api
     cached = _clients.get(id(settings))
     if cached is None or cached[0] is not settings:
         cached = _clients[id(settings)] = (settings, OrderApiClient(settings))

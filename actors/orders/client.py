@@ -7,7 +7,7 @@ from typing import Any
 
 from backlane import PermanentError
 from backlane.clients.http import request_json, shared_client
-from backlane.settings import OrderApiSettings
+from backlane.settings import ApiSettings
 
 
 @dataclass(frozen=True)
@@ -17,7 +17,7 @@ class PlacedOrder:
 
 
 class OrderApiClient:
-    def __init__(self, settings: OrderApiSettings) -> None:
+    def __init__(self, settings: ApiSettings) -> None:
         token = settings.api_key.get_secret_value() if settings.api_key else None
         self._http = shared_client(settings.base_url, timeout=settings.timeout, token=token)
 

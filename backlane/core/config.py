@@ -52,9 +52,28 @@ class _EnvBase(BaseSettings):
     )
 
 
+def aliased_values(cls: type[C]) -> dict[str, Any]:
+    """The fields of ``cls`` still read from the variables they had before they moved into the
+    pipeline's section (``cls.env_aliases``: field -> its former section, e.g. ``api`` ->
+    ``order_api`` reads ``BACKLANE_ORDER_API__BASE_URL``). The section's own variables win."""
+    values: dict[str, Any] = {}
+    for field, section in cls.env_aliases.items():
+        prefix = f"{ENV_PREFIX}{section}{ENV_NESTED_DELIMITER}".upper()
+        if not any(key.upper().startswith(prefix) for key in os.environ):
+            continue
+        kind = cls.model_fields[field].annotation
+        environment = create_model(f"{cls.__name__}Alias", __base__=_EnvBase, **{section: (kind, kind())})  # type: ignore[call-overload, misc, operator]
+        try:
+            values[field] = getattr(environment(), section)
+        except ValidationError as exc:
+            raise settings_error(describe_validation(exc)) from None
+    return values
+
+
 def load_section(name: str, cls: type[C], defaults: Mapping[str, Any] | None = None) -> C:
-    """Pipeline ``name``'s section from the environment (``BACKLANE_<NAME>__*``)."""
-    model = with_defaults(cls, defaults or {})
+    """Pipeline ``name``'s section from the environment (``BACKLANE_<NAME>__*``): its variables,
+    else the former ones of an aliased field, else this registration's defaults, else the class's."""
+    model = with_defaults(cls, {**(defaults or {}), **aliased_values(cls)})
     prefix = f"{ENV_PREFIX}{name}{ENV_NESTED_DELIMITER}".upper()
     try:
         if not any(key.upper().startswith(prefix) for key in os.environ):

@@ -65,6 +65,11 @@ class App:
         current = getattr(self.runtime.settings, section)
         self.runtime.settings = self.runtime.settings.model_copy(update={section: current.model_copy(update=values)})
 
+    def use_simulator(self, pipeline: str) -> None:
+        """Point ``pipeline``'s external API (its section's ``api``) at this test's simulator."""
+        api = self.config(pipeline).api.model_copy(update={"base_url": self.simulator.url, "timeout": 5.0})
+        self.configure(pipeline, api=api)
+
     def sim_stats(self) -> dict[str, Any]:
         return httpx.get(f"{self.simulator.url}/_admin/stats", timeout=5).json()
 
@@ -78,7 +83,6 @@ def fast_settings(simulator_url: str) -> Settings:
     return settings.model_copy(
         update={
             "retries": settings.retries.model_copy(update={"min_backoff_ms": 50, "max_backoff_ms": 500}),
-            "order_api": settings.order_api.model_copy(update={"base_url": simulator_url, "timeout": 5.0}),
         }
     )
 
@@ -91,6 +95,7 @@ def app(app_broker: Any, rabbitmq: Any, database_url: str, simulator: Simulator)
     runtime = install(Runtime(settings=fast_settings(simulator.url), broker=app_broker, clock=clock, _database=db))
     test_app = App(runtime, db, simulator, clock, app_broker, rabbitmq)
     test_app.configure("orders", status_poll_seconds=0.1, created_recheck_seconds=0.1)
+    test_app.use_simulator("orders")
     # Reconnect first if an earlier test restarted the broker under this connection.
     app_broker.with_reconnect(app_broker.flush_all, "purge the test queues")
     yield test_app

@@ -1,10 +1,12 @@
-"""A brand-new pipeline in one file: its table, its settings class, its process,
-registered twice with two settings sections read from the environment, run end to end
-on the real broker by a real worker. Nothing outside this file is edited (see the
-README's "Adding a pipeline")."""
+"""One pipeline's functions registered twice, with two settings sections read from the
+environment, run end to end on the real broker by a real worker: each registration claims
+its own rows and counts them. The table is this test's own (its own metadata, made with
+create_all, so it never joins the application's); docs/adding-a-pipeline.md, held by
+tests/acceptance/test_adding_a_pipeline.py, is the one-folder walkthrough with a migration."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -72,10 +74,12 @@ def greeter(name: str) -> Pipeline[GreeterSettings]:
 
 
 @pytest.fixture(scope="module")
-def greeters(app_broker: Any) -> tuple[Registered, Registered]:
+def greeters(app_broker: Any) -> Iterator[tuple[Registered, Registered]]:
     english, french = register(greeter("greeter_en")), register(greeter("greeter_fr"))
     declare_discover_actors(REGISTRY)
-    return english, french
+    yield english, french
+    REGISTRY.unregister("greeter_en")  # no later test sees them
+    REGISTRY.unregister("greeter_fr")
 
 
 def test_a_new_pipeline_registered_twice_runs_end_to_end(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -46,14 +47,16 @@ def _probe(name: str, limit: int) -> Pipeline:
 
 
 @pytest.fixture(scope="module")
-def probes(app_broker: Any) -> dict[str, Registered]:
-    """The same handler registered twice, under two names with two limits."""
+def probes(app_broker: Any) -> Iterator[dict[str, Registered]]:
+    """The same handler registered twice, under two names with two limits (unregistered after)."""
     registered = {
         "probe": register(_probe("probe", PROBE_LIMIT)),
         "probe_twin": register(_probe("probe_twin", 2 * PROBE_LIMIT)),
     }
     declare_discover_actors(REGISTRY)
-    return registered
+    yield registered
+    for name in registered:
+        REGISTRY.unregister(name)
 
 
 @pytest.fixture(autouse=True)

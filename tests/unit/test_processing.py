@@ -123,3 +123,20 @@ def test_log_limits_cut_long_values_and_records() -> None:
     log_limits.install()
     record = logging.getLogRecordFactory()("n", logging.INFO, __file__, 1, "%s", (huge,), None)
     assert len(record.getMessage()) < log_limits.MAX_LOG_CHARS + 50
+
+
+def test_a_pipeline_unregistered_leaves_no_actor_behind() -> None:
+    """Tests register pipelines of their own: unregistering takes them and their actors away."""
+    from dramatiq.brokers.stub import StubBroker
+
+    from backlane.core.pipeline import Pipeline, Purpose
+    from backlane.core.registry import Registry
+
+    broker, registry = StubBroker(), Registry()
+    pipeline = Pipeline(name="passing", purpose=Purpose.INTERNAL, fetch=lambda ctx, limit: [], process=lambda ctx, i: None)
+    registry.register(pipeline, broker)
+    assert "process_passing" in broker.actors and [r.name for r in registry] == ["passing"]
+    registry.unregister("passing")
+    assert "process_passing" not in broker.actors and list(registry) == []
+    registry.register(pipeline, broker)  # the name is free again
+    assert [r.name for r in registry] == ["passing"]

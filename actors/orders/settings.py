@@ -1,0 +1,41 @@
+"""The orders pipeline's settings: ``BACKLANE_ORDERS__*``, its order API's included."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar
+
+from pydantic import Field
+
+from backlane import TableSettings
+from backlane.settings import ApiSettings
+
+
+class OrderApiSettings(ApiSettings):
+    """The order API (``POST /orders``, ``GET /orders/{id}``)."""
+
+
+class OrdersSettings(TableSettings):
+    #: Every minute, as the order-queue service did.
+    tick: str = "* * * * *"
+    #: Orders created within this window are claimed first, hours.
+    recent_window_hours: float = Field(default=24.0, gt=0)
+    #: Wait between two status checks of a placed order, seconds.
+    status_poll_seconds: float = Field(default=5.0, gt=0)
+    #: An OrderCreated whose row is not visible yet is retried this long, seconds.
+    created_grace_seconds: float = Field(default=60.0, gt=0)
+    #: Delay between two looks for a not-yet-visible order, seconds.
+    created_recheck_seconds: float = Field(default=2.0, gt=0)
+    #: MassTransit publishers' OrderCreated: its namespace and type name. Their exchange
+    #: (``Namespace:TypeName``, fanout, durable) is declared and bound to ``orders_inbox``.
+    order_created_namespace: str = Field(default="SharedContracts", min_length=1, pattern=r"^[A-Za-z_][\w.]*$")
+    order_created_type_name: str = Field(default="OrderCreated", min_length=1, pattern=r"^[A-Za-z_][\w`]*$")
+
+    #: The order API: ``BACKLANE_ORDERS__API__BASE_URL`` (formerly ``BACKLANE_ORDER_API__*``, still read).
+    api: OrderApiSettings = OrderApiSettings()
+
+    env_aliases: ClassVar[Mapping[str, str]] = {"api": "order_api"}
+
+    @property
+    def order_created_message_type(self) -> str:
+        return f"{self.order_created_namespace}:{self.order_created_type_name}"
