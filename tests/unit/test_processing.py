@@ -133,7 +133,9 @@ def test_a_pipeline_unregistered_leaves_no_actor_behind() -> None:
     from backlane.core.registry import Registry
 
     broker, registry = StubBroker(), Registry()
-    pipeline = Pipeline(name="passing", purpose=Purpose.INTERNAL, fetch=lambda ctx, limit: [], process=lambda ctx, i: None)
+    pipeline = Pipeline(
+        name="passing", purpose=Purpose.INTERNAL, fetch=lambda ctx, limit: [], process=lambda ctx, i: None
+    )
     registry.register(pipeline, broker)
     assert "process_passing" in broker.actors and [r.name for r in registry] == ["passing"]
     registry.unregister("passing")
