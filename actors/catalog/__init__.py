@@ -37,7 +37,17 @@ from actors.catalog.sections import SECTIONS, section_spec
 from actors.catalog.settings import CatalogSettings
 from actors.catalog.sources import fetch_section
 from actors.catalog.store import Counts, apply_section
-from backlane import Context, DelayedRetry, MalformedMessage, NotReady, Pipeline, Purpose, TransientError, register
+from backlane import (
+    Context,
+    DelayedRetry,
+    HealthRow,
+    MalformedMessage,
+    NotReady,
+    Pipeline,
+    Purpose,
+    TransientError,
+    register,
+)
 from backlane.core.clock import as_utc
 from backlane.errors import classify
 from backlane.messaging.events import EventTopology, publish_event
@@ -194,12 +204,12 @@ def on_failure(ctx: CatalogContext, item: Any, reason: str) -> None:
         row.last_outcome, row.last_error, row.updated_at = "failed", reason[:2000], now
 
 
-def health(ctx: CatalogContext) -> list[dict[str, Any]]:
+def health(ctx: CatalogContext) -> list[HealthRow]:
     return section_rows(ctx.db, ctx.clock, ctx.config)
 
 
 def stats(ctx: CatalogContext) -> dict[str, int]:
-    rows = health(ctx)
+    rows = [row.details for row in health(ctx)]
     return {
         "due": sum(1 for r in rows if r["due"] and not r["running"]),
         "in_flight": sum(1 for r in rows if r["running"]),
@@ -237,7 +247,7 @@ def trigger_section(ctx: CatalogContext, name: str) -> list[dict[str, str]]:
 
 def trigger_when(ctx: CatalogContext, name: str) -> str | None:
     """When a requested section will really refresh, if something holds it (rate limit, breaker, retry)."""
-    row = next((r for r in health(ctx) if r["name"] == name), None)
+    row = next((r.details for r in health(ctx) if r.name == name), None)
     if row is None or row["held_until"] is None:
         return None
     until = datetime.fromisoformat(row["held_until"])

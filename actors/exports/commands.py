@@ -138,6 +138,10 @@ def _remove(ctx: Context[Any], args: argparse.Namespace) -> int:
     return 0
 
 
+def _name_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name")
+
+
 def _list(ctx: Context[Any], args: argparse.Namespace) -> int:
     rows = list_exports(ctx.db)
     if not rows:
@@ -156,7 +160,7 @@ def _list(ctx: Context[Any], args: argparse.Namespace) -> int:
 COMMANDS: tuple[Command[Any], ...] = (
     Command("add", "define an export", _add, _add_arguments),
     Command("list", "list the exports and their last run", _list),
-    Command("remove", "remove an export and its run history", _remove, lambda parser: parser.add_argument("name")),
+    Command("remove", "remove an export and its run history", _remove, _name_argument),
 )
 
 COMMANDS_HELP = (

@@ -39,7 +39,8 @@ def worst(statuses: list[str | None]) -> Health | None:
         return Health.UNHEALTHY
     if None in counted:
         return None
-    return Health(max(counted, key=lambda s: SEVERITY[Health(s or Health.HEALTHY)], default=Health.HEALTHY))
+    known = [Health(s) for s in counted if s is not None]
+    return max(known, key=lambda s: SEVERITY[s], default=Health.HEALTHY)
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
 from backlane.cli import main
 from backlane.core.registry import Registered
+from backlane.operations.status import _health_line
 from backlane.resilience import RateLimiter
 from tests.integration.catalog_support import catalog_pipeline  # noqa: F401  (the `catalog` fixture)
 from tests.integration.conftest import App
@@ -16,7 +17,7 @@ from tests.integration.conftest import App
 
 def _rows(catalog: Registered) -> dict[str, dict[str, object]]:
     assert catalog.pipeline.health is not None
-    return {row["name"]: row for row in catalog.pipeline.health(catalog.context())}
+    return {row.name: row.details for row in catalog.pipeline.health(catalog.context())}
 
 
 def test_a_section_held_by_its_endpoint_shows_the_hold_and_when_it_ends(app: App, catalog: Registered) -> None:
@@ -72,21 +73,14 @@ def test_trigger_says_when_a_held_section_will_really_refresh(
 def test_status_lines_show_the_hold_and_pipelines_the_catalogs_concurrency(
     app: App, catalog: Registered, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from backlane.operations.status import _health_line
+    from actors.catalog.health import section_rows
 
     monkeypatch.setattr("backlane.operations.actions.require_schema", lambda runtime: None)
-    held_until = (datetime.now(UTC) + timedelta(minutes=30)).isoformat()
-    line = _health_line(
-        {
-            "name": "brands",
-            "health": "healthy",
-            "interval_min": 30,
-            "age_s": 60,
-            "held_until": held_until,
-            "held_by": "rate limit catalog",
-        }
-    )
-    assert "held by rate limit catalog for 29m" in line or "held by rate limit catalog for 30m" in line, line
+    RateLimiter(app.db, app.clock).hold_for("limiter:catalog", 30 * 60, "wait for 1800 seconds")
+    brands = next(row for row in section_rows(app.db, app.clock, app.config("catalog")) if row.name == "brands")
+    line = _health_line(brands)
+    assert line.startswith("  brands"), line
+    assert "held by rate limit catalog for 30m" in line or "held by rate limit catalog for 29m" in line, line
 
     assert main(["pipelines"]) == 0
     lines = {row.split()[0]: row for row in capsys.readouterr().out.splitlines()[1:]}

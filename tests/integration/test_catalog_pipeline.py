@@ -263,7 +263,7 @@ def test_a_source_down_gets_threshold_calls_and_one_trial_per_open_period(
         what="the eshop sections to recover",
     )
     assert breaker.state()["state"] == "closed"
-    health = Counter(row["health"] for row in catalog.pipeline.health(catalog.context()) if row["enabled"])
+    health = Counter(row.health for row in catalog.pipeline.health(catalog.context()) if row.details["enabled"])
     assert health == Counter({"healthy": 3})
 
 

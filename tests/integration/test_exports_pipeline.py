@@ -135,14 +135,14 @@ def test_with_the_product_api_down_no_export_starts_and_the_outage_is_logged_onc
     assert app.sim_stats()["requests"]["products.health"] == 5
     exports = REGISTRY.get("exports")
     assert exports.pipeline.health is not None and exports.pipeline.stats is not None
-    assert exports.pipeline.health(exports.context())[0]["health"] == "degraded"
+    assert exports.pipeline.health(exports.context())[0].health == "degraded"
     assert exports.pipeline.stats(exports.context())["due"] == 1
 
     app.simulator.configure(outage=[])
     run_to_success(app, export_id)
     back = [r for r in caplog.records if "product API is back" in r.getMessage()]
     assert len(back) == 1 and "0:05:00" in back[0].getMessage()
-    assert exports.pipeline.health(exports.context())[0]["health"] == "healthy"
+    assert exports.pipeline.health(exports.context())[0].health == "healthy"
     assert exports.pipeline.stats(exports.context())["done"] == 1
 
 
