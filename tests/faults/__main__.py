@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.faults", description=__doc__.splitlines()[0])
     parser.add_argument("--scale", choices=["full", "fast"], default="full")
     parser.add_argument("--only", action="append", choices=sorted(BY_NAME), help="run this scenario (repeatable)")
-    parser.add_argument("--output", help="write the report here (default: docs/faults.md for a full run of every scenario)")
+    parser.add_argument("--output", help="write the report here (default: docs/faults.md for a full run of all)")
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     args = parser.parse_args(argv)
     if args.list:

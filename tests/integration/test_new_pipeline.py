@@ -1,7 +1,7 @@
 """A brand-new pipeline in one file: its table, its settings class, its process,
 registered twice with two settings sections read from the environment, run end to end
 on the real broker by a real worker. Nothing outside this file is edited (see the
-README's "Adding a pipeline")."""
+"Adding a pipeline" page, docs/adding-a-pipeline.md)."""
 
 from __future__ import annotations
 
