@@ -8,6 +8,7 @@ comment above the field, which is the field's documentation. The docs site's hoo
 (:mod:`devtools.mkdocs_hooks`) puts it into ``docs/settings.md`` at build time; by hand::
 
     python -m devtools.settings_reference            # the markdown on stdout
+    python -m devtools.settings_reference --json     # the same tables as JSON (the tests read it)
 
 Defaults are the classes' own: the environment of the process that runs this is not read.
 """
@@ -15,7 +16,9 @@ Defaults are the classes' own: the environment of the process that runs this is 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import inspect
+import json
 import sys
 import textwrap
 import types
@@ -231,8 +234,16 @@ def reference() -> str:
     )
 
 
-def main() -> int:
-    sys.stdout.write(reference())
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args == ["--json"]:
+        tables = [*global_tables(), *pipeline_tables()]
+        json.dump([dataclasses.asdict(table) for table in tables], sys.stdout, indent=1)
+    elif not args:
+        sys.stdout.write(reference())
+    else:
+        sys.stderr.write("usage: python -m devtools.settings_reference [--json]\n")
+        return 2
     return 0
 
 
