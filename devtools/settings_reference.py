@@ -65,7 +65,7 @@ def field_comments(cls: type) -> dict[str, str]:
     comments: dict[str, str] = {}
     for statement in node.body if isinstance(node, ast.ClassDef) else []:
         if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name):
-            above = []
+            above: list[str] = []
             number = statement.lineno - 2
             while number >= 0 and lines[number].strip().startswith("#:"):
                 above.insert(0, lines[number].strip()[2:].strip())
