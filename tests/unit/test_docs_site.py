@@ -89,3 +89,21 @@ def test_the_page_an_error_message_names_exists_with_its_anchor() -> None:
     assert page.exists(), f"{QUEUE_MIGRATION_DOC} names a page that does not exist"
     headings = [line.lstrip("#").strip() for line in page.read_text().splitlines() if line.startswith("#")]
     assert anchor in [re.sub(r"[^\w\- ]", "", h).lower().replace(" ", "-") for h in headings]
+
+
+def test_the_readmes_links_resolve_and_its_map_names_every_top_level_folder() -> None:
+    """The README is the map: its links (to the docs pages) lead somewhere, and no folder is missing from it."""
+    readme = (REPO / "README.md").read_text()
+    links = [target for target in re.findall(r"\]\(([^)\s]+)\)", readme) if "://" not in target]
+    assert len(links) >= 10, links
+    for target in links:
+        path, _, anchor = target.partition("#")
+        assert (REPO / path).exists(), f"README links to {target}, which does not exist"
+        if anchor:
+            headings = [line.lstrip("#").strip() for line in (REPO / path).read_text().splitlines() if line[:1] == "#"]
+            assert anchor in [re.sub(r"[^\w\- ]", "", h).lower().replace(" ", "-") for h in headings], target
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    folders = {line.split("/", 1)[0] for line in tracked.splitlines() if "/" in line and not line.startswith(".")}
+    mapped = readme.split("## Map of the repository", 1)[1]
+    missing = sorted(folder for folder in folders if f"`{folder}/" not in mapped)
+    assert not missing, f"the README's map does not name {missing}"
