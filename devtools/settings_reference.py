@@ -202,7 +202,7 @@ def pipeline_tables() -> list[Table]:
         model = with_defaults(pipeline.config, pipeline.defaults)
         source = f"{pipeline.config.__module__}.{pipeline.config.__qualname__}"
         own = f", with {', '.join(f'{k}={v!r}' for k, v in pipeline.defaults.items())}" if pipeline.defaults else ""
-        title = f"{pipeline.name}: `{variable((pipeline.name,))}__*`"
+        title = f"{pipeline.name}: `{variable((pipeline.name,))}__*` {{ #pipeline-{pipeline.name} }}"
         tables.append(Table(title, source + own, list(rows(model, model(), (pipeline.name,)))))
     return tables
 
