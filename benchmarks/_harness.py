@@ -4,7 +4,7 @@ Every benchmark starts its own RabbitMQ node (and PostgreSQL server when it
 needs one) in a temporary directory under /tmp, runs the real processes an
 operator runs (``dramatiq actors scheduler`` workers, the simulator) through
 :class:`devtools.stack.Stack`, and prints one table. Nothing here is imported by
-backlane itself; benchmarks are run by hand (see BENCHMARKS.md).
+backlane itself; benchmarks are run by hand (see docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -251,7 +251,7 @@ def machine() -> str:
 
 
 def table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]], notes: Sequence[str] = ()) -> str:
-    """A GitHub-flavoured markdown table, so the output can be pasted into BENCHMARKS.md."""
+    """A GitHub-flavoured markdown table, so the output can be pasted into docs/benchmarks.md."""
     cells = [[_fmt(v) for v in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
     lines = [f"### {title}", ""]

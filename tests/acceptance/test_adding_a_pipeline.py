@@ -19,18 +19,28 @@ from typing import Any
 import pytest
 import sqlalchemy
 
+from tests import docs
 from tests.acceptance.conftest import stack_env
 from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
-PAGE = REPO / "docs" / "adding-a-pipeline.md"
+PAGE = "docs/adding-a-pipeline.md"
 #: A file of the walkthrough: its path on a line of its own, in backticks, then its code block.
-FILE_BLOCK = re.compile(r"^`(?P<path>actors/[^`]+\.py)`:\n\n```python\n(?P<code>.*?)\n```$", re.M | re.S)
+FILE_BLOCK = re.compile(r"^`(?P<path>actors/[^`]+\.py)`:\n\n```python\n(?P<code>.*?)^```$", re.M | re.S)
 
 
 def walkthrough_files() -> dict[str, str]:
-    files = {match["path"]: match["code"] + "\n" for match in FILE_BLOCK.finditer(PAGE.read_text())}
-    assert files, f"{PAGE} names no file (a line `actors/...py`: followed by its ```python block)"
+    """The page's files, each the block under its path (and only those: a block the page adds
+    without a path, or a path without its block, fails here)."""
+    files = {
+        "actors/greetings/models.py": docs.block(PAGE, "python", "class Greeting(Base):"),
+        "actors/greetings/migrations/greetings_0001_table.py": docs.block(
+            PAGE, "python", 'revision = "greetings_0001"'
+        ),
+        "actors/greetings/__init__.py": docs.block(PAGE, "python", "GREETINGS = register("),
+    }
+    named = {match["path"]: match["code"] for match in FILE_BLOCK.finditer(docs.text(PAGE))}
+    assert named == files, "each python block of the page is one of its files, under the file's path"
     return files
 
 
@@ -102,6 +112,11 @@ def test_the_walkthrough_runs_on_rabbitmq_and_postgresql(rabbitmq: Any, database
             worker.wait(timeout=60)
             log.close()
 
+        # What the page's "Run it" says, word for word, is what this test ran (psql: its INSERT).
+        run_it = docs.commands(docs.block(PAGE, "sh", "backlane trigger greetings"))
+        assert run_it[0] == "backlane migrate" and run_it[1] == "dramatiq actors scheduler &"
+        assert "INSERT INTO greetings (name) VALUES ('Ada'), ('Grace')" in run_it[2]
+        assert run_it[3:] == ["backlane trigger greetings", "backlane status"]
         status = _run(env, tree, "-m", "backlane.cli", "status", "--json")
         pipelines = {row["name"]: row for row in json.loads(status.stdout)["pipelines"]}
         assert pipelines["greetings"]["items"]["done"] == 2, pipelines["greetings"]

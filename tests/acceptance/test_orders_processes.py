@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests import docs
 from tests.acceptance.conftest import System
 from tests.waiting import wait_until
-
-README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_worker_killed_mid_run_loses_nothing_and_duplicates_nothing(system: System) -> None:
@@ -45,11 +43,8 @@ def test_two_clocks_at_once_place_no_order_twice(system: System) -> None:
 
 
 def _readme_wire_example() -> dict[str, Any]:
-    """The exact bytes the README tells another service to publish."""
-    text = README.read_text()
-    start = text.index("<!-- order-created-wire-example -->")
-    block = text[start:].split("```json", 1)[1].split("```", 1)[0]
-    return json.loads(block)
+    """The exact bytes docs/interop.md tells another service to publish."""
+    return json.loads(docs.block("docs/interop.md", "json", '"actor_name": "order_created"'))
 
 
 def test_order_created_published_by_hand_through_the_management_api(system: System) -> None:

@@ -7,7 +7,7 @@ operator's ``dramatiq`` command) on RabbitMQ with PostgreSQL must place every va
 once at the order API, within seconds of its publish; keep the same processes; never log
 "Restarting consumer"; keep its memory flat; and leave each hostile message in
 ``orders_inbox.XQ`` with its reason. The table it prints (and writes to
-``benchmarks/results/poison-messages.md``) is the one in SECURITY.md: for each input what
+``benchmarks/results/poison-messages.md``) is the one in docs/security.md: for each input what
 happened and how long the queue was held (seconds until the order behind it was placed; the
 baseline row is the same for an order with nothing in front of it, the pipeline's own latency)."""
 

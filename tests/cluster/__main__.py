@@ -1,7 +1,7 @@
 """Build the namespaced cluster, run each cluster fault, print one table: ``python -m tests.cluster``
 (``scripts/cluster-faults``).
 
-    python -m tests.cluster                      # the four faults, 2,000 orders each, writes CLUSTER_FAULTS.md
+    python -m tests.cluster                      # the four faults, 2,000 orders each, writes docs/cluster-faults.md
     python -m tests.cluster --scale ci           # 300 orders each, no report unless --output
     python -m tests.cluster --only node_kill9 --only node_partition
 
@@ -60,7 +60,7 @@ def write_report(path: Path, outcomes: list[Outcome], scale: Scale, command: str
 
 Reproduce with (as root):
 
-```
+```sh
 {command}
 ```
 
@@ -94,11 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.cluster", description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--scale", choices=["full", "ci"], default="full")
     parser.add_argument("--only", action="append", choices=sorted(BY_NAME), help="run this fault (repeatable)")
-    parser.add_argument("--output", help="write the report here (default: CLUSTER_FAULTS.md for a full run)")
+    parser.add_argument("--output", help="write the report here (default: docs/cluster-faults.md for a full run)")
     args = parser.parse_args(argv)
     scale = CLUSTER_FULL if args.scale == "full" else CLUSTER_CI
     entries = [BY_NAME[name] for name in args.only] if args.only else SCENARIOS
-    output = args.output or ("CLUSTER_FAULTS.md" if scale is CLUSTER_FULL and not args.only else None)
+    output = args.output or ("docs/cluster-faults.md" if scale is CLUSTER_FULL and not args.only else None)
     command = "scripts/cluster-faults" + (f" --scale {args.scale}" if args.scale != "full" else "")
     command += "".join(f" --only {name}" for name in args.only or [])
 

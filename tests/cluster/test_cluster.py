@@ -121,7 +121,7 @@ def test_a_queue_of_the_other_type_is_one_line_naming_the_migration(infra: Clust
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     assert "as a quorum queue but BACKLANE_BROKER__QUEUE_TYPE is classic" in lines[0], lines
-    assert "SCALING.md" in lines[0]
+    assert QUEUE_MIGRATION_DOC in lines[0]
     connection, channel = _channel(infra)
     try:
         for name in ("legacy_probe", "legacy_probe.DQ", "legacy_probe.XQ"):

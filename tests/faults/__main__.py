@@ -1,7 +1,7 @@
 """Run the fault suite and print one table: ``python -m tests.faults`` (``scripts/faults``).
 
-    python -m tests.faults                       # every scenario, full scale, writes FAULTS.md
-    python -m tests.faults --scale fast          # small scale (200 orders), no FAULTS.md unless --output
+    python -m tests.faults                       # every scenario, full scale, writes docs/faults.md
+    python -m tests.faults --scale fast          # small scale (200 orders), no docs/faults.md unless --output
     python -m tests.faults --only worker_sigkill --only rabbitmq_kill9
     python -m tests.faults --list
 
@@ -91,7 +91,7 @@ def write_report(path: Path, outcomes: list[Outcome], scale: Scale, command: str
 
 Reproduce with:
 
-```
+```sh
 {command}
 ```
 
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.faults", description=__doc__.splitlines()[0])
     parser.add_argument("--scale", choices=["full", "fast"], default="full")
     parser.add_argument("--only", action="append", choices=sorted(BY_NAME), help="run this scenario (repeatable)")
-    parser.add_argument("--output", help="write the report here (default: FAULTS.md for a full run of every scenario)")
+    parser.add_argument("--output", help="write the report here (default: docs/faults.md for a full run of all)")
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     args = parser.parse_args(argv)
     if args.list:
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     scale = FULL if args.scale == "full" else FAST
     entries = [BY_NAME[name] for name in args.only] if args.only else SCENARIOS
-    output = args.output or ("FAULTS.md" if scale is FULL and not args.only else None)
+    output = args.output or ("docs/faults.md" if scale is FULL and not args.only else None)
     command = "scripts/faults" + (f" --scale {args.scale}" if args.scale != "full" else "")
     command += "".join(f" --only {name}" for name in args.only or [])
 

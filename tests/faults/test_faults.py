@@ -3,7 +3,7 @@
 ``pytest -m faults tests/faults`` runs it; BACKLANE_FAULTS_ALL=1 adds the slow
 scenarios (database and long broker outages, a deleted queue) and
 BACKLANE_FAULTS_SCALE=full runs at the full scale (>= 2,000 orders). The whole
-suite with its table and FAULTS.md is ``scripts/faults``.
+suite with its table and docs/faults.md is ``scripts/faults``.
 """
 
 from __future__ import annotations

@@ -3,7 +3,6 @@ Real worker, RabbitMQ, both databases and the product API simulator."""
 
 from __future__ import annotations
 
-import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from actors.exports.models import Export, ExportRun
 from backlane.cli import main
 from backlane.core.discovery import discover
 from backlane.core.registry import REGISTRY
+from tests import docs
 from tests.integration.conftest import App
 from tests.waiting import wait_until
 
@@ -48,7 +48,7 @@ def test_an_export_added_by_the_command_and_one_by_sql_both_run(
         == 0
     )
     assert "export by-command added" in capsys.readouterr().out
-    with app.db.transaction() as session:  # what the README shows: every other column has a database default
+    with app.db.transaction() as session:  # as docs/pipelines/exports.md says: the other columns have defaults
         session.execute(text("INSERT INTO exports (name, format, path) VALUES ('by-sql', 'jsonl', 'products.jsonl')"))
 
     assert discover(REGISTRY.get("exports")).enqueued == 0, "a new export waits its initial delay"
@@ -94,12 +94,10 @@ def test_a_second_export_of_the_same_name_is_one_line(app: App, capsys: pytest.C
     assert "an export named 'twice' exists already" in capsys.readouterr().err
 
 
-def test_the_readme_examples_define_exports_that_run(app: App, worker: Any, out: Path) -> None:
-    """The README's exports examples, as written: the commands and the SQL insert."""
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    blocks = re.findall(r"```(\w*)\n(.*?)```", readme, re.DOTALL)
-    [commands] = [body for lang, body in blocks if lang == "sh" and "backlane exports add" in body]
-    [sql] = [body for lang, body in blocks if lang == "sql" and "INSERT INTO exports" in body]
+def test_the_docs_examples_define_exports_that_run(app: App, worker: Any, out: Path) -> None:
+    """docs/pipelines/exports.md's examples, as written: the commands and the SQL insert."""
+    commands = docs.block("docs/pipelines/exports.md", "sh", "backlane exports add")
+    sql = docs.block("docs/pipelines/exports.md", "sql", "INSERT INTO exports")
     lines = [shlex.split(line) for line in commands.splitlines() if line.strip()]
     add = next(line for line in lines if line[1:3] == ["exports", "add"])
     assert main(add[1:]) == 0 and main(["exports", "list"]) == 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -11,8 +10,8 @@ from dramatiq.message import Message
 
 from backlane.messaging.masstransit import MassTransitInbox, envelope
 from contracts.orders import ORDER_CREATED_MESSAGE_TYPE, OrderCreatedByRequest, order_created_from_masstransit
+from tests import docs
 
-README = Path(__file__).resolve().parents[2] / "README.md"
 INBOX = MassTransitInbox("orders_inbox", "order_created", ORDER_CREATED_MESSAGE_TYPE, order_created_from_masstransit)
 
 
@@ -21,8 +20,8 @@ def props(content_type: str | None, **headers: str) -> SimpleNamespace:
 
 
 def readme_envelope() -> bytes:
-    section = README.read_text().split("**The bytes.**", 1)[1]
-    return section.split("```json", 1)[1].split("```", 1)[0].encode()
+    """The MassTransit envelope docs/interop.md shows under *The bytes*."""
+    return docs.block("docs/interop.md", "json", '"messageType"', '"massTransitVersion"').encode()
 
 
 def test_the_readme_envelope_becomes_an_order_created_v2() -> None:
