@@ -70,13 +70,13 @@ def not_seeded_lines(pipelines: Sequence[str]) -> list[str]:
 def environment_lines(env: dict[str, str]) -> list[str]:
     """What a second terminal needs to watch the demo with ``backlane status --watch``."""
     names = ("BACKLANE_BROKER__URL", "BACKLANE_BROKER__MANAGEMENT_URL", "BACKLANE_DATABASE__URL")
-    exports = " ".join(f"{name}='{env[name]}'" for name in names)
+    assignments = " ".join(f"{name}='{env[name]}'" for name in names)
     backlane = Path(sys.executable).parent / "backlane"
     try:
         shown = backlane.relative_to(Path.cwd())
     except ValueError:
         shown = backlane
-    return [f"  export {exports}", f"  {shown} status --watch"]
+    return [f"  export {assignments}", f"  {shown} status --watch"]
 
 
 def outcome_lines(name: str, outcome: Outcome) -> list[str]:
