@@ -18,7 +18,6 @@ from pathlib import Path
 
 from backlane.core.clock import SystemClock
 from backlane.db.engine import Database
-from backlane.db.migrate import upgrade
 from backlane.settings import SettingsError
 from devtools.demo import rendering
 from devtools.demo.discovery import Parts, find_parts, load_registered
@@ -96,6 +95,8 @@ def _run(options: DemoOptions, found: Parts, running: Running) -> int:
     simulators = start_simulators(stack, [use for part in parts if (use := part.simulator()) is not None])
     for simulator in simulators:
         print(rendering.simulator_line(simulator))
+
+    from backlane.db.migrate import upgrade  # here: alembic takes a while to import, the options need none of it
 
     upgrade(db_url)
     ctx = DemoContext(
