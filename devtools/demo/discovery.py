@@ -39,7 +39,7 @@ def load_registered() -> list[Registered[Any]]:
 
 def candidates(registered: Registered[Any]) -> list[str]:
     """Part names to try for a registration: its own name, then the packages that declare it."""
-    module = registered.pipeline.process.__module__.split(".")
+    module = str(getattr(registered.pipeline.process, "__module__", None) or "").split(".")
     return [registered.name, *module[1:]]
 
 
