@@ -211,3 +211,48 @@ def test_the_base_part_does_nothing_and_settles() -> None:
     assert part.queue("quiet") == "quiet"
     assert all(not hook(None) for hook in hooks)
     assert part.look(None).settled  # type: ignore[arg-type]
+
+
+def test_every_part_seeds_and_reads_its_pipeline_on_a_migrated_database(tmp_path: Path) -> None:
+    """The parts against the real models and the simulator, with no process: each seeds, reads
+    its progress (not settled: nothing ran), finds no failure and states its outcome."""
+    from datetime import UTC, datetime
+
+    from backlane.db.engine import Database
+    from backlane.db.migrate import upgrade
+    from devtools.demo.part import DemoContext
+    from devtools.simulator import Simulator, SimulatorConfig
+
+    url = f"sqlite:///{tmp_path}/demo.db"
+    upgrade(url)
+    registrations = [registered(name, f"actors.{name}") for name in PART_NAMES if name != "staging"] + [
+        registered(f"staging_{vendor}", "actors.staging", defaults={"max_items": limit}, params={"vendor": vendor})
+        for vendor, limit in (("acme", 5), ("globex", 10))
+    ]
+    found = discovery.find_parts(registrations)
+    assert sorted(part.name for part in found.parts) == PART_NAMES and not found.without_part
+    parse_options(["--orders", "4"], found.parts)
+    db = Database(url)
+    with Simulator(config=SimulatorConfig(seed=7)) as simulator:
+        uses = [use for part in found.parts if (use := part.simulator()) is not None]
+        ctx = DemoContext(
+            tmp_path,
+            db,
+            url,
+            tmp_path / "storage",
+            "amqp://unused",
+            {u.group: simulator.url for u in uses},
+            datetime.now(UTC),
+        )
+        try:
+            env = {name: value for part in found.parts for name, value in part.environment(ctx).items()}
+            assert all(name.startswith("BACKLANE_") for name in env) and simulator.url in env.values()
+            said = rendering.sample_data_line(url, [part.seed(ctx) for part in found.parts])
+            assert "4 orders" in said and "9 for acme, 15 for globex" in said
+            for part in found.parts:
+                result = part.look(ctx)
+                assert result.lines and not result.settled, (part.name, result)
+                assert part.failures(ctx) == []
+                assert part.outcome(ctx).lines, part.name
+        finally:
+            db.dispose()

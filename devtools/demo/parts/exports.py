@@ -61,7 +61,7 @@ class ExportsPart(DemoPart):
                 problems.append(f"export file {file} missing")
         if len(runs) != done or not runs:
             problems.append("exports not written")
-        return Outcome(tuple(lines), tuple(problems))
+        return Outcome(tuple(lines) or ("none written",), tuple(problems))
 
     def failures(self, ctx: DemoContext) -> list[Failure]:
         queue = self.queue(self.pipelines[0])
