@@ -31,7 +31,7 @@ from sqlalchemy import func, select  # noqa: E402
 
 from backlane.db.engine import Database  # noqa: E402
 from backlane.db.migrate import upgrade  # noqa: E402
-from backlane.db.models import Order  # noqa: E402
+from actors.orders.models import Order  # noqa: E402
 from devtools.infra.postgres import PostgresNode  # noqa: E402
 from devtools.infra.rabbitmq import RabbitMQNode  # noqa: E402
 from devtools.stack import ManagedProcess, Stack  # noqa: E402
