@@ -195,9 +195,9 @@ class PipelineSettings(Section):
     #: Backoff ceiling, ms (default: retries.max_backoff_ms).
     max_backoff_ms: int | None = Field(default=None, ge=1, le=24 * 3600_000)
 
-    #: Fields that moved into the section from a section of their own, read from their former
-    #: variables too (field -> former section: ``{"api": "order_api"}`` reads
-    #: ``BACKLANE_ORDER_API__*`` when no ``BACKLANE_<NAME>__API__*`` is set).
+    #: Fields that moved into the section from a section of their own, still read from their
+    #: former variables (field -> former variable without ``BACKLANE_``: ``{"base_url":
+    #: "ORDER_API__BASE_URL"}``) when the section's own variable is not set.
     env_aliases: ClassVar[Mapping[str, str]] = {}
 
     _cron = field_validator("tick")(_validate_cron)
@@ -209,8 +209,9 @@ class StorageSettings(Section):
 
 
 class ApiSettings(Section):
-    """An external HTTP API a pipeline calls: its own ``api`` field, so its variables are
-    ``BACKLANE_<PIPELINE>__API__BASE_URL`` and so on."""
+    """The external HTTP API a pipeline calls, in the pipeline's own section (a settings class
+    takes it as a base: ``class OrdersSettings(TableSettings, ApiSettings)``), so its variables
+    are ``BACKLANE_<PIPELINE>__BASE_URL``, ``__API_KEY`` and ``__TIMEOUT``."""
 
     #: Base URL of the API (the simulator in the demo and the tests).
     base_url: str = "http://127.0.0.1:8085"

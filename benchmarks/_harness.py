@@ -29,9 +29,9 @@ if str(ROOT) not in sys.path:  # `python benchmarks/x.py` puts benchmarks/ first
 import pika  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
+from actors.orders.models import Order  # noqa: E402
 from backlane.db.engine import Database  # noqa: E402
 from backlane.db.migrate import upgrade  # noqa: E402
-from actors.orders.models import Order  # noqa: E402
 from devtools.infra.postgres import PostgresNode  # noqa: E402
 from devtools.infra.rabbitmq import RabbitMQNode  # noqa: E402
 from devtools.stack import ManagedProcess, Stack  # noqa: E402

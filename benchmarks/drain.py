@@ -28,8 +28,8 @@ from sqlalchemy import select, update
 
 from actors.orders.client import OrderApiClient
 from actors.orders.models import Order, OrderStatus
-from actors.orders.settings import OrderApiSettings
 from backlane.db.engine import Database
+from backlane.settings import ApiSettings
 from devtools.sample import create_orders
 
 #: Orders the polling loop takes per round, as the order-queue service's batch.
@@ -104,7 +104,7 @@ def polling(infra: h.Infra, kind: str, n: int) -> float:
     stack = infra.stack(f"polling-{kind}", db_url)
     with h.stopping(stack):
         sim_url = h.start_simulator(stack, *SIMULATOR_ARGS)
-        api = OrderApiClient(OrderApiSettings(base_url=sim_url))
+        api = OrderApiClient(ApiSettings(base_url=sim_url))
         create_orders(db, n, datetime.now(UTC))
         started = time.monotonic()
         while True:

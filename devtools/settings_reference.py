@@ -148,6 +148,7 @@ def aliases(info: FieldInfo) -> list[str]:
 
 def rows(model: type[BaseModel], instance: Any, location: tuple[str, ...]) -> Iterator[Row]:
     """Every leaf field of ``model`` under ``location``, nested sections and mappings of them walked."""
+    moved: dict[str, str] = dict(getattr(model, "env_aliases", {}))  # field -> its former variable
     for name, info in model.model_fields.items():
         annotation = info.annotation
         value = getattr(instance, name, None)
@@ -164,14 +165,16 @@ def rows(model: type[BaseModel], instance: Any, location: tuple[str, ...]) -> It
                 for key, entry in value.items():
                     yield from rows(inner, entry, (*here, key))
                 continue
-        yield leaf(info, value, here, doc)
+        yield leaf(info, value, here, doc, moved.get(name))
 
 
-def leaf(info: FieldInfo, value: Any, location: tuple[str, ...], doc: str) -> Row:
+def leaf(info: FieldInfo, value: Any, location: tuple[str, ...], doc: str, former: str | None = None) -> Row:
     secret = is_secret(info.annotation)
     kind = type_name(info.annotation)
     limit = bounds(info)
     also = "".join(f" (also read as `{ENV_PREFIX}{alias.upper()}`)" for alias in aliases(info))
+    if former:
+        also += f" (formerly `{ENV_PREFIX}{former.upper()}`, still read when this one is not set)"
     return Row(variable(location), f"{kind} ({limit})" if limit else kind, shown(value, secret), doc + also, secret)
 
 

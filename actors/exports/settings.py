@@ -10,15 +10,19 @@ from pydantic import Field
 from backlane import TableSettings
 from backlane.settings import ApiSettings
 
+#: The product API's variables before they moved into the exports section, still read.
+FORMER_VARIABLES = {
+    "base_url": "PRODUCT_API__BASE_URL",
+    "api_key": "PRODUCT_API__API_KEY",
+    "timeout": "PRODUCT_API__TIMEOUT",
+}
 
-class ProductApiSettings(ApiSettings):
-    """The product API the export pages through (``GET /health``, ``GET /products``)."""
 
-    #: Per-request timeout for product pages, seconds.
-    timeout: float = Field(default=30.0, gt=0, le=3600)
+class ExportsSettings(TableSettings, ApiSettings):
+    """The exports pipeline, and the product API it pages through (``GET /health``, ``GET
+    /products``): ``BACKLANE_EXPORTS__BASE_URL``, ``__API_KEY``, ``__TIMEOUT`` (formerly
+    ``BACKLANE_PRODUCT_API__*``)."""
 
-
-class ExportsSettings(TableSettings):
     #: Discover looks for due exports every minute; each export runs on its own interval.
     tick: str = "* * * * *"
     #: Time between two runs of one export, seconds (5 min, as the export worker).
@@ -41,7 +45,7 @@ class ExportsSettings(TableSettings):
     page_size: int = Field(default=100, ge=1)
     #: Directory export files are written to (an export's relative path is under it).
     output_dir: str = "exports"
-    #: The product API: ``BACKLANE_EXPORTS__API__BASE_URL`` (formerly ``BACKLANE_PRODUCT_API__*``, still read).
-    api: ProductApiSettings = ProductApiSettings()
+    #: Per-request timeout for product pages, seconds.
+    timeout: float = Field(default=30.0, gt=0, le=3600)
 
-    env_aliases: ClassVar[Mapping[str, str]] = {"api": "product_api"}
+    env_aliases: ClassVar[Mapping[str, str]] = FORMER_VARIABLES

@@ -22,7 +22,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from actors.orders.client import OrderApiClient
 from actors.orders.models import ORDERS_DUE, Order, OrderStatus
-from actors.orders.settings import OrderApiSettings, OrdersSettings
+from actors.orders.settings import OrdersSettings
 from backlane import (
     Context,
     Inbox,
@@ -74,12 +74,12 @@ def fetch(ctx: OrdersContext, limit: int) -> list[int]:
     return ORDER_ROWS.claim(ctx, limit, Order.created_at >= window_start, Order.created_at < window_start)
 
 
-_clients: dict[int, tuple[OrderApiSettings, OrderApiClient]] = {}
+_clients: dict[int, tuple[OrdersSettings, OrderApiClient]] = {}
 
 
 def _api(ctx: OrdersContext) -> OrderApiClient:
     """The order API's client, built once per settings (not per order)."""
-    settings = ctx.config.api
+    settings = ctx.config
     cached = _clients.get(id(settings))
     if cached is None or cached[0] is not settings:
         cached = _clients[id(settings)] = (settings, OrderApiClient(settings))

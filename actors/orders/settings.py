@@ -10,12 +10,14 @@ from pydantic import Field
 from backlane import TableSettings
 from backlane.settings import ApiSettings
 
+#: The order API's variables before they moved into the orders section, still read.
+FORMER_VARIABLES = {"base_url": "ORDER_API__BASE_URL", "api_key": "ORDER_API__API_KEY", "timeout": "ORDER_API__TIMEOUT"}
 
-class OrderApiSettings(ApiSettings):
-    """The order API (``POST /orders``, ``GET /orders/{id}``)."""
 
+class OrdersSettings(TableSettings, ApiSettings):
+    """The orders pipeline, and its order API (``POST /orders``, ``GET /orders/{id}``):
+    ``BACKLANE_ORDERS__BASE_URL``, ``__API_KEY``, ``__TIMEOUT`` (formerly ``BACKLANE_ORDER_API__*``)."""
 
-class OrdersSettings(TableSettings):
     #: Every minute, as the order-queue service did.
     tick: str = "* * * * *"
     #: Orders created within this window are claimed first, hours.
@@ -31,10 +33,7 @@ class OrdersSettings(TableSettings):
     order_created_namespace: str = Field(default="SharedContracts", min_length=1, pattern=r"^[A-Za-z_][\w.]*$")
     order_created_type_name: str = Field(default="OrderCreated", min_length=1, pattern=r"^[A-Za-z_][\w`]*$")
 
-    #: The order API: ``BACKLANE_ORDERS__API__BASE_URL`` (formerly ``BACKLANE_ORDER_API__*``, still read).
-    api: OrderApiSettings = OrderApiSettings()
-
-    env_aliases: ClassVar[Mapping[str, str]] = {"api": "order_api"}
+    env_aliases: ClassVar[Mapping[str, str]] = FORMER_VARIABLES
 
     @property
     def order_created_message_type(self) -> str:

@@ -52,28 +52,35 @@ class _EnvBase(BaseSettings):
     )
 
 
-def aliased_values(cls: type[C]) -> dict[str, Any]:
+def aliased_values(name: str, cls: type[C]) -> dict[str, Any]:
     """The fields of ``cls`` still read from the variables they had before they moved into the
-    pipeline's section (``cls.env_aliases``: field -> its former section, e.g. ``api`` ->
-    ``order_api`` reads ``BACKLANE_ORDER_API__BASE_URL``). The section's own variables win."""
-    values: dict[str, Any] = {}
-    for field, section in cls.env_aliases.items():
-        prefix = f"{ENV_PREFIX}{section}{ENV_NESTED_DELIMITER}".upper()
-        if not any(key.upper().startswith(prefix) for key in os.environ):
-            continue
-        kind = cls.model_fields[field].annotation
-        environment = create_model(f"{cls.__name__}Alias", __base__=_EnvBase, **{section: (kind, kind())})  # type: ignore[call-overload, misc, operator]
-        try:
-            values[field] = getattr(environment(), section)
-        except ValidationError as exc:
-            raise settings_error(describe_validation(exc)) from None
-    return values
+    pipeline's section (``cls.env_aliases``: field -> its former variable without the prefix,
+    e.g. ``base_url`` -> ``ORDER_API__BASE_URL``), validated; the section's own variable wins."""
+    environment = {key.upper(): value for key, value in os.environ.items()}
+    raw: dict[str, str] = {}
+    formerly: dict[str, str] = {}
+    for field, former in cls.env_aliases.items():
+        variable = f"{ENV_PREFIX}{former}".upper()
+        own = f"{ENV_PREFIX}{name}{ENV_NESTED_DELIMITER}{field}".upper()
+        if variable in environment and own not in environment:
+            raw[field], formerly[field] = environment[variable], variable
+    if not raw:
+        return {}
+    fields: dict[str, Any] = {field: (cls.model_fields[field].annotation, cls.model_fields[field]) for field in raw}
+    try:
+        values = create_model(f"{cls.__name__}Aliases", **fields)(**raw)
+    except ValidationError as exc:
+        problems = [
+            f"{formerly[str(err['loc'][0])]}: {str(err['msg']).removeprefix('Value error, ')}" for err in exc.errors()
+        ]
+        raise settings_error(problems) from None
+    return {field: getattr(values, field) for field in raw}
 
 
 def load_section(name: str, cls: type[C], defaults: Mapping[str, Any] | None = None) -> C:
     """Pipeline ``name``'s section from the environment (``BACKLANE_<NAME>__*``): its variables,
     else the former ones of an aliased field, else this registration's defaults, else the class's."""
-    model = with_defaults(cls, {**(defaults or {}), **aliased_values(cls)})
+    model = with_defaults(cls, {**(defaults or {}), **aliased_values(name, cls)})
     prefix = f"{ENV_PREFIX}{name}{ENV_NESTED_DELIMITER}".upper()
     try:
         if not any(key.upper().startswith(prefix) for key in os.environ):

@@ -77,7 +77,7 @@ def system(rabbitmq: Any, database_url: str, tmp_path: Path) -> Iterator[System]
     upgrade(database_url)
     stack = Stack(tmp_path / "logs", stack_env(rabbitmq, database_url, BACKLANE_ORDERS__STATUS_POLL_SECONDS="0.2"))
     _, sim_url = stack.start_simulator()
-    stack.env["BACKLANE_ORDERS__API__BASE_URL"] = sim_url
+    stack.env["BACKLANE_ORDERS__BASE_URL"] = sim_url
     db = Database(database_url)
     system = System(stack, db, sim_url, rabbitmq)
     assert system.cli("declare-queues").returncode == 0

@@ -66,9 +66,8 @@ class App:
         self.runtime.settings = self.runtime.settings.model_copy(update={section: current.model_copy(update=values)})
 
     def use_simulator(self, pipeline: str) -> None:
-        """Point ``pipeline``'s external API (its section's ``api``) at this test's simulator."""
-        api = self.config(pipeline).api.model_copy(update={"base_url": self.simulator.url, "timeout": 5.0})
-        self.configure(pipeline, api=api)
+        """Point ``pipeline``'s external API (its section's ``base_url``) at this test's simulator."""
+        self.configure(pipeline, base_url=self.simulator.url, timeout=5.0)
 
     def sim_stats(self) -> dict[str, Any]:
         return httpx.get(f"{self.simulator.url}/_admin/stats", timeout=5).json()

@@ -22,9 +22,7 @@ from tests.waiting import wait_until
 @pytest.fixture
 def out(app: App, tmp_path: Path) -> Path:
     out = tmp_path / "exports"
-    app.configure(
-        "exports", api=app.config("exports").api.model_copy(update={"base_url": app.simulator.url, "timeout": 5.0})
-    )
+    app.use_simulator("exports")
     app.configure("exports", output_dir=str(out), page_size=10, min_backoff_ms=50, max_backoff_ms=200)
     app.simulator.configure(product_count=25)
     return out

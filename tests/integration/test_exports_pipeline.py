@@ -24,9 +24,7 @@ PRODUCTS, PAGE_SIZE = 95, 10  # ten pages, the last one short
 @pytest.fixture(autouse=True)
 def export_settings(app: App, tmp_path: Path) -> Path:
     out = tmp_path / "exports"
-    app.configure(
-        "exports", api=app.config("exports").api.model_copy(update={"base_url": app.simulator.url, "timeout": 5.0})
-    )
+    app.use_simulator("exports")
     app.configure("exports", output_dir=str(out), page_size=PAGE_SIZE, min_backoff_ms=50, max_backoff_ms=200)
     app.simulator.configure(product_count=PRODUCTS)
     return out

@@ -51,7 +51,7 @@ def test_secrets_do_not_print(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load_settings()
     assert "hunter2" not in repr(settings) and "hunter2" not in str(settings.model_dump())
     orders = load_section("orders", OrdersSettings)
-    assert orders.api.api_key is not None and orders.api.api_key.get_secret_value() == "sk-hunter2-secret"
+    assert orders.api_key is not None and orders.api_key.get_secret_value() == "sk-hunter2-secret"
     assert "hunter2" not in repr(orders) and "hunter2" not in str(orders.model_dump())
 
 
@@ -59,20 +59,20 @@ def test_an_api_moved_into_its_pipelines_section_still_reads_its_former_variable
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """BACKLANE_ORDER_API__* and BACKLANE_PRODUCT_API__* (global sections before the pipelines
-    had folders) still set orders' and exports' ``api``; the section's own variables win."""
+    had folders) still set orders' and exports' API; the section's own variables win."""
     from actors.exports.settings import ExportsSettings
     from actors.orders.settings import OrdersSettings
 
     for name in [key for key in os.environ if key.startswith(("BACKLANE_ORDERS__", "BACKLANE_EXPORTS__"))]:
         monkeypatch.delenv(name)
-    assert load_section("orders", OrdersSettings).api.base_url == "http://127.0.0.1:8085"
-    assert load_section("exports", ExportsSettings).api.timeout == 30.0  # the product API's own default
+    assert load_section("orders", OrdersSettings).base_url == "http://127.0.0.1:8085"
+    assert load_section("exports", ExportsSettings).timeout == 30.0  # the product API's own default
     monkeypatch.setenv("BACKLANE_ORDER_API__BASE_URL", "http://old.example:1")
     monkeypatch.setenv("BACKLANE_PRODUCT_API__TIMEOUT", "7")
-    assert load_section("orders", OrdersSettings).api.base_url == "http://old.example:1"
-    assert load_section("exports", ExportsSettings).api.timeout == 7.0
-    monkeypatch.setenv("BACKLANE_ORDERS__API__BASE_URL", "http://new.example:2")
-    assert load_section("orders", OrdersSettings).api.base_url == "http://new.example:2"
+    assert load_section("orders", OrdersSettings).base_url == "http://old.example:1"
+    assert load_section("exports", ExportsSettings).timeout == 7.0
+    monkeypatch.setenv("BACKLANE_ORDERS__BASE_URL", "http://new.example:2")
+    assert load_section("orders", OrdersSettings).base_url == "http://new.example:2"
     monkeypatch.setenv("BACKLANE_PRODUCT_API__TIMEOUT", "-1")
     with pytest.raises(SettingsError) as raised:
         load_section("exports", ExportsSettings)

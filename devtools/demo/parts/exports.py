@@ -32,7 +32,7 @@ class ExportsPart(DemoPart):
 
     def environment(self, ctx: DemoContext) -> dict[str, str]:
         return {
-            "BACKLANE_EXPORTS__API__BASE_URL": ctx.simulator_url(SIMULATOR),
+            "BACKLANE_EXPORTS__BASE_URL": ctx.simulator_url(SIMULATOR),
             "BACKLANE_EXPORTS__OUTPUT_DIR": str(ctx.workdir / OUTPUT),
         }
 

@@ -72,7 +72,7 @@ class OrdersPart(DemoPart):
 
     def environment(self, ctx: DemoContext) -> dict[str, str]:
         return {
-            "BACKLANE_ORDERS__API__BASE_URL": ctx.simulator_url(SIMULATOR),
+            "BACKLANE_ORDERS__BASE_URL": ctx.simulator_url(SIMULATOR),
             "BACKLANE_ORDERS__STATUS_POLL_SECONDS": "1",
         }
 
