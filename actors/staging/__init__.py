@@ -13,23 +13,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
 from sqlalchemy import func, select
 
 from actors.staging.client import VendorScraperClient
 from actors.staging.models import STAGING_DUE, StagingBatch, StagingStatus
-from backlane import Context, ItemTable, PermanentError, Pipeline, Purpose, TableSettings, UnknownItem, register, row_id
+from actors.staging.settings import StagingSettings
+from backlane import Context, ItemTable, PermanentError, Pipeline, Purpose, UnknownItem, register, row_id
 from backlane.core.registry import REGISTRY
-
-
-class StagingSettings(TableSettings):
-    """One registration of the staging-batch handler (one vendor); each has its own section."""
-
-    #: Base URL of the vendor's scraper API (the simulator in demo and tests).
-    base_url: str = "http://127.0.0.1:8085"
-    #: Per-request timeout, seconds.
-    timeout: float = Field(default=30.0, gt=0)
-
 
 #: Open batches of one processor (each registration reads its own slice of
 #: ix_staging_batches_due), oldest first, marked processing when claimed.

@@ -12,22 +12,14 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from pydantic import Field
 from sqlalchemy import CursorResult, delete
 
 from actors.tracks.models import TRACKS_DUE, Track, TrackStatus
-from backlane import Context, ItemTable, Pipeline, Purpose, TableSettings, register, row_id
+from actors.tracks.settings import TracksSettings
+from backlane import Context, ItemTable, Pipeline, Purpose, register, row_id
 from backlane.clients.storage import storage_from_settings
 from backlane.db.models import PipelineTally
 from backlane.db.models.tallies import add_done
-
-
-class TracksSettings(TableSettings):
-    #: Every 5 minutes, as the physical-deletion service did.
-    tick: str = "*/5 * * * *"
-    #: At most 50 tracks per tick, as before.
-    max_items: int = Field(default=50, ge=1)
-
 
 #: Deleted tracks whose scheduled deletion time has come, longest overdue first. A deleted
 #: track's row is gone, so none counts as done; one whose deletion failed is left for a person.
