@@ -172,7 +172,7 @@ def _pty_run(argv: list[str], env: dict[str, str], seconds: float, size: tuple[i
 
 def test_watch_fits_an_80x24_terminal_and_ctrl_c_ends_it_with_130_and_no_traceback(system: System) -> None:
     env = {**os.environ, **system.stack.env, "BACKLANE_CATALOG__SECTIONS__SALES__ENABLED": "false"}
-    code, output = _pty_run([sys.executable, "-m", "backlane.cli", "status", "--watch", "1"], env, seconds=4)
+    code, output = _pty_run([sys.executable, "-m", "backlane.cli", "status", "--watch", "1"], env, seconds=7)
     assert code == 130, output
     assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
     frames = [frame for frame in output.split("\x1b[H\x1b[2J") if frame.strip()]

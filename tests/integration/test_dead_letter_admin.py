@@ -174,7 +174,9 @@ def test_unknown_queue_and_unreachable_broker_are_one_line_errors(app: App) -> N
     for action in (["list"], ["requeue", "--all"], ["purge", "--yes"]):
         started = time.monotonic()
         down = cli(app, *action, BACKLANE_BROKER__URL=dead_url)
-        assert time.monotonic() - started < 5
+        # The broker gets broker.command_timeout (3 s), not the reconnect window; the rest is a
+        # Python process starting, which CI's loaded machine has seen take 3 s (6 s in all).
+        assert time.monotonic() - started < 10
         assert down.returncode == 1, "an unreachable broker is an unavailable dependency"
         assert down.stderr.count("\n") == 1, down.stderr
         assert "BACKLANE_BROKER__URL" in down.stderr and "127.0.0.1" in down.stderr
