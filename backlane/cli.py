@@ -437,6 +437,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_UNAVAILABLE
     except Exception as exc:
+        from backlane.errors import named_cause
         from backlane.problems import explain
 
         problem = explain(exc)
@@ -445,8 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             traceback.print_exc()
         if problem is None:  # nobody foresaw this one: still one line, the traceback on --debug
-            text = str(exc).strip().splitlines()
-            cause = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+            cause = named_cause(exc, 300)
             problem = Problem(f"unexpected error ({cause}); run with --debug for the traceback", EXIT_UNAVAILABLE)
         say(f"backlane: {problem.line}", file=sys.stderr)
         return problem.status

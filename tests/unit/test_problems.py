@@ -91,7 +91,7 @@ def test_exit_statuses_and_the_broker_url_setting_are_spelled_once() -> None:
     [
         (r"redact", ["backlane.errors.redact_url"]),
         (r"first_line", ["backlane.errors.first_line"]),
-        (r"^_?why$|_cause$", ["backlane.errors.named_cause", "backlane.problems.broker_cause"]),
+        (r"^_?(why|one_line)$|_cause$", ["backlane.errors.named_cause", "backlane.problems.broker_cause"]),
     ],
 )
 def test_each_line_helper_is_defined_once(pattern: str, expected: list[str]) -> None:
