@@ -30,6 +30,8 @@ FORMS = ("envelope", "original", "foreign")
 
 @dataclass(frozen=True)
 class DeadLetter:
+    """One message of an ``.XQ`` as read (:func:`parse`): what it was, why it died, and its bytes."""
+
     queue: str
     message_id: str
     actor: str
