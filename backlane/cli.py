@@ -38,7 +38,7 @@ from backlane.problems import EXIT_INTERRUPTED, EXIT_UNAVAILABLE, EXIT_USAGE, Pr
 if TYPE_CHECKING:
     from backlane.app import App
     from backlane.core.registry import Registry
-    from backlane.operations.deadletter_admin import Listing
+    from backlane.operations.dead_letters import Listing
 
 PURPOSES = ("ingestion", "internal", "export")  # backlane.core.pipeline.Purpose, without importing it
 
@@ -160,7 +160,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _dead_letters(args: argparse.Namespace) -> int:
-    from backlane.operations import deadletter_admin as admin
+    from backlane.operations import dead_letters as admin
 
     if args.limit < 0:
         raise Problem("--limit must be 0 or more", EXIT_USAGE)
@@ -175,43 +175,40 @@ def _dead_letters(args: argparse.Namespace) -> int:
     url = runtime.settings.broker.url.get_secret_value()
     timeout = runtime.settings.broker.command_timeout
     missing_ok = not args.queue  # every queue: one never declared has no dead letters; a named one must exist
-    try:
-        queues = admin.select_queues(runtime.broker, args.queue)
-        if args.action == "list":
-            listings = admin.list_dead_letters(url, queues, args.limit, missing_ok=missing_ok, timeout=timeout)
-            return _list_dead_letters(args, listings)
-        if args.action == "requeue":
-            report = admin.requeue(
-                runtime.broker,
-                url,
-                queues,
-                lambda d: args.all or d.message_id == args.message_id,
-                first_only=bool(args.message_id),
-                missing_ok=missing_ok,
-                timeout=timeout,
+    queues = admin.select_queues(runtime.broker, args.queue)
+    if args.action == "list":
+        listings = admin.list_dead_letters(url, queues, args.limit, missing_ok=missing_ok, timeout=timeout)
+        return _list_dead_letters(args, listings)
+    if args.action == "requeue":
+        report = admin.requeue(
+            runtime.broker,
+            url,
+            queues,
+            lambda d: args.all or d.message_id == args.message_id,
+            first_only=bool(args.message_id),
+            missing_ok=missing_ok,
+            timeout=timeout,
+        )
+        say(report.summary(args.message_id))
+        return 0 if report.requeued or args.all else 1
+    if not args.yes:
+        try:
+            answer = input(
+                escape_controls(f"purge every dead letter of {', '.join(queues)}? type 'purge' to confirm: ")
             )
-            say(report.summary(args.message_id))
-            return 0 if report.requeued or args.all else 1
-        if not args.yes:
-            try:
-                answer = input(
-                    escape_controls(f"purge every dead letter of {', '.join(queues)}? type 'purge' to confirm: ")
-                )
-            except EOFError:
-                say()
-                answer = ""
-            if answer.strip() != "purge":
-                say("nothing purged")
-                return 1
-        for queue, count in admin.purge(url, queues, missing_ok=missing_ok, timeout=timeout).items():
-            say(f"purged {count} from {queue}.XQ")
-        return 0
-    except admin.AdminError as exc:
-        raise Problem(str(exc), exc.status) from None
+        except EOFError:
+            say()
+            answer = ""
+        if answer.strip() != "purge":
+            say("nothing purged")
+            return 1
+    for queue, count in admin.purge(url, queues, missing_ok=missing_ok, timeout=timeout).items():
+        say(f"purged {count} from {queue}.XQ")
+    return 0
 
 
 def _list_dead_letters(args: argparse.Namespace, listings: list[Listing]) -> int:
-    from backlane.operations import deadletter_admin as admin
+    from backlane.operations import dead_letters as admin
 
     letters = [letter for listing in listings for letter in listing.letters]
     summaries = [
@@ -530,8 +527,9 @@ def _problem(exc: Exception, debug: bool) -> Problem:
 
         traceback.print_exc()
     if problem is None:  # nobody foresaw this one: still one line, the traceback on --debug
-        text = str(exc).strip().splitlines()
-        cause = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+        from backlane.errors import named_cause
+
+        cause = named_cause(exc, 300)
         problem = Problem(f"unexpected error ({cause}); run with --debug for the traceback", EXIT_UNAVAILABLE)
     return problem
 

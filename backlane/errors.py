@@ -27,9 +27,13 @@ ordinary transient failure. Every :class:`DelayedRetry` is capped at the same ce
 them, so actors never decide this on their own.
 
 :class:`SetupError` and its kinds are backlane itself not set up to run (a bad
-setting, a pipeline declaration that cannot work, RabbitMQ refusing our login):
+setting, a pipeline declaration that cannot work, a queue of the wrong type):
 never an item's fault, they stop a command or a process with one line naming
 what to fix. Raised inside an item, like any unexpected exception, they are transient.
+
+:class:`Problem` is that one line with its exit status: what every command, the dashboard
+and a worker or clock refusing to start say when they cannot go on (RabbitMQ refusing our
+login is one, :func:`backlane.problems.broker_refused`).
 """
 
 from __future__ import annotations
@@ -171,25 +175,6 @@ class RegistrationError(SetupError):
     kind = "registration"
 
 
-#: The setting to fix when RabbitMQ refuses us.
-BROKER_URL_SETTING = "BACKLANE_BROKER__URL"
-
-
-class BrokerAccessRefused(SetupError):
-    """RabbitMQ refused our login, vhost or a permission: a configuration error, not an outage."""
-
-    kind = "broker_refused"
-
-    def __init__(self, url: str, refusal: str) -> None:
-        self.url = redact_url(url)
-        #: RabbitMQ's own words (e.g. "ACCESS_REFUSED - Login was refused ...").
-        self.refusal = refusal
-        super().__init__(
-            f"RabbitMQ refused access ({refusal}): fix the user, password, vhost or permissions in "
-            f"{BROKER_URL_SETTING} (now {self.url})"
-        )
-
-
 #: Where the classic → quorum (and back) migration is described.
 QUEUE_MIGRATION_DOC = "SCALING.md#changing-the-queue-type-of-a-running-deployment"
 
@@ -227,8 +212,9 @@ class QueueTypeMismatch(QueueMismatch):
 
 
 def redact_url(url: str) -> str:
-    """``url`` (or ``;``-separated URLs) with each password replaced by ``***``: an error
-    names the URL to fix, never its password."""
+    """``url`` (or ``;``-separated URLs: RabbitMQ, the database, any HTTP API) with each
+    password replaced by ``***``: an error names the URL to fix, never its password. The one
+    redaction in backlane (tests/unit/test_problems.py holds it)."""
     shown = []
     for part in url.split(";"):
         try:
@@ -342,9 +328,9 @@ def classify(exc: BaseException) -> BacklaneError:
     if isinstance(exc, json.JSONDecodeError):
         return MalformedMessage(f"not valid JSON: {exc}")
     if isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
-        return Unavailable(f"database unavailable: {_first_line(exc.orig or exc)}")
+        return Unavailable(f"database unavailable: {first_line(exc.orig or exc)}")
     if isinstance(exc, dramatiq.errors.BrokerConnectionError | pika.exceptions.AMQPConnectionError):
-        return Unavailable(f"broker unavailable: {_first_line(exc) or exc.__class__.__name__}")
+        return Unavailable(f"broker unavailable: {first_line(exc) or exc.__class__.__name__}")
     if isinstance(exc, sqlalchemy.exc.IntegrityError):
         return PermanentError(f"database integrity error: {exc.orig or exc}")
     if isinstance(exc, TimeoutError):
@@ -352,8 +338,18 @@ def classify(exc: BaseException) -> BacklaneError:
     return TransientError(f"{exc.__class__.__name__}: {exc}")
 
 
-def _first_line(exc: object) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+def first_line(exc: object, limit: int | None = None) -> str:
+    """The first line of ``exc``'s text (at most ``limit`` characters), or "" when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else ""
+
+
+def named_cause(exc: BaseException, limit: int = 200) -> str:
+    """``exc`` in a few words for a one-line message: ``"ConnectionRefusedError: [Errno 111] ..."``,
+    or its class's name alone when its text says nothing more."""
+    name = type(exc).__name__
+    text = first_line(exc, limit)
+    return f"{name}: {text}" if text and text != name else name
 
 
 def _describe_validation(exc: pydantic.ValidationError) -> str:
@@ -370,14 +366,29 @@ def delay_ms(error: DelayedRetry) -> int:
     return math.ceil(bounded_delay(error.delay_seconds, 0.0) * 1000)
 
 
+#: Exit statuses of a :class:`Problem` (see :mod:`backlane.problems`): a dependency unreachable or
+#: not ready (RabbitMQ or the database down, the database not migrated yet).
+EXIT_UNAVAILABLE = 1
+#: A mistake in the command line or the settings (a bad value, an unknown pipeline or queue, a
+#: password RabbitMQ refuses).
+EXIT_USAGE = 2
+#: A worker or the clock refusing to start (sysexits' EX_CONFIG), so a supervisor
+#: (``RestartPreventExitStatus=78``) does not restart it in a loop.
+EXIT_CONFIG = 78
+#: Ctrl-C.
+EXIT_INTERRUPTED = 130
+
+
 class Problem(BacklaneError):
-    """Why a command or a starting process cannot go on, for a person: ``line`` (one line naming
-    the cause and the fix) and the exit ``status`` (see :mod:`backlane.problems`). Raised by
-    commands and start-up checks, never while working on an item."""
+    """What went wrong, for a person: ``line`` (one line naming the cause and the fix) and the exit
+    ``status`` that goes with it. The one such type: every command prints it and exits with its
+    status, the dashboard shows its line, a worker or the clock refusing to start logs it (and
+    exits with :data:`EXIT_CONFIG`). Raised by commands and start-up checks, never while working
+    on an item; :func:`backlane.problems.explain` makes one of any library's exception."""
 
     kind = "problem"
 
-    def __init__(self, line: str, status: int = 1) -> None:
+    def __init__(self, line: str, status: int = EXIT_UNAVAILABLE) -> None:
         super().__init__(line)
         self.line = line
         self.status = status

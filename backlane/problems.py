@@ -1,13 +1,14 @@
 """What went wrong, in one line that names the fix, and the exit status that goes with it.
 
-Every ``backlane`` command, the worker and the clock end a mistake or an
-unavailable dependency the same way: one line naming the cause and what to do
-(the setting to fix, ``backlane migrate``, the queues that exist), never a
-traceback (``backlane --debug`` shows one). :func:`explain` turns the exceptions
-of the libraries underneath (pydantic, SQLAlchemy, pika, httpx) into such a
-:class:`~backlane.errors.Problem`; code that knows better raises one itself.
+Every ``backlane`` command, the dashboard, the worker and the clock end a mistake or an
+unavailable dependency the same way: one :class:`~backlane.errors.Problem`, a line naming
+the cause and what to do (the setting to fix, ``backlane migrate``, the queues that exist),
+never a traceback (``backlane --debug`` shows one). :func:`explain` turns the exceptions of
+the libraries underneath (pydantic, SQLAlchemy, pika, httpx) into one; code that knows
+better raises one itself. The lines that several places say (RabbitMQ refusing us or
+unreachable, the database not migrated) are made here, once.
 
-Exit statuses:
+Exit statuses (defined with :class:`~backlane.errors.Problem`):
 
 * :data:`EXIT_USAGE` (2): a mistake in the command line or the settings
   (a bad value, an unknown pipeline or queue, a password RabbitMQ refuses);
@@ -21,50 +22,52 @@ Exit statuses:
 
 from __future__ import annotations
 
-from backlane.errors import Problem
+from backlane.errors import (
+    EXIT_CONFIG,
+    EXIT_INTERRUPTED,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    Problem,
+    first_line,
+    named_cause,
+    redact_url,
+)
 
-__all__ = ["Problem", "explain"]
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_INTERRUPTED",
+    "EXIT_UNAVAILABLE",
+    "EXIT_USAGE",
+    "Problem",
+    "broker_problem",
+    "broker_refused",
+    "broker_unreachable",
+    "explain",
+    "redact_url",
+]
 
-EXIT_UNAVAILABLE = 1
-EXIT_USAGE = 2
-EXIT_CONFIG = 78
-EXIT_INTERRUPTED = 130
-
-#: The settings named by the lines below.
+#: The settings named by the lines below (each spelled here only).
 DATABASE_URL = "BACKLANE_DATABASE__URL"
 BROKER_URL = "BACKLANE_BROKER__URL"
 MANAGEMENT_URL = "BACKLANE_BROKER__MANAGEMENT_URL"
 MANAGEMENT_LOGIN = "BACKLANE_BROKER__MANAGEMENT_USER / BACKLANE_BROKER__MANAGEMENT_PASSWORD"
 
 
-def redact_database_url(url: str) -> str:
-    """``url`` with its password hidden (or a placeholder when it does not parse)."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "<unparsable URL>"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
-
-
 def _db_error_text(exc: BaseException) -> str:
+    """What the database driver said (SQLAlchemy wraps it), first line; its class's name when nothing."""
     orig = getattr(exc, "orig", None)
-    return _first_line(orig if orig is not None else exc)
+    said = orig if isinstance(orig, BaseException) else exc
+    return first_line(said, 300) or type(said).__name__
 
 
 def database_problem(exc: BaseException, url: str) -> Problem | None:
     """The line for a database failure at ``url``; None when ``exc`` is not one."""
     import sqlalchemy.exc
 
-    shown = redact_database_url(url)
+    shown = redact_url(url)
     if isinstance(exc, sqlalchemy.exc.ArgumentError | sqlalchemy.exc.NoSuchModuleError):
         return Problem(
-            f"{DATABASE_URL} is not a usable database URL ({_first_line(exc)}); expected "
+            f"{DATABASE_URL} is not a usable database URL ({_db_error_text(exc)}); expected "
             "sqlite:///path/to/file.db or postgresql://user:password@host:5432/dbname",
             EXIT_USAGE,
         )
@@ -90,15 +93,33 @@ def database_problem(exc: BaseException, url: str) -> Problem | None:
 def not_migrated(url: str, detail: str = "") -> Problem:
     why = f" ({detail})" if detail else ""
     return Problem(
-        f"the database at {redact_database_url(url)} has no backlane schema{why}: run `backlane migrate`",
+        f"the database at {redact_url(url)} has no backlane schema{why}: run `backlane migrate`",
         EXIT_UNAVAILABLE,
     )
 
 
 def missing_sqlite_file(url: str, path: str) -> Problem:
     return Problem(
-        f"no database file at {path} ({DATABASE_URL} is {redact_database_url(url)}): run `backlane migrate` "
+        f"no database file at {path} ({DATABASE_URL} is {redact_url(url)}): run `backlane migrate` "
         f"to create it, or point {DATABASE_URL} at your database",
+        EXIT_UNAVAILABLE,
+    )
+
+
+def broker_refused(url: str, refusal: str) -> Problem:
+    """RabbitMQ refused our login, vhost or a permission (``refusal``: its own words, e.g.
+    "ACCESS_REFUSED - Login was refused ..."): a configuration error, not an outage."""
+    return Problem(
+        f"RabbitMQ refused access ({refusal}): fix the user, password, vhost or permissions in "
+        f"{BROKER_URL} (now {redact_url(url)})",
+        EXIT_USAGE,
+    )
+
+
+def broker_unreachable(url: str, exc: BaseException) -> Problem:
+    """No RabbitMQ answers at ``url``: wait for it or start it."""
+    return Problem(
+        f"RabbitMQ at {redact_url(url)} is unreachable ({broker_cause(exc)}): is it running? ({BROKER_URL})",
         EXIT_UNAVAILABLE,
     )
 
@@ -108,26 +129,23 @@ def broker_problem(exc: BaseException, url: str) -> Problem | None:
     import pika.exceptions
     from dramatiq.errors import BrokerConnectionError
 
-    from backlane.messaging.broker_faults import BrokerAccessRefused, redact_url, refusal_of
+    from backlane.messaging.broker_faults import refusal_of
 
-    if isinstance(exc, BrokerAccessRefused):
-        return Problem(str(exc), EXIT_USAGE)
+    if isinstance(exc, Problem):
+        return exc
     if not isinstance(exc, BrokerConnectionError | pika.exceptions.AMQPError):
         return None
     reason = refusal_of(exc)
     if reason is not None:
-        return Problem(str(BrokerAccessRefused(url, reason)), EXIT_USAGE)
+        return broker_refused(url, reason)
     if isinstance(exc, pika.exceptions.ChannelClosedByBroker):
         return Problem(f"RabbitMQ refused an operation: {exc.reply_text} ({exc.reply_code})", EXIT_UNAVAILABLE)
-    return Problem(
-        f"RabbitMQ at {redact_url(url)} is unreachable ({_broker_cause(exc)}): is it running? ({BROKER_URL})",
-        EXIT_UNAVAILABLE,
-    )
+    return broker_unreachable(url, exc)
 
 
-def _broker_cause(exc: BaseException) -> str:
+def broker_cause(exc: BaseException) -> str:
     """The innermost cause of a pika/Dramatiq connection error (they nest it), briefly."""
-    inner: object = exc
+    inner: BaseException = exc
     for _ in range(10):
         nested = [
             getattr(inner, "message", None),
@@ -139,9 +157,7 @@ def _broker_cause(exc: BaseException) -> str:
         if not causes:
             break
         inner = causes[-1]
-    text = str(inner).strip()
-    name = type(inner).__name__
-    return f"{name}: {text.splitlines()[0][:200]}" if text and text != name else name
+    return named_cause(inner)
 
 
 def management_problem(exc: BaseException, url: str) -> Problem | None:
@@ -158,7 +174,7 @@ def management_problem(exc: BaseException, url: str) -> Problem | None:
         return Problem(f"the RabbitMQ management API at {url} answered {status} ({MANAGEMENT_URL})", EXIT_UNAVAILABLE)
     if isinstance(exc, httpx.TransportError):
         return Problem(
-            f"the RabbitMQ management API at {url} is unreachable ({type(exc).__name__}: {_first_line(exc)}): "
+            f"the RabbitMQ management API at {url} is unreachable ({named_cause(exc, 300)}): "
             f"is the management plugin on? ({MANAGEMENT_URL})",
             EXIT_UNAVAILABLE,
         )

@@ -25,7 +25,7 @@ from backlane.problems import (
     database_problem,
     missing_sqlite_file,
     not_migrated,
-    redact_database_url,
+    redact_url,
 )
 
 #: What :func:`schema_state` found.
@@ -134,7 +134,7 @@ def schema_state(url: str, *, connect_timeout: float = 5.0, engine: Engine | Non
         return SchemaState(NOT_MIGRATED, problem=not_migrated(url, "alembic_version is empty"))
     if heads and revisions != heads and revisions <= known:
         line = (
-            f"the database at {redact_database_url(url)} is at revision {revision}, this backlane needs "
+            f"the database at {redact_url(url)} is at revision {revision}, this backlane needs "
             f"{','.join(sorted(heads))}: run `backlane migrate`"
         )
         return SchemaState(BEHIND, revision, Problem(line, EXIT_UNAVAILABLE))

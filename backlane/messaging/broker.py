@@ -47,10 +47,9 @@ from dramatiq.message import Message
 from dramatiq.middleware import Middleware, MiddlewareError
 
 from backlane.core.startup import WORKER, process_role, refuse
-from backlane.errors import QueueMismatch
+from backlane.errors import Problem, QueueMismatch
 from backlane.messaging import signing
 from backlane.messaging.broker_faults import (
-    BrokerAccessRefused,
     OutageLog,
     QuietConsumerRestarts,
     declare_checked,
@@ -64,6 +63,7 @@ from backlane.messaging.broker_faults import (
 from backlane.messaging.deadletter import DeadLetteringConsumer
 from backlane.messaging.masstransit import MassTransitInbox
 from backlane.messaging.publishing import NACKED, BatchPublisher, Outgoing, UnroutableMessages
+from backlane.problems import broker_refused
 
 logger = logging.getLogger("backlane.broker")
 
@@ -212,7 +212,7 @@ class BacklaneBroker(RabbitmqBroker):
         except (pika.exceptions.AMQPError, OSError) as exc:
             reason = refusal_of(exc)  # e.g. no permission on one of the queues
             if reason is not None:
-                self._refused(BrokerAccessRefused(self.url, reason))
+                self._refused(broker_refused(self.url, reason))
             # else gone while declaring: the consumers declare again once it is back
         finally:
             with contextlib.suppress(Exception):
@@ -230,7 +230,7 @@ class BacklaneBroker(RabbitmqBroker):
             except pika.exceptions.AMQPError as exc:
                 reason = refusal_of(exc)
                 if reason is not None:
-                    self._refused(BrokerAccessRefused(self.url, reason))
+                    self._refused(broker_refused(self.url, reason))
             except OSError:  # e.g. the host name does not resolve (yet)
                 pass
         return None
@@ -249,7 +249,7 @@ class BacklaneBroker(RabbitmqBroker):
                 self.parameters = self.parameters[1:] + self.parameters[:1]
                 logger.info("RabbitMQ node %s:%s failed; trying the others first", params.host, params.port)
 
-    def _refused(self, refused: BrokerAccessRefused | QueueMismatch) -> None:
+    def _refused(self, refused: Problem | QueueMismatch) -> None:
         if self.serving:
             if threading.current_thread() is threading.main_thread() and process_role() == WORKER:
                 refuse(str(refused), WORKER)  # a worker's main thread is booting: said once for its siblings
@@ -403,7 +403,7 @@ class BacklaneBroker(RabbitmqBroker):
         A serving process (worker, clock) retries for as long as RabbitMQ is away, until
         the worker shuts down; anything else gives up after ``reconnect_timeout``. An outage
         is logged once, and once when it ends. A refusal (credentials, vhost, permission)
-        is never retried: :class:`BrokerAccessRefused`, or the end of a serving process."""
+        is never retried: :func:`~backlane.problems.broker_refused`, or the end of a serving process."""
         deadline = time.monotonic() + self.reconnect_timeout
         pause = 0.2
         for attempt in itertools.count(1):
@@ -416,7 +416,7 @@ class BacklaneBroker(RabbitmqBroker):
             except _CONNECTION_ERRORS as exc:
                 reason = refusal_of(exc)
                 if reason is not None:
-                    self._refused(BrokerAccessRefused(self.url, reason))
+                    self._refused(broker_refused(self.url, reason))
                 publisher = getattr(self._local_publisher, "publisher", None)
                 if publisher is not None:
                     self.demote(publisher.connection)

@@ -9,9 +9,10 @@ Two faults look alike to pika, and must be handled oppositely:
   :func:`quiet_pika`, since every one of them also surfaces as an exception we report.
 * **RabbitMQ refuses us** (wrong user or password, vhost missing or not allowed,
   a permission denied): waiting cannot help. :func:`refusal_of` recognises it,
-  and :class:`BrokerAccessRefused` is one line naming ``BACKLANE_BROKER__URL``
-  with the URL shown without its password. A long-running process (worker,
-  clock) exits with :data:`EXIT_BROKER_REFUSED`; a command prints the line.
+  and :func:`~backlane.problems.broker_refused` is the :class:`~backlane.errors.Problem`
+  naming ``BACKLANE_BROKER__URL`` with the URL shown without its password. A
+  long-running process (worker, clock) exits with
+  :data:`~backlane.errors.EXIT_CONFIG` (:func:`exit_refused`); a command prints the line.
 """
 
 from __future__ import annotations
@@ -26,15 +27,9 @@ from typing import Any
 
 import pika.exceptions
 
-from backlane.errors import BROKER_URL_SETTING, QueueMismatch, QueueTypeMismatch, SetupError, redact_url
-from backlane.errors import BrokerAccessRefused as BrokerAccessRefused  # raised here, imported from here
+from backlane.errors import EXIT_CONFIG, BacklaneError, QueueMismatch, QueueTypeMismatch, named_cause, redact_url
 
 logger = logging.getLogger("backlane.broker")
-
-#: The setting to fix when RabbitMQ refuses us.
-URL_SETTING = BROKER_URL_SETTING
-#: Exit status of a worker or clock whose credentials or permissions RabbitMQ refused (sysexits EX_CONFIG).
-EXIT_BROKER_REFUSED = 78
 
 # "ConnectionClosedByBroker: (403) 'ACCESS_REFUSED - Login was refused ...'" inside pika's Probable* errors.
 _REPLY = re.compile(r"\((\d{3})\) ([\"'])(.*)\2$")
@@ -84,10 +79,11 @@ def refusal_of(exc: BaseException) -> str | None:
 _exit_lock = threading.Lock()
 
 
-def exit_refused(refused: SetupError) -> None:
-    """End a worker or clock process with one line: retrying a refusal (or a queue of the wrong
-    type, :class:`QueueTypeMismatch`) would only repeat it. Several consumer threads may get
-    here at once: the first says it and ends the process, the others wait for that."""
+def exit_refused(refused: BacklaneError) -> None:
+    """End a worker or clock process with one line and :data:`EXIT_CONFIG`: retrying a refusal
+    (a :class:`~backlane.errors.Problem`, or a queue of the wrong type, :class:`QueueTypeMismatch`)
+    would only repeat it. Several consumer threads may get here at once: the first says it and
+    ends the process, the others wait for that."""
     on_main = threading.current_thread() is threading.main_thread()
     if not on_main:
         _exit_lock.acquire()  # never released: os._exit below ends the process
@@ -96,8 +92,8 @@ def exit_refused(refused: SetupError) -> None:
         with contextlib.suppress(Exception):  # best effort: a handler on a closed stream must not stop the exit
             handler.flush()
     if on_main:
-        raise SystemExit(EXIT_BROKER_REFUSED)
-    os._exit(EXIT_BROKER_REFUSED)  # from a worker or consumer thread: the whole process goes
+        raise SystemExit(EXIT_CONFIG)
+    os._exit(EXIT_CONFIG)  # from a worker or consumer thread: the whole process goes
 
 
 def declare_checked(channel: Any, queue: str, arguments: dict[str, Any]) -> Any:
@@ -165,7 +161,7 @@ class OutageLog:
         logger.warning(
             "RabbitMQ at %s is unreachable (%s) while trying to %s; waiting for it, retrying with backoff",
             self.url,
-            _short(exc),
+            named_cause(exc),
             doing,
         )
 
@@ -176,12 +172,6 @@ class OutageLog:
             since, self._since = self._since, None
         if since is not None:
             logger.warning("RabbitMQ at %s is reachable again after %.0f s", self.url, time.monotonic() - since)
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip()
-    first = text.splitlines()[0] if text else ""
-    return f"{type(exc).__name__}: {first[:200]}" if first else type(exc).__name__
 
 
 def quiet_pika() -> None:

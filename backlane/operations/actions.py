@@ -3,8 +3,8 @@
 ``backlane trigger PIPELINE [TARGET]`` and the dashboard's *Trigger now* / *Refresh now*
 buttons both call :func:`trigger`; each returns the one line that says what happened and
 raises :class:`~backlane.errors.Problem` for a request that cannot be done (an unknown
-pipeline or section, the database not migrated). The dead-letter actions are
-:mod:`backlane.operations.deadletter_admin`'s, also shared.
+pipeline or section, the database not migrated). The dead-letter actions are those of
+:mod:`backlane.operations.dead_letters`, also shared.
 """
 
 from __future__ import annotations

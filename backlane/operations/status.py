@@ -26,6 +26,7 @@ from dramatiq.common import dq_name, xq_name
 from backlane.core.health import HealthRow
 from backlane.core.registry import Registry
 from backlane.core.runtime import Runtime
+from backlane.errors import named_cause as _one_line
 from backlane.operations.health import DISABLED, HEALTHY, check_broker, check_database, worst
 from backlane.operations.management import ManagementClient, QueueDepth
 from backlane.problems import management_problem
@@ -48,11 +49,6 @@ def _queue_row(name: str, depths: dict[str, QueueDepth] | None) -> dict[str, int
         "dead_lettered": dead.ready + dead.unacked,
         "consumers": main.consumers,
     }
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__
 
 
 def read_queues(settings: Settings) -> tuple[dict[str, QueueDepth] | None, dict[str, Any]]:

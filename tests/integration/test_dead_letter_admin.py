@@ -289,7 +289,7 @@ def test_list_and_purge_show_any_letter(app: App, raw: bytes) -> None:
 
 def test_a_quorum_dead_letter_queue_keeps_its_letters_however_often_they_are_read(app: App) -> None:
     from backlane.messaging.broker import BacklaneBroker
-    from backlane.operations.deadletter_admin import list_dead_letters
+    from backlane.operations.dead_letters import list_dead_letters
 
     queue = f"qq_probe_{uuid.uuid4().hex[:8]}"
     broker = BacklaneBroker(url=app.rabbitmq.amqp_url, queue_type="quorum")
@@ -339,7 +339,7 @@ def test_a_letter_too_large_for_rabbitmq_is_said_so_and_kept_as_its_head(app: Ap
     from backlane.messaging import letters
     from backlane.messaging.deadletter import TRUNCATED_KEEP, publish_letter
     from backlane.messaging.publishing import BatchPublisher, MessageTooLarge, Outgoing
-    from backlane.operations.deadletter_admin import list_dead_letters
+    from backlane.operations.dead_letters import list_dead_letters
 
     declare(app)
     limit = 100_000

@@ -13,8 +13,10 @@ from dramatiq.errors import ConnectionClosed
 from periodiq import cron
 
 from backlane.core.ticks import OutageProofScheduler, _ticked_between
+from backlane.errors import EXIT_CONFIG, EXIT_USAGE, Problem, redact_url
 from backlane.messaging.broker import BacklaneBroker
-from backlane.messaging.broker_faults import EXIT_BROKER_REFUSED, BrokerAccessRefused, redact_url, refusal_of
+from backlane.messaging.broker_faults import refusal_of
+from backlane.problems import broker_refused
 
 LOGIN_REFUSED = (
     "ConnectionClosedByBroker: (403) 'ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN. "
@@ -63,9 +65,11 @@ def test_an_outage_is_not_a_refusal(error: Exception) -> None:
 
 
 def test_the_refusal_names_the_setting_and_hides_the_password() -> None:
-    line = str(BrokerAccessRefused("amqp://guest:hunter2@h:5672/%2F", "ACCESS_REFUSED - Login was refused"))
+    refused = broker_refused("amqp://guest:hunter2@h:5672/%2F", "ACCESS_REFUSED - Login was refused")
+    line = refused.line
     assert "BACKLANE_BROKER__URL" in line and "amqp://guest:***@h:5672/%2F" in line
     assert "hunter2" not in line and "\n" not in line
+    assert refused.status == EXIT_USAGE and str(refused) == line
 
 
 def _refused() -> Any:
@@ -75,8 +79,9 @@ def _refused() -> Any:
 def test_a_refusal_is_not_retried() -> None:
     broker = BacklaneBroker(url="amqp://guest:wrong@127.0.0.1:1/%2F", middleware=[], reconnect_timeout=60)
     started = time.monotonic()
-    with pytest.raises(BrokerAccessRefused):
+    with pytest.raises(Problem, match="RabbitMQ refused access") as raised:
         broker.with_reconnect(_refused, "publish")
+    assert raised.value.status == EXIT_USAGE
     assert time.monotonic() - started < 1
 
 
@@ -85,7 +90,7 @@ def test_a_serving_process_exits_on_a_refusal() -> None:
     broker.serve()
     with pytest.raises(SystemExit) as exited:
         broker.with_reconnect(_refused, "publish")
-    assert exited.value.code == EXIT_BROKER_REFUSED
+    assert exited.value.code == EXIT_CONFIG
 
 
 def test_an_outage_is_logged_once_and_its_end_once(caplog: pytest.LogCaptureFixture) -> None:

@@ -109,24 +109,25 @@ def test_errors_keep_the_names_they_were_imported_by() -> None:
     assert registry.RegistrationError is errors.RegistrationError
     assert processing.FinalFailure is errors.FinalFailure
     assert publishing.UnroutableMessages is errors.UnroutableMessages
-    assert broker_faults.BrokerAccessRefused is errors.BrokerAccessRefused
     assert broker_faults.redact_url is errors.redact_url
 
 
 def test_setup_errors_stop_a_process_and_unroutable_messages_are_retried() -> None:
     from backlane.errors import (
-        BrokerAccessRefused,
+        Problem,
         RegistrationError,
         SettingsError,
         SetupError,
         UnroutableMessages,
     )
+    from backlane.problems import broker_refused
 
-    for error in (SettingsError("BACKLANE_X: bad"), RegistrationError("duplicate"), BrokerAccessRefused("u", "no")):
+    for error in (SettingsError("BACKLANE_X: bad"), RegistrationError("duplicate")):
         assert isinstance(error, SetupError) and classify(error) is error
     unroutable = UnroutableMessages({"m1": "NO_ROUTE"})
     assert isinstance(classify(unroutable), TransientError) and unroutable.kind == "unroutable"
     assert unroutable.reason == "1 message(s) not accepted by RabbitMQ (m1: NO_ROUTE)"
-    refused = BrokerAccessRefused("amqp://guest:hunter2@h:5672/%2F", "ACCESS_REFUSED")
-    assert "hunter2" not in refused.reason and refused.refusal == "ACCESS_REFUSED"
+    refused = broker_refused("amqp://guest:hunter2@h:5672/%2F", "ACCESS_REFUSED")
+    assert isinstance(refused, Problem) and classify(refused) is refused
+    assert "hunter2" not in refused.reason and "(ACCESS_REFUSED)" in refused.line
     assert SettingsError("one line").problems == ["one line"]

@@ -109,7 +109,7 @@ def test_dead_letters_list_prints_hostile_fields_escaped(
     from types import SimpleNamespace
 
     from backlane import cli
-    from backlane.operations import deadletter_admin
+    from backlane.operations import dead_letters
 
     row = {
         "failed_at": "2026-01-01T00:00:00",
@@ -120,7 +120,7 @@ def test_dead_letters_list_prints_hostile_fields_escaped(
         "kind": "malformed",
         "reason": "bad \x1b]8;;file:///etc/passwd\x07click\x1b]8;;\x07\nforged",
     }
-    monkeypatch.setattr(deadletter_admin, "display_row", lambda letter: row)
+    monkeypatch.setattr(dead_letters, "display_row", lambda letter: row)
     listing = SimpleNamespace(xq="orders.XQ", total=1, letters=[object()])
     for as_json in (False, True):
         cli._list_dead_letters(SimpleNamespace(json=as_json, limit=100), [listing])  # type: ignore[arg-type]

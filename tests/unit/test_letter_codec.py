@@ -20,7 +20,7 @@ from pika import spec
 
 from backlane.messaging import letters
 from backlane.messaging.publishing import InvalidOutgoing, Outgoing, problem_of
-from backlane.operations import deadletter_admin as admin
+from backlane.operations import dead_letters as admin
 
 #: 300 examples per property in CI; BACKLANE_FUZZ_PROFILE=long (as test_intake_fuzz.py) or
 #: BACKLANE_FUZZ_EXAMPLES=N for a longer run by hand.

@@ -3,7 +3,7 @@
 The overview is ``backlane status`` (:func:`~backlane.operations.status.collect_status`) with
 RabbitMQ's answers cached, plus each pipeline's next tick and throughput; a pipeline's page
 is its counts and health rows (the same hooks) and its rows (:mod:`.items`); dead letters
-are :func:`~backlane.operations.deadletter_admin.list_dead_letters`; health is the broker and
+are :func:`~backlane.operations.dead_letters.list_dead_letters`; health is the broker and
 database checks of ``/health`` plus each worker's own ``/health``. Nothing here writes.
 """
 
@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from backlane.db.claims import ESTIMATED, bounded_counts
-from backlane.operations import deadletter_admin as admin
+from backlane.errors import Problem
+from backlane.operations import dead_letters as admin
 from backlane.operations.dashboard.cache import Cached, Throughput
 from backlane.operations.dashboard.items import STATES, ItemPage, list_items
 from backlane.operations.health import HEALTHY, check_database
@@ -193,8 +194,8 @@ class Views:
                     result["queues"].append(
                         {"queue": queue, "xq": listing.xq, "total": listing.total, "letters": letters}
                     )
-        except admin.AdminError as exc:
-            result["error"] = str(exc)
+        except Problem as problem:
+            result["error"] = problem.line
         return result
 
     def health(self) -> dict[str, Any]:

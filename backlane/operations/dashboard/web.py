@@ -6,7 +6,9 @@ where it is mounted. Pages render with Jinja2 with autoescaping on, so nothing r
 message, a row or a reason reaches the browser unescaped. Every request passes
 :func:`_guard` (HTTP Basic when a password is set); every action is a POST carrying the
 CSRF token of the browser's cookie, refused in read-only mode, and done by the same code
-as the CLI's (:mod:`backlane.operations.actions`, :mod:`backlane.operations.deadletter_admin`).
+as the CLI's (:mod:`backlane.operations.actions`, :mod:`backlane.operations.dead_letters`). A
+:class:`~backlane.errors.Problem` an action raises is said on the page it returns to; any other
+failure is the error page, one line too (:func:`backlane.problems.explain`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from starlette.templating import Jinja2Templates
 
 from backlane.errors import Problem
 from backlane.operations import actions
-from backlane.operations import deadletter_admin as admin
+from backlane.operations import dead_letters as admin
 from backlane.operations.dashboard import security
 from backlane.operations.dashboard.items import STATES, parse_before
 from backlane.operations.dashboard.views import Views
@@ -258,8 +260,8 @@ class _Dashboard:
 
         try:
             said = await run_in_threadpool(run)
-        except admin.AdminError as exc:
-            said = f"not done: {exc}"
+        except Problem as problem:
+            said = f"not done: {problem.line}"
         return self._back(request, "/dead-letters", said)
 
     async def purge(self, request: Request) -> Response:
@@ -281,6 +283,6 @@ class _Dashboard:
 
         try:
             said = await run_in_threadpool(run)
-        except admin.AdminError as exc:
-            said = f"not done: {exc}"
+        except Problem as problem:
+            said = f"not done: {problem.line}"
         return self._back(request, "/dead-letters", said)

@@ -1,0 +1,100 @@
+"""The dead-letter commands' own AMQP connection, and reading an ``.XQ`` without consuming it.
+
+The commands read letters with ``basic.get`` and leave them unacked until they are safely
+requeued (or give them back), so an interrupted command leaves every dead letter where it
+was. Whatever goes wrong on the way is a one-line :class:`~backlane.errors.Problem`, the
+same lines as every other command's (:mod:`backlane.problems`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import dramatiq.errors
+import pika
+import pika.exceptions
+from dramatiq.common import q_name, xq_name
+
+from backlane.errors import EXIT_UNAVAILABLE, EXIT_USAGE, Problem, redact_url
+from backlane.operations.dead_letters.letter import DeadLetter, parse
+from backlane.problems import BROKER_URL, broker_cause, broker_problem, broker_unreachable
+
+
+@contextmanager
+def connect(amqp_url: str, timeout: float | None = None) -> Iterator[pika.BlockingConnection]:
+    """A connection to RabbitMQ whose failures come out as one-line :class:`Problem`;
+    ``timeout`` bounds each connection attempt, seconds."""
+    setting = f"{BROKER_URL} ({redact_url(amqp_url)})"
+    try:
+        params = [pika.URLParameters(url.strip()) for url in amqp_url.split(";") if url.strip()]
+    except ValueError as exc:
+        raise Problem(f"{setting} is not a valid AMQP URL: {exc}", EXIT_USAGE) from None
+    for param in params:
+        param.connection_attempts = 1
+        if timeout is not None:
+            param.socket_timeout = param.stack_timeout = timeout
+    pika_logger = logging.getLogger("pika")
+    level = pika_logger.level
+    if not pika_logger.isEnabledFor(logging.DEBUG):
+        pika_logger.setLevel(logging.CRITICAL)  # the one-line errors below say it all (-v shows pika's)
+    try:
+        try:
+            connection = pika.BlockingConnection(params)
+        except (pika.exceptions.AMQPError, OSError) as exc:  # OSError: e.g. a host name that does not resolve
+            raise (broker_problem(exc, amqp_url) or broker_unreachable(amqp_url, exc)) from None
+        try:
+            yield connection
+        except (pika.exceptions.AMQPConnectionError, dramatiq.errors.ConnectionError) as exc:
+            raise Problem(
+                f"lost the connection to RabbitMQ at {setting}: {broker_cause(exc)}", EXIT_UNAVAILABLE
+            ) from None
+        except pika.exceptions.AMQPChannelError as exc:
+            raise Problem(f"RabbitMQ refused an operation ({setting}): {broker_cause(exc)}", EXIT_UNAVAILABLE) from None
+        finally:
+            if connection.is_open:
+                connection.close()  # unacked messages go back to their queue, in order
+    finally:
+        pika_logger.setLevel(level)
+
+
+def count_letters(connection: Any, queue: str, missing_ok: bool) -> int | None:
+    """Dead letters in ``queue``'s .XQ now (None when it does not exist and that is fine)."""
+    name = xq_name(q_name(queue))
+    channel = connection.channel()  # of its own: a 404 closes the channel it happens on
+    try:
+        count = int(channel.queue_declare(name, passive=True).method.message_count)
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        if exc.reply_code != 404:
+            raise
+        if missing_ok:
+            return None
+        raise Problem(
+            f"no dead-letter queue {name!r} on RabbitMQ: is {q_name(queue)!r} a queue of this deployment? "
+            "If it is, run `backlane declare-queues` to create it",
+            EXIT_USAGE,
+        ) from None
+    channel.close()
+    return count
+
+
+def each_letter(channel: Any, queue: str, limit: int) -> Iterator[tuple[int, DeadLetter]]:
+    """At most ``limit`` dead letters of ``queue`` with their delivery tags, unacked (they stay
+    on the broker until acked or returned)."""
+    for _ in range(limit):
+        method, props, raw = channel.basic_get(xq_name(q_name(queue)), auto_ack=False)
+        if method is None:
+            return
+        yield method.delivery_tag, parse(queue, raw, props)
+
+
+def return_all(channel: Any) -> None:
+    """Give back every letter read on ``channel`` explicitly (``basic.nack`` with requeue)
+    rather than by closing it: on RabbitMQ 4.3+ an explicit return does not count toward a
+    quorum queue's delivery limit, a channel closed with them unacked does (SCALING.md)."""
+    with contextlib.suppress(pika.exceptions.AMQPError):
+        if channel.is_open:
+            channel.basic_nack(delivery_tag=0, multiple=True, requeue=True)
