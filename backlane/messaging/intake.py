@@ -166,11 +166,11 @@ MAX_REASON_CHARS = 500
 
 
 def readable(reason: str) -> str:
-    """``reason`` bounded in length, control characters and lone surrogates escaped."""
-    reason = cut(reason, MAX_REASON_CHARS)
-    if reason.isprintable():
-        return reason
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in reason)
+    """``reason`` with control characters and lone surrogates escaped, then bounded in length
+    (escaped first: a cut reason full of control characters would grow fourfold after it)."""
+    if not reason.isprintable():
+        reason = "".join(c if c.isprintable() else repr(c)[1:-1] for c in reason)
+    return cut(reason, MAX_REASON_CHARS)
 
 
 def properties_problem(properties: Any) -> str | None:

@@ -302,3 +302,11 @@ def test_max_body_bytes_is_range_checked_naming_the_setting(monkeypatch: pytest.
     with pytest.raises(SettingsError) as raised:
         load_settings()
     assert "max_body_bytes" in str(raised.value).lower()
+
+
+def test_a_reason_full_of_control_characters_stays_within_its_bound() -> None:
+    """Hypothesis found it: cut first and escaped after, 500 control characters became 2,000."""
+    from backlane.messaging.intake import readable
+
+    reason = readable("\x01" * 2000)
+    assert len(reason) <= MAX_REASON_CHARS + 40 and reason.isprintable(), len(reason)
