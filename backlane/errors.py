@@ -176,7 +176,7 @@ class RegistrationError(SetupError):
 
 
 #: Where the classic → quorum (and back) migration is described.
-QUEUE_MIGRATION_DOC = "SCALING.md#changing-the-queue-type-of-a-running-deployment"
+QUEUE_MIGRATION_DOC = "docs/scaling.md#changing-the-queue-type-of-a-running-deployment"
 
 
 class QueueMismatch(SetupError):

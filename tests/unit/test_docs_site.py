@@ -84,11 +84,6 @@ def test_a_broken_link_fails_the_build(tmp_path: Path) -> None:
     assert result.returncode != 0 and "no-such-heading" in result.stderr, result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SCALING.md moved to docs/scaling.md; backlane/errors.py QUEUE_MIGRATION_DOC still names SCALING.md "
-    "(the lead sets it to docs/scaling.md#changing-the-queue-type-of-a-running-deployment, then drops this mark)",
-)
 def test_the_page_an_error_message_names_exists_with_its_anchor() -> None:
     path, anchor = QUEUE_MIGRATION_DOC.split("#")
     page = REPO / path

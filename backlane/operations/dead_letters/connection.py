@@ -94,7 +94,7 @@ def each_letter(channel: Any, queue: str, limit: int) -> Iterator[tuple[int, Dea
 def return_all(channel: Any) -> None:
     """Give back every letter read on ``channel`` explicitly (``basic.nack`` with requeue)
     rather than by closing it: on RabbitMQ 4.3+ an explicit return does not count toward a
-    quorum queue's delivery limit, a channel closed with them unacked does (SCALING.md)."""
+    quorum queue's delivery limit, a channel closed with them unacked does (docs/scaling.md)."""
     with contextlib.suppress(pika.exceptions.AMQPError):
         if channel.is_open:
             channel.basic_nack(delivery_tag=0, multiple=True, requeue=True)
