@@ -42,13 +42,10 @@ class Signals:
         self._hooks[name] = hooks
         return hooks
 
-    def _cached(self, name: str) -> list[Any] | None:
-        return self._hooks.get(name) if self.broker.middleware == self._hooks_of else None
-
     def before(self, signal: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         broker = self.broker
         name = "before_" + signal
-        hooks = self._cached(name)
+        hooks = self._hooks.get(name) if broker.middleware == self._hooks_of else None
         for hook in hooks if hooks is not None else self._hooks_for(name, broker.middleware):
             try:
                 hook(broker, *args, **kwargs)
@@ -62,7 +59,7 @@ class Signals:
     def after(self, signal: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         broker = self.broker
         name = "after_" + signal
-        hooks = self._cached(name)
+        hooks = self._hooks.get(name) if broker.middleware == self._hooks_of else None
         for hook in hooks if hooks is not None else self._hooks_for(name, reversed(broker.middleware)):
             try:
                 hook(broker, *args, **kwargs)
