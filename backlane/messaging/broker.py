@@ -88,8 +88,6 @@ class BacklaneBroker(RabbitmqBroker):
         self.url = url
         self.links = Links(self, connect_timeout)
         self.topology = Topology(queue_type, dead_letter_ttl_ms)
-        #: Inbox queues that also take MassTransit publishes, by queue name.
-        self.masstransit_inboxes: dict[str, MassTransitInbox] = self.topology.masstransit_inboxes
         self.outbox = Outbox(lambda: self.parameters)
         self.faults = Reconnector(url, reconnect_timeout, drop_broken=self._drop_broken, forget=self.links.forget)
         #: What this broker signs its messages' options with (None: from this process's settings).
@@ -111,6 +109,15 @@ class BacklaneBroker(RabbitmqBroker):
     @property
     def dead_letter_ttl_ms(self) -> int:
         return self.topology.dead_letter_ttl_ms
+
+    @property
+    def masstransit_inboxes(self) -> dict[str, MassTransitInbox]:
+        """Inbox queues that also take MassTransit publishes, by queue name."""
+        return self.topology.masstransit_inboxes
+
+    @masstransit_inboxes.setter
+    def masstransit_inboxes(self, inboxes: dict[str, MassTransitInbox]) -> None:
+        self.topology.masstransit_inboxes = inboxes
 
     @property
     def reconnect_timeout(self) -> float:
