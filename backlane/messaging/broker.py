@@ -83,7 +83,7 @@ class BacklaneBroker(RabbitmqBroker):
         signing_key: bytes | None = None,
         max_body_bytes: int = 1024 * 1024,
     ) -> None:
-        self.signals = Signals(self)  # before Dramatiq's __init__, which may emit already
+        self.signals = Signals(self)  # first: emit_before and emit_after go through it
         super().__init__(url=url, confirm_delivery=True, middleware=middleware)
         self.url = url
         self.links = Links(self, connect_timeout)
