@@ -9,6 +9,7 @@ from typing import Any
 import pendulum
 import pika.exceptions
 import pytest
+from dramatiq.brokers.stub import StubBroker
 from dramatiq.errors import ConnectionClosed
 from periodiq import cron
 
@@ -144,3 +145,29 @@ def test_ticked_between_excludes_both_ends() -> None:
     assert _ticked_between(five, at, at.add(minutes=6))
     assert not _ticked_between(five, at, at.add(minutes=5))
     assert not _ticked_between(five, at.add(minutes=1), at.add(minutes=4, seconds=59))
+
+
+def test_a_worker_shutting_down_stops_a_serving_broker_waiting_for_rabbitmq() -> None:
+    """The lifecycle middleware a BacklaneBroker adds to itself: a worker's shutdown ends the wait
+    for RabbitMQ of a serving process at its next pause, and another broker's shutdown is left alone."""
+    broker = BacklaneBroker(url="amqp://guest:pw@127.0.0.1:1/%2F", middleware=[], reconnect_timeout=0.1)
+    (lifecycle,) = [m for m in broker.middleware if type(m).__name__ == "ServiceLifecycle"]
+    broker.serve()
+    lifecycle.before_worker_shutdown(StubBroker(middleware=[]), None)  # type: ignore[arg-type]  # not ours: no effect
+    assert not broker.faults.stopping.is_set()
+    calls = 0
+
+    def down() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 4:
+            broker.emit_before("worker_shutdown", None)  # as Dramatiq's Worker.stop does
+        if calls > 5:
+            raise AssertionError("the worker's shutdown did not end the wait for RabbitMQ")
+        raise ConnectionClosed(pika.exceptions.AMQPConnectionError("Connection refused"))
+
+    started = time.monotonic()
+    with pytest.raises(ConnectionClosed):
+        broker.with_reconnect(down, "publish")  # serving: past its reconnect_timeout until the shutdown
+    assert calls == 4 and broker.faults.stopping.is_set()
+    assert time.monotonic() - started < 3
