@@ -1,6 +1,6 @@
 """What an operator asks for, done the same way from the command line and the dashboard.
 
-``backlane trigger PIPELINE [TARGET]`` and the dashboard's *Trigger now* / *Refresh now*
+``backlane trigger PIPELINE [TARGET]`` and the dashboard's *Trigger now* (a pipeline's, or a health row's)
 buttons both call :func:`trigger`; each returns the one line that says what happened and
 raises :class:`~backlane.errors.Problem` for a request that cannot be done (an unknown
 pipeline or section, the database not migrated). The dead-letter actions are those of

@@ -3,7 +3,7 @@
 ``backlane dashboard`` serves it (:mod:`.server`); :func:`create_app` gives the ASGI app
 to mount in your own. Pages: the overview (``backlane status`` with next ticks,
 throughput, breakers and rate-limit holds), each pipeline (its rows by state, searchable;
-failures first with their reasons; catalog sections with *Refresh now*), dead letters
+failures first with their reasons; health rows with *Trigger now*), dead letters
 (requeue one, selected or all; purge) and health (broker, database, workers). Safe by
 default (:mod:`.security`): loopback unless a password is set, CSRF-checked POSTs, an
 optional read-only mode, everything escaped.
