@@ -56,7 +56,7 @@ def add_pipeline_commands(command: Callable[..., argparse.ArgumentParser], regis
         if not pipeline.commands:
             continue
         about = pipeline.commands_help or pipeline.description
-        group = command(pipeline.name, f"{pipeline.name}'s own commands", about)
+        group = command(pipeline.name, f"the {pipeline.name} pipeline's own commands", about)
         actions = group.add_subparsers(dest="action", required=True, metavar="ACTION")
         for declared in pipeline.commands:
             parser = actions.add_parser(declared.name, help=declared.help, description=declared.help)
