@@ -13,7 +13,7 @@ its numbers in words, for a screen reader and for a test.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -39,7 +39,7 @@ class Series:
 
 
 def nice_ceiling(value: float) -> float:
-    """The smallest of 1, 2, 5 × 10ⁿ at least ``value`` (1 for nothing): the y axis' top."""
+    """The smallest of 1, 2, 5 times a power of ten at least ``value`` (1 for nothing): the y axis' top."""
     if not math.isfinite(value) or value <= 1:
         return 1.0
     power = 10.0 ** math.floor(math.log10(value))
@@ -79,7 +79,8 @@ def bar_chart(title: str, labels: Sequence[str], series: Sequence[Series], *, un
             parts.append(
                 f'<rect class="bar s{k}" x="{frame.x(i) + band * 0.1:.1f}" y="{y1:.1f}" width="{band * 0.8:.1f}" '
                 f'height="{max(y0 - y1, 0.5):.1f}" data-series="{escape(s.name)}" data-slot="{escape(labels[i])}" '
-                f'data-value="{number(value)}"><title>{escape(labels[i])} {escape(s.name)}: {number(value)}</title></rect>'
+                f'data-value="{number(value)}"><title>{escape(labels[i])} {escape(s.name)}: {number(value)}</title>'
+                "</rect>"
             )
             base += value
     return _svg(title, labels, series, frame, parts, unit, "bars")
@@ -128,8 +129,8 @@ class _Frame:
         return TOP + (HEIGHT - TOP - BOTTOM) * (1 - min(max(value / self.top, 0.0), 1.0))
 
 
-def _sum(values: object) -> float | None:
-    known = [v for v in values if v is not None]  # type: ignore[attr-defined]
+def _sum(values: Iterable[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
     return sum(known) if known else None
 
 

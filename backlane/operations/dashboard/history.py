@@ -101,7 +101,8 @@ class History:
         last = int(self._clock() // 60)
         with self._lock:
             buckets = store.get(pipeline, {})
-            return [Slot(m, dict(buckets[m]) if m in buckets else None) for m in range(last - self._minutes + 1, last + 1)]
+            window = range(last - self._minutes + 1, last + 1)
+            return [Slot(m, dict(buckets[m]) if m in buckets else None) for m in window]
 
     def _bucket(self, store: dict[str, dict[int, Bucket]], pipeline: str, minute: int) -> Bucket:
         buckets = store.setdefault(pipeline, {})
