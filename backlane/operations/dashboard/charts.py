@@ -236,13 +236,13 @@ def pipeline_charts(history: History, name: str, *, small: bool = False) -> Any:
     items = [Series(series, _column(counts, series)) for series in SERIES]
     depth_slots = history.depths(name)
     depths = [Series(d.replace("_", " "), _column(depth_slots, d)) for d in DEPTHS]
-    totals = {s.name: sum(v for v in s.values if v is not None) for s in items}
+    totals = {s.name: _sum(s.values) for s in items}  # None: never read (no retries from the rows)
     since = datetime.fromtimestamp(history.started_at, UTC).strftime("%H:%M:%S")
     return {
         "items": bar_chart(f"{name}: items per minute, last hour (UTC)", labels, items, unit="items per minute"),
         "depths": line_chart(
             f"{name}: queue depth, last hour (UTC)", [_label(s) for s in depth_slots], depths, unit="messages"
         ),
-        "totals": {k: number(v) for k, v in totals.items()},
+        "totals": {k: "?" if v is None else number(v) for k, v in totals.items()},
         "since": since,
     }

@@ -81,7 +81,7 @@ class History:
                 increase = max(0.0, value - previous[1])  # down: a worker restarted; nothing invented
                 bucket[series] = (bucket.get(series) or 0.0) + increase
 
-    def record_depths(self, pipeline: str, depths: Mapping[str, int | None]) -> None:
+    def record_depths(self, pipeline: str, depths: Mapping[str, float | None]) -> None:
         """Record a queue's depths of now: the minute's last sample is the one charted."""
         minute = int(self._clock() // 60)
         with self._lock:
