@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 #: The drawing's size and its margins (left for the y labels, bottom for the x labels), px.
 WIDTH, HEIGHT = 640, 180
 LEFT, RIGHT, TOP, BOTTOM = 44, 8, 22, 24
-#: An x label every this many slots (and the last slot's).
+#: An x label every this many slots, counted back from the newest.
 LABEL_EVERY = 15
 #: A sparkline's size, px.
 SPARK_WIDTH, SPARK_HEIGHT = 120, 24
@@ -153,10 +153,12 @@ def _svg(
             axes.append(f'<line class="grid" x1="{LEFT}" y1="{y:.1f}" x2="{WIDTH - RIGHT}" y2="{y:.1f}"/>')
         axes.append(f'<text class="ylabel" x="{LEFT - 4}" y="{y + 4:.1f}" text-anchor="end">{number(value)}</text>')
     for i, label in enumerate(labels):
-        if i % LABEL_EVERY == 0 or i == len(labels) - 1:
-            x = frame.x(i) + frame.band / 2
+        if (len(labels) - 1 - i) % LABEL_EVERY == 0:  # counted back from the newest minute
+            x, anchor = frame.x(i) + frame.band / 2, "middle"
+            if i == len(labels) - 1 and i:
+                x, anchor = WIDTH - RIGHT, "end"  # the newest minute's label ends at the frame's edge
             axes.append(
-                f'<text class="xlabel" x="{x:.1f}" y="{HEIGHT - 6}" text-anchor="middle">{escape(label)}</text>'
+                f'<text class="xlabel" x="{x:.1f}" y="{HEIGHT - 6}" text-anchor="{anchor}">{escape(label)}</text>'
             )
     if not has_data:
         axes.append(
