@@ -141,3 +141,28 @@ def test_with_the_management_api_away_the_depth_chart_says_unknown_and_the_page_
     depths = figure(page.text, "depths")
     assert points(depths) == {} and "<desc>messages: no data</desc>" in depths and "no data yet" in depths
     assert "Traceback" not in page.text + overview.text
+
+
+def test_with_the_database_broker_and_management_api_away_every_page_renders_its_charts(
+    app: App, tmp_path: Any
+) -> None:
+    from pydantic import SecretStr
+
+    from backlane.db.engine import Database
+    from devtools.infra.ports import free_port
+
+    app.runtime._database = Database(f"sqlite:///{tmp_path}/no-such-dir/backlane.db")
+    dead = f"127.0.0.1:{free_port()}"
+    app.configure("broker", url=SecretStr(f"amqp://guest:guest@{dead}/%2F"), management_url=f"http://{dead}")
+    with dashboard(app, workers=f"http://{dead}/health", management_cache_seconds=0) as client:
+        pages = {path: client.get(path) for path in ("/", "/pipelines/orders", "/pipelines/catalog", "/health")}
+        pages["/dead-letters"] = client.get("/dead-letters")
+    for path, page in pages.items():
+        assert page.status_code == 200, (path, page.text)
+        assert "Traceback" not in page.text, path
+    for path in ("/pipelines/orders", "/pipelines/catalog"):
+        text = pages[path].text
+        assert "<desc>items per minute: no data</desc>" in figure(text, "items"), path
+        assert "<desc>messages: no data</desc>" in figure(text, "depths"), path
+        assert "Items in the hour: ? succeeded, ? failed, ? retried." in text, path
+    assert re.search(r'<tr data-pipeline="orders">.*?<svg class="spark"', pages["/"].text, re.S)
