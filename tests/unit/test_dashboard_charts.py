@@ -21,9 +21,10 @@ from backlane.operations.dashboard.charts import (
     line_chart,
     nice_ceiling,
     pipeline_charts,
+    pipeline_sparkline,
     sparkline,
 )
-from backlane.operations.dashboard.history import WINDOW_MINUTES, History
+from backlane.operations.dashboard.history import WINDOW_MINUTES, History, Sampler
 
 SVG = "{http://www.w3.org/2000/svg}"
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
@@ -186,5 +187,33 @@ def test_a_pipelines_charts_from_its_history() -> None:
     }
     assert items.get("data-slots") == str(WINDOW_MINUTES)
     assert re.fullmatch(r"\d\d:\d\d:\d\d", charts["since"])
-    spark = parsed(pipeline_charts(history, "p", small=True))
+    spark = parsed(pipeline_sparkline(history, "p"))
     assert [b.get("data-value") for b in rects(spark)] == ["10"]  # finished: succeeded + failed
+
+
+def test_the_sampler_samples_on_its_thread_until_stopped_and_outlives_a_failing_sample(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import threading
+
+    calls: list[int] = []
+    enough = threading.Event()
+
+    def sample() -> None:
+        calls.append(1)
+        if len(calls) >= 4:
+            enough.set()
+        raise OSError("the management API is away")
+
+    sampler = Sampler(sample, seconds=0.01)
+    sampler.start()
+    sampler.start()  # once: a page view after the server's start adds no thread
+    assert enough.wait(5), calls
+    sampler.stop()
+    stopped_at = len(calls)
+    assert [t.name for t in threading.enumerate()].count("backlane-dashboard-sampler") == 0
+    assert len(calls) == stopped_at
+    warnings = [r for r in caplog.records if "history sample failed (OSError)" in r.getMessage()]
+    assert len(warnings) == 1  # said once, not every period
+    Sampler(sample, seconds=0).start()  # 0: off
+    assert [t.name for t in threading.enumerate()].count("backlane-dashboard-sampler") == 0

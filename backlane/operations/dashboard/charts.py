@@ -221,19 +221,21 @@ def _column(slots: Sequence[Slot], name: str) -> list[float | None]:
     return [None if slot.values is None else slot.values.get(name) for slot in slots]
 
 
-def pipeline_charts(history: History, name: str, *, small: bool = False) -> Any:
-    """Pipeline ``name``'s charts from ``history``: items per minute and queue depths (a dict
-    with both, the totals and when history began), or with ``small`` the overview's sparkline
-    of items finished per minute."""
+def pipeline_sparkline(history: History, name: str) -> Markup:
+    """The overview's glance at pipeline ``name``: items finished (succeeded + failed) per minute."""
+    finished = [
+        None if s.values is None else (s.values.get("succeeded") or 0.0) + (s.values.get("failed") or 0.0)
+        for s in history.counts(name)
+    ]
+    return sparkline(f"{name}: items finished per minute, last hour", finished)
+
+
+def pipeline_charts(history: History, name: str) -> dict[str, Any]:
+    """Pipeline ``name``'s charts from ``history``: items per minute and queue depths, the
+    hour's totals by series ("?" for one never read) and when history began."""
     from backlane.operations.dashboard.history import DEPTHS, SERIES
 
     counts = history.counts(name)
-    if small:
-        finished = [
-            None if s.values is None else (s.values.get("succeeded") or 0.0) + (s.values.get("failed") or 0.0)
-            for s in counts
-        ]
-        return sparkline(f"{name}: items finished per minute, last hour", finished)
     labels = [_label(slot) for slot in counts]
     items = [Series(series, _column(counts, series)) for series in SERIES]
     depth_slots = history.depths(name)

@@ -21,7 +21,7 @@ from backlane.db.claims import ESTIMATED, bounded_counts
 from backlane.errors import Problem
 from backlane.operations import dead_letters as admin
 from backlane.operations.dashboard.cache import Cached, Throughput
-from backlane.operations.dashboard.charts import pipeline_charts
+from backlane.operations.dashboard.charts import pipeline_charts, pipeline_sparkline
 from backlane.operations.dashboard.history import History, Sampler
 from backlane.operations.dashboard.items import STATES, ItemPage, list_items
 from backlane.operations.health import HEALTHY, check_database
@@ -147,7 +147,7 @@ class Views:
             row["next_tick"] = next_tick(row["schedule"], now) if row["enabled"] else None
             row["per_minute"] = self._per_minute(row, on_workers)
             self._record(row, outcomes)
-            row["sparkline"] = pipeline_charts(self.history, row["name"], small=True)
+            row["sparkline"] = pipeline_sparkline(self.history, row["name"])
         status["holds"] = None
         if status["database"]["health"] == HEALTHY:
             try:
