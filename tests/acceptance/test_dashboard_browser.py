@@ -129,6 +129,9 @@ def test_an_operator_finds_a_failed_order_requeues_it_and_sees_it_settle(
     expect(row.locator('[data-count="due"]')).to_have_text("0")
     expect(row.locator('[data-count="in_flight"]')).to_have_text("0")
     expect(row.locator('[data-depth="dead_lettered"]')).to_have_text("1", timeout=20_000)
+    # Its sparkline: the 13 items finished in the last hour, from the worker's counters.
+    expect(row.get_by_role("img", name="orders: items finished per minute, last hour")).to_be_visible()
+    expect(row.locator("svg.spark desc")).to_have_text("13 in the last 60 minutes", timeout=15_000)
     shoot(page, "overview")
 
     # The failed order, first on its pipeline's page, with its reason.
