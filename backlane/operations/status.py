@@ -36,7 +36,7 @@ from backlane.settings import Settings
 DEPTHS = ("ready", "unacked", "delayed", "dead_lettered")
 
 
-def _queue_row(name: str, depths: dict[str, QueueDepth] | None) -> dict[str, int | None]:
+def queue_row(name: str, depths: dict[str, QueueDepth] | None) -> dict[str, int | None]:
     if depths is None:  # the management API could not be read: unknown, not empty
         return {key: None for key in (*DEPTHS, "consumers")}
     none = QueueDepth(0, 0, 0)
@@ -110,7 +110,7 @@ def collect_status(
             "enabled": config.enabled,
             "schedule": config.tick,
             "queue": hooks.queue_name,
-            "queue_depth": _queue_row(hooks.queue_name, depths),
+            "queue_depth": queue_row(hooks.queue_name, depths),
             "items": None,
             "health_rows": [],
             "health": None,
@@ -142,7 +142,7 @@ def collect_status(
         "database": database,
         "management": management_state,
         "pipelines": pipelines,
-        "queues": {name: _queue_row(name, depths) for name in other_queues},
+        "queues": {name: queue_row(name, depths) for name in other_queues},
         "breakers": breakers,
         "errors": errors,
     }

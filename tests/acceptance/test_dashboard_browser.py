@@ -3,7 +3,8 @@ private RabbitMQ node, PostgreSQL, the simulator, a real worker and ``backlane d
 
 What an operator does with it: read the counts the database holds, find a failed order's
 reason, requeue its dead letter once the cause is fixed and watch the order settle, refresh
-a catalog section now; and what it refuses: a POST without the CSRF token or without
+a catalog section now, see the items the worker finished and the dead letter on the
+pipeline's charts; and what it refuses: a POST without the CSRF token or without
 credentials. A reason holding HTML is shown as text. With BACKLANE_DASHBOARD_SCREENSHOTS
 set to a directory, the pages are saved there as PNG (the README's screenshots).
 """
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 from sqlalchemy import select, update
@@ -24,6 +26,7 @@ from actors.catalog.models import CatalogSection
 from actors.orders.models import Order
 from backlane.core.clock import SystemClock
 from devtools.browser import MissingChromium, launch_chromium
+from devtools.infra.ports import free_port
 from devtools.sample import create_orders
 from tests.acceptance.conftest import System
 from tests.waiting import wait_until
@@ -49,6 +52,8 @@ def browser() -> Iterator[Any]:
 @pytest.fixture
 def dashboard(system: System) -> str:
     system.stack.env.update(
+        # The worker serves /metrics there, where the dashboard reads its counters for the charts.
+        BACKLANE_WORKER__METRICS_PORT=str(free_port()),
         BACKLANE_CATALOG__BASE_URL=system.simulator_url,
         BACKLANE_DASHBOARD__PASSWORD=PASSWORD,
         BACKLANE_DASHBOARD__REFRESH_SECONDS="1",
@@ -76,6 +81,26 @@ def order_counts(system: System) -> Counter[str]:
         return Counter(session.scalars(select(Order.status)))
 
 
+def metrics_answer(system: System) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{system.stack.env['BACKLANE_WORKER__METRICS_PORT']}/metrics").is_success
+    except httpx.HTTPError:
+        return False
+
+
+def chart(page: Page, name: str, mark: str) -> dict[str, list[float]]:
+    """The values a chart of the page draws (``mark``: rect.bar or circle.point), by series, oldest first."""
+    drawn: list[list[Any]] = page.evaluate(
+        """([name, mark]) => [...document.querySelectorAll(`figure[data-chart="${name}"] ${mark}`)]
+            .map(e => [e.dataset.series, Number(e.dataset.value)])""",
+        [name, mark],
+    )
+    by_series: dict[str, list[float]] = {}
+    for series, value in drawn:
+        by_series.setdefault(series, []).append(value)
+    return by_series
+
+
 def shoot(page: Page, name: str) -> None:
     if SCREENSHOTS:
         Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
@@ -89,6 +114,8 @@ def test_an_operator_finds_a_failed_order_requeues_it_and_sees_it_settle(
     # An order the order API rejects for good (422: no items): failed with the reason, dead-lettered.
     [bad] = create_orders(system.db, 1, SystemClock().now(), payload={"items": []})
     system.stack.start_worker(processes=1, threads=4)
+    # The charts count from the dashboard's first look at the worker's counters: it must answer by then.
+    wait_until(lambda: metrics_answer(system), timeout=60, what="the worker's /metrics")
 
     page.goto(dashboard + "/")
     page.locator('tr[data-pipeline="orders"] button', has_text="Trigger now").click()
@@ -102,12 +129,47 @@ def test_an_operator_finds_a_failed_order_requeues_it_and_sees_it_settle(
     expect(row.locator('[data-count="due"]')).to_have_text("0")
     expect(row.locator('[data-count="in_flight"]')).to_have_text("0")
     expect(row.locator('[data-depth="dead_lettered"]')).to_have_text("1", timeout=20_000)
+    # Its sparkline: the 13 items finished in the last hour, from the worker's counters.
+    expect(row.get_by_role("img", name="orders: items finished per minute, last hour")).to_be_visible()
+    expect(row.locator("svg.spark desc")).to_have_text("13 in the last 60 minutes", timeout=15_000)
     shoot(page, "overview")
 
     # The failed order, first on its pipeline's page, with its reason.
     page.goto(f"{dashboard}/pipelines/orders")
     failed = page.locator("table.items", has_text="Failed, newest first").locator(f'tr[data-id="{bad}"]')
     expect(failed.locator("td.reason")).to_contain_text("an order needs a non-empty list of items")
+
+    # Its charts: the 12 done and the 1 failed for good among the last hour's bars (from the
+    # worker's counters, sampled by the dashboard), the dead letter on the depth line.
+    items = page.get_by_role("img", name="orders: items per minute, last hour (UTC)")
+    expect(items).to_be_visible()
+    wait_until(
+        lambda: (
+            {k: sum(v) for k, v in chart(page, "items", "rect.bar").items() if k != "retried"}
+            == {"succeeded": 12, "failed": 1}
+        ),
+        timeout=20,
+        what="12 succeeded and 1 failed on the chart",
+    )
+    bars = chart(page, "items", "rect.bar")
+    box = items.bounding_box()
+    assert box is not None and box["width"] > 300 and box["height"] > 80
+    started = page.locator("figure[data-chart=items] svg").get_attribute("data-slots")
+    assert started == "60"
+    # At most one bar per series per minute since the dashboard started (the test spans a few).
+    assert all(1 <= len(values) <= 5 for values in bars.values()), bars
+    depth = page.get_by_role("img", name="orders: queue depth, last hour (UTC)")
+    expect(depth).to_be_visible()
+    wait_until(
+        lambda: chart(page, "depths", "circle.point").get("dead lettered", [None])[-1] == 1,
+        timeout=20,
+        what="the dead letter on the depth chart",
+    )
+    points = chart(page, "depths", "circle.point")
+    assert set(points) == {"ready", "unacked", "delayed", "dead lettered"}
+    assert len({len(values) for values in points.values()}) == 1  # one point per sampled minute, every series
+    assert 1 <= len(points["ready"]) <= 5
+    expect(page.locator("figure[data-chart=items] desc")).to_contain_text("succeeded")
     shoot(page, "pipeline")
 
     # Fix the cause, then requeue its dead letter: the order settles, seen on the page.

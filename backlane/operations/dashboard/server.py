@@ -88,7 +88,8 @@ def serve(app: App, settings: DashboardSettings) -> int:
     from backlane.operations.dashboard.web import create_app
 
     sock = bind(settings)
-    config = uvicorn.Config(create_app(app, settings), log_level="warning", access_log=False, lifespan="off")
+    # The lifespan starts the charts' sampler with the server (history from the start, not the first view).
+    config = uvicorn.Config(create_app(app, settings), log_level="warning", access_log=False, lifespan="on")
     server = uvicorn.Server(config)
     read_only = " (read-only)" if settings.read_only else ""
     login = f", login {settings.user}" if settings.password is not None else ""

@@ -21,9 +21,11 @@ from backlane.db.claims import ESTIMATED, bounded_counts
 from backlane.errors import Problem
 from backlane.operations import dead_letters as admin
 from backlane.operations.dashboard.cache import Cached, Throughput
+from backlane.operations.dashboard.charts import pipeline_charts, pipeline_sparkline
+from backlane.operations.dashboard.history import History, Sampler
 from backlane.operations.dashboard.items import STATES, ItemPage, list_items
 from backlane.operations.health import HEALTHY, check_database
-from backlane.operations.status import collect_status, probe_broker, read_queues
+from backlane.operations.status import collect_status, probe_broker, queue_row, read_queues
 from backlane.resilience.rate_limit import current_holds
 
 if TYPE_CHECKING:
@@ -47,36 +49,51 @@ def next_tick(spec: str, now: datetime) -> datetime | None:
 
 #: The outcomes that finish an item, as backlane_items_total counts them.
 FINISHED_OUTCOMES = ("succeeded", "failed")
+#: The chart's series by the outcome backlane_items_total counts them under.
+CHARTED_OUTCOMES = {"succeeded": "succeeded", "failed": "failed", "retry": "retried"}
+
+
+def outcomes_from_metrics(text: str) -> dict[str, dict[str, float]]:
+    """Items per pipeline and outcome, from one worker's Prometheus text (``backlane_items_total``,
+    summed over error classes)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    totals: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "backlane_items_total":
+                by_outcome = totals.setdefault(sample.labels.get("pipeline", ""), {})
+                outcome = sample.labels.get("outcome", "")
+                by_outcome[outcome] = by_outcome.get(outcome, 0.0) + sample.value
+    return totals
 
 
 def finished_from_metrics(text: str) -> dict[str, float]:
     """Items finished per pipeline, from one worker's Prometheus text (``backlane_items_total``)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    totals: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "backlane_items_total" and sample.labels.get("outcome") in FINISHED_OUTCOMES:
-                pipeline = sample.labels.get("pipeline", "")
-                totals[pipeline] = totals.get(pipeline, 0.0) + sample.value
-    return totals
+    return finished(outcomes_from_metrics(text))
 
 
-def finished_on_workers(urls: list[str]) -> dict[str, float] | None:
-    """Items finished per pipeline summed over the workers' /metrics; None when none answers."""
-    totals: dict[str, float] = {}
+def finished(outcomes: dict[str, dict[str, float]]) -> dict[str, float]:
+    return {p: sum(by.get(o, 0.0) for o in FINISHED_OUTCOMES) for p, by in outcomes.items()}
+
+
+def outcomes_on_workers(urls: list[str]) -> dict[str, dict[str, float]] | None:
+    """Items per pipeline and outcome summed over the workers' /metrics; None when none answers."""
+    totals: dict[str, dict[str, float]] = {}
     answered = False
     for url in urls:
         metrics = url[: -len("/health")] + "/metrics" if url.endswith("/health") else url.rstrip("/") + "/metrics"
         try:
             response = httpx.get(metrics, timeout=2.0)
             response.raise_for_status()
-            found = finished_from_metrics(response.text)
+            found = outcomes_from_metrics(response.text)
         except (httpx.HTTPError, ValueError):
             continue
         answered = True
-        for pipeline, value in found.items():
-            totals[pipeline] = totals.get(pipeline, 0.0) + value
+        for pipeline, by_outcome in found.items():
+            mine = totals.setdefault(pipeline, {})
+            for outcome, value in by_outcome.items():
+                mine[outcome] = mine.get(outcome, 0.0) + value
     return totals if answered else None
 
 
@@ -95,6 +112,7 @@ class Views:
     app: App
     settings: DashboardSettings
     throughput: Throughput = field(default_factory=Throughput)
+    history: History = field(default_factory=History)
 
     def __post_init__(self) -> None:
         runtime_settings = self.app.runtime.settings
@@ -102,7 +120,8 @@ class Views:
         self._broker = Cached(lambda: probe_broker(runtime_settings), seconds)
         self._queues = Cached(lambda: read_queues(runtime_settings), seconds)
         self._database = Cached(self.database, seconds)
-        self._finished = Cached(lambda: finished_on_workers(worker_urls(self.app, self.settings)), seconds)
+        self._outcomes = Cached(lambda: outcomes_on_workers(worker_urls(self.app, self.settings)), seconds)
+        self.sampler = Sampler(self.sample)
 
     def status(self, only: str | None = None) -> dict[str, Any]:
         """``backlane status`` (``only``: one pipeline's row), RabbitMQ and the schema check read at
@@ -120,12 +139,15 @@ class Views:
     def overview(self) -> dict[str, Any]:
         status = self.status()
         now = datetime.now(UTC)
-        on_workers = self._finished.get()
+        outcomes = self._outcomes.get()
+        on_workers = None if outcomes is None else finished(outcomes)
         for row in status["pipelines"]:
             pipeline = self.app.registry.get(row["name"]).pipeline
             row["description"] = pipeline.description
             row["next_tick"] = next_tick(row["schedule"], now) if row["enabled"] else None
             row["per_minute"] = self._per_minute(row, on_workers)
+            self._record(row, outcomes)
+            row["sparkline"] = pipeline_sparkline(self.history, row["name"])
         status["holds"] = None
         if status["database"]["health"] == HEALTHY:
             try:
@@ -145,6 +167,33 @@ class Views:
             return None
         return self.throughput.per_minute(f"rows:{name}", (items.get("done") or 0) + (items.get("failed") or 0))
 
+    def sample(self) -> None:
+        """Add the workers' counters and the queues' depths of now to the history (the sampler's
+        period; pages add the rows' counts too). Reads RabbitMQ and the workers, never the database."""
+        outcomes = self._outcomes.get()
+        depths, _ = self._queues.get()
+        for registered in self.app.registry:
+            if outcomes is not None:
+                self._record_outcomes(registered.name, outcomes)
+            self.history.record_depths(registered.name, queue_row(registered.pipeline.queue_name, depths))
+
+    def _record(self, row: dict[str, Any], outcomes: dict[str, dict[str, float]] | None) -> None:
+        """A page's status row into the history: the workers' counters when they answer, else the
+        rows done and failed while those are exact counts; and the queue's depths."""
+        name = row["name"]
+        self.history.record_depths(name, row["queue_depth"])
+        if outcomes is not None:
+            self._record_outcomes(name, outcomes)
+            return
+        items = row["items"]
+        if items is not None and not {"done", "failed"} & set(items.get(ESTIMATED, [])):
+            self.history.record_counts(name, "rows", {"succeeded": items.get("done"), "failed": items.get("failed")})
+
+    def _record_outcomes(self, name: str, outcomes: dict[str, dict[str, float]]) -> None:
+        by_outcome = outcomes.get(name, {})
+        counted = {series: by_outcome.get(outcome, 0.0) for outcome, series in CHARTED_OUTCOMES.items()}
+        self.history.record_counts(name, "metrics", counted)
+
     def database(self) -> dict[str, Any]:
         return check_database(self.app.runtime, self.app.runtime.settings.broker.command_timeout)
 
@@ -155,10 +204,12 @@ class Views:
         registered = self.app.registry.get(name)
         status = self.status(only=name)
         [row] = status["pipelines"]
+        self._record(row, self._outcomes.get())
         table = registered.pipeline.table
         result: dict[str, Any] = {"status": status, "pipeline": row, "table": table is not None}
         result["description"] = registered.pipeline.description
         result["can_trigger_rows"] = registered.pipeline.trigger is not None
+        result["charts"] = pipeline_charts(self.history, name)
         if table is None or status["database"]["health"] != HEALTHY:
             return result
         ctx = registered.context()

@@ -13,9 +13,10 @@ failure is the error page, one line too (:func:`backlane.problems.explain`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -76,7 +77,7 @@ def create_app(app: App | None = None, settings: DashboardSettings | None = None
         Route("/dead-letters/purge", dashboard.guard(dashboard.purge, action=True), methods=["POST"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, lifespan=dashboard.lifespan)
 
 
 def _cookie_name(request: Request) -> str:
@@ -99,6 +100,16 @@ class _Dashboard:
         )
         self.templates = Jinja2Templates(env=environment)
 
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        """The charts' sampler starts with the server (mounted elsewhere: at the first page) and
+        stops with it."""
+        self.views.sampler.start()
+        try:
+            yield
+        finally:
+            self.views.sampler.stop()
+
     # -- safety ------------------------------------------------------------------
 
     def guard(self, endpoint: Endpoint, *, action: bool = False) -> Endpoint:
@@ -107,6 +118,7 @@ class _Dashboard:
 
         async def guarded(request: Request) -> Response:
             started = time.perf_counter()
+            self.views.sampler.start()  # once; mounted in another app, no lifespan may have run
             response = await self._checked(request, endpoint, action)
             response.headers.update(SECURITY_HEADERS)
             # The time spent answering, for the browser's developer tools (and the benchmark).
