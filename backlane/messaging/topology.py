@@ -81,7 +81,8 @@ class Topology:
                     self._xq_warned.add(name)
                     logger.warning(
                         "%s exists with another delivery limit than %s: each read of a letter (list, dashboard) "
-                        "counts toward it on RabbitMQ 4, and a letter past it is dropped; see docs/scaling.md (RabbitMQ 4)",
+                        "counts toward it on RabbitMQ 4, and a letter past it is dropped; "
+                        "see docs/scaling.md (RabbitMQ 4)",
                         name,
                         arguments.get("x-delivery-limit", "none"),
                     )
