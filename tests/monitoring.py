@@ -39,7 +39,8 @@ from backlane.settings import Settings
 middleware = metrics.build_metrics_middleware(Settings(), lambda: 0)
 middleware.after_process_boot(StubBroker())
 names = set()
-for collector in [*vars(middleware).values(), metrics._items, metrics._durations, metrics._dead_letters, metrics._ticks]:
+ours = [metrics._items, metrics._durations, metrics._dead_letters, metrics._ticks]
+for collector in [*vars(middleware).values(), *ours]:
     if hasattr(collector, "describe"):
         for family in collector.describe():
             suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}.get(family.type, [""])
@@ -67,7 +68,21 @@ def exported_series() -> frozenset[str]:
 
 #: PromQL words that are not metric names.
 _KEYWORDS = frozenset(
-    {"by", "without", "on", "ignoring", "group_left", "group_right", "offset", "bool", "and", "or", "unless", "inf", "nan"}
+    {
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+        "offset",
+        "bool",
+        "and",
+        "or",
+        "unless",
+        "inf",
+        "nan",
+    }
 )
 _STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'')
 _GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
@@ -83,9 +98,7 @@ def metric_names(expr: str) -> set[str]:
     expr = _GROUPING.sub("", expr)
     expr = re.sub(r"\$\{?\w+\}?", "", expr)
     expr = re.sub(r"\b\d+(?:\.\d+)?(?:e[+-]?\d+)?[smhdwy]*\b", "", expr)  # numbers, offsets' durations
-    return {
-        name for name, call in _NAME.findall(expr) if not call and name.lower() not in _KEYWORDS
-    }
+    return {name for name, call in _NAME.findall(expr) if not call and name.lower() not in _KEYWORDS}
 
 
 def promtool() -> str:

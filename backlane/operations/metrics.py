@@ -160,7 +160,7 @@ def state_metrics(
         failures.add_metric([breaker["name"]], breaker["consecutive_failures"])
     health = GaugeMetricFamily(
         "backlane_health_row",
-        "1 for the health a pipeline's health row reports now (catalog sections, upstream APIs), 0 for the others.",
+        "1 for the health a pipeline's health row (a section, an upstream API) reports now, 0 for the others.",
         labels=["pipeline", "row", "health"],
     )
     for pipeline, rows in health_rows.items():

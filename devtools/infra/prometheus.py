@@ -87,7 +87,9 @@ class PrometheusServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise PrometheusStartError(f"prometheus exited with status {self._proc.returncode}:\n{tail(self.log_path)}")
+                raise PrometheusStartError(
+                    f"prometheus exited with status {self._proc.returncode}:\n{tail(self.log_path)}"
+                )
             try:
                 if httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200:
                     return

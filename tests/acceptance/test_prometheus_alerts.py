@@ -91,3 +91,5 @@ def test_a_real_prometheus_fires_dead_letters_growing_when_an_order_fails_for_go
     assert firing[0]["labels"]["severity"] == "warning"
     assert firing[0]["annotations"]["summary"] == "orders: new dead letters in the last 15 minutes"
     assert server.query('backlane_queue_messages_ready{queue="orders.XQ"}')[0]["value"][1] == "1"
+    worker_logs = "".join(Path(p.log_path).read_text() for p in system.stack.processes)
+    assert "/metrics: " not in worker_logs, "the state gauges were read without a warning"

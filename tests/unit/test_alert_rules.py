@@ -71,7 +71,7 @@ def test_every_rule_has_a_severity_a_summary_and_a_runbook_on_the_alerts_page() 
 def test_metric_names_are_read_out_of_promql() -> None:
     expr = (
         'sum by (pipeline, le) (rate(backlane_items_total{outcome=~"failed|retry"}[$__rate_interval])) * 60'
-        ' / on (pipeline) group_left max(up offset 5m) > 0.5'
+        " / on (pipeline) group_left max(up offset 5m) > 0.5"
         ' or label_replace(backlane_queue_messages_ready{queue=~".+[.]XQ"}, "queue", "$1", "queue", "(.+)")'
         " and time() - max without (instance) (backlane_discover_last_tick_timestamp_seconds[10m:1m]) > 9e2"
     )

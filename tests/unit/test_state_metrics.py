@@ -69,7 +69,10 @@ def test_nothing_read_is_families_without_samples_not_zeros() -> None:
 @pytest.fixture
 def tick_gauge(monkeypatch: pytest.MonkeyPatch) -> Any:
     gauge = prometheus_client.Gauge(
-        "backlane_discover_last_tick_timestamp_seconds", "", ["pipeline"], registry=prometheus_client.CollectorRegistry()
+        "backlane_discover_last_tick_timestamp_seconds",
+        "",
+        ["pipeline"],
+        registry=prometheus_client.CollectorRegistry(),
     )
     monkeypatch.setattr(metrics, "_ticks", gauge)
     return gauge
@@ -98,7 +101,7 @@ def test_a_discover_tick_stamps_its_pipeline_once_whatever_it_enqueued(
 
 def test_a_disabled_pipeline_does_not_stamp_a_tick(tick_gauge: Any) -> None:
     discovery.discover(_registered(False, []))
-    assert list(tick_gauge.collect())[0].samples == []
+    assert next(iter(tick_gauge.collect())).samples == []
 
 
 def test_without_a_worker_process_booted_observing_a_tick_does_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
