@@ -43,6 +43,15 @@ logger = logging.getLogger("backlane.metrics")
 #: Seconds RabbitMQ gets to accept the health check's connection.
 BROKER_TIMEOUT = 3.0
 
+#: Seconds a /metrics answer waits for the state gauges (read from the database and RabbitMQ;
+#: tens of milliseconds when they answer) before it is sent with the last reading, or without
+#: them: the counters must answer within Prometheus' scrape timeout (10 s by default) however
+#: slow the database is, or the worker would look down.
+STATE_WAIT = 1.0
+
+#: Seconds the last state gauges are still served while a newer reading is slow; then left out.
+STATE_STALE = 30.0
+
 
 def health_report(
     registry: Registry,
@@ -80,6 +89,9 @@ class Endpoint:
         self.metrics = SingleFlight(
             self._compute_metrics, ttl=settings.worker.metrics_cache_seconds, stale=wait, wait=wait, overdue=_overdue
         )
+        self.state = SingleFlight(
+            self._state, ttl=settings.worker.metrics_cache_seconds, stale=STATE_STALE, wait=STATE_WAIT, overdue=bytes
+        )
 
     def _database_check(self) -> dict[str, Any]:
         url = self.runtime.database_url
@@ -107,7 +119,7 @@ class Endpoint:
         answer = _compute_counters()
         if answer[0] != 200:
             return answer
-        return answer[0], answer[1], answer[2] + self._state()
+        return answer[0], answer[1], answer[2] + self.state.get_within(STATE_WAIT, b"")
 
     def _state(self) -> bytes:
         """The state gauges: breakers and health rows from the database (when it answers), each

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -14,6 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from backlane.core import discovery
 from backlane.core.health import Health, HealthRow
 from backlane.operations import metrics
+from backlane.operations.single_flight import SingleFlight
+from tests.waiting import wait_until
 
 
 def _samples(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -107,3 +111,42 @@ def test_a_disabled_pipeline_does_not_stamp_a_tick(tick_gauge: Any) -> None:
 def test_without_a_worker_process_booted_observing_a_tick_does_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(metrics, "_ticks", None)
     metrics.observe_tick("greetings")  # no error, nothing to record into
+
+
+def test_a_slow_state_reading_is_waited_for_a_bounded_time_then_serves_later_answers() -> None:
+    """What /metrics does with the state gauges: a reading slower than the wait leaves them out
+    of that answer (the counters never wait for the database), and its value serves the next."""
+    release = threading.Event()
+    calls: list[int] = []
+
+    def read() -> bytes:
+        calls.append(1)
+        release.wait(10)
+        return b"state\n"
+
+    state = SingleFlight(read, ttl=60, stale=30, wait=0.2, overdue=bytes)
+    started = time.monotonic()
+    assert state.get_within(0.2, b"") == b""
+    assert time.monotonic() - started < 2
+    assert state.get_within(0.2, b"") == b"", "still reading: not a second reading"
+    release.set()
+    wait_until(lambda: state.computations == 1, timeout=5)
+    assert state.get_within(0.2, b"") == b"state\n"
+    assert len(calls) == 1
+
+
+def test_a_slow_reading_after_a_good_one_serves_the_good_one_while_it_is_recent() -> None:
+    release = threading.Event()
+    values = iter([b"first\n", b"second\n"])
+
+    def read() -> bytes:
+        value = next(values)
+        if value == b"second\n":
+            release.wait(10)
+        return value
+
+    state = SingleFlight(read, ttl=0, stale=30, wait=0.2, overdue=bytes)
+    assert state.get_within(1, b"") == b"first\n"
+    assert state.get_within(0.2, b"") == b"first\n", "the second reading is slow: the first one, not nothing"
+    release.set()
+    wait_until(lambda: state.computations == 2, timeout=5)
