@@ -19,6 +19,7 @@ from periodiq import cron
 
 from backlane.core.registry import Registered, Registry
 from backlane.messaging.broker import DISCOVER_QUEUE
+from backlane.operations import metrics
 
 logger = logging.getLogger("backlane.discover")
 
@@ -55,6 +56,7 @@ def discover(registered: Registered) -> TickResult:
     actor = registered.process_actor
     ctx.runtime.broker.enqueue_many([actor.message(item) for item in items])
     result = TickResult(registered.name, len(items), cut, time.monotonic() - started)
+    metrics.observe_tick(registered.name)
     logger.info(
         "discover %s: enqueued %d item(s) in %.1f ms", registered.name, result.enqueued, result.duration_s * 1000
     )

@@ -1,7 +1,8 @@
 """The worker's ``/health`` and ``/metrics`` endpoint, in the one process the dramatiq CLI forks.
 
 * ``GET /metrics`` — Dramatiq's and backlane's counters (:mod:`backlane.operations.metrics`),
-  in the Prometheus text format;
+  in the Prometheus text format, and the state gauges read when scraped (breakers, health
+  rows, queue depths: :meth:`Endpoint._state`);
 * ``GET /health`` — JSON: the broker and database reachable, and each
   pipeline's own health rows, with the worst of all as ``status``; HTTP 200
   while the worker can work (broker and database reachable), 503 when not.
@@ -32,8 +33,8 @@ from backlane.core.registry import Registry
 from backlane.core.runtime import Runtime
 from backlane.db.schema import sqlite_path
 from backlane.operations.bounded_http import BoundedHTTPServer, Limits, ReadRequestHandler
-from backlane.operations.health import BrokerProbe, check_database, overall_health
-from backlane.operations.metrics import metrics_dir, prepare_environment
+from backlane.operations.health import HEALTHY, BrokerProbe, check_database, overall_health, pipeline_rows
+from backlane.operations.metrics import metrics_dir, prepare_environment, state_metrics
 from backlane.operations.single_flight import SingleFlight
 from backlane.settings import Settings
 
@@ -41,6 +42,15 @@ logger = logging.getLogger("backlane.metrics")
 
 #: Seconds RabbitMQ gets to accept the health check's connection.
 BROKER_TIMEOUT = 3.0
+
+#: Seconds a /metrics answer waits for the state gauges (read from the database and RabbitMQ;
+#: tens of milliseconds when they answer) before it is sent with the last reading, or without
+#: them: the counters must answer within Prometheus' scrape timeout (10 s by default) however
+#: slow the database is, or the worker would look down.
+STATE_WAIT = 1.0
+
+#: Seconds the last state gauges are still served while a newer reading is slow; then left out.
+STATE_STALE = 30.0
 
 
 def health_report(
@@ -77,7 +87,10 @@ class Endpoint:
             self._compute_health, ttl=settings.worker.health_cache_seconds, stale=wait, wait=wait, overdue=_overdue
         )
         self.metrics = SingleFlight(
-            _compute_metrics, ttl=settings.worker.metrics_cache_seconds, stale=wait, wait=wait, overdue=_overdue
+            self._compute_metrics, ttl=settings.worker.metrics_cache_seconds, stale=wait, wait=wait, overdue=_overdue
+        )
+        self.state = SingleFlight(
+            self._state, ttl=settings.worker.metrics_cache_seconds, stale=STATE_STALE, wait=STATE_WAIT, overdue=bytes
         )
 
     def _database_check(self) -> dict[str, Any]:
@@ -102,8 +115,53 @@ class Endpoint:
     def close(self) -> None:
         self.broker.close()
 
+    def _compute_metrics(self) -> Answer:
+        answer = _compute_counters()
+        if answer[0] != 200:
+            return answer
+        return answer[0], answer[1], answer[2] + self.state.get_within(STATE_WAIT, b"")
 
-def _compute_metrics() -> Answer:
+    def _state(self) -> bytes:
+        """The state gauges: breakers and health rows from the database (when it answers), each
+        queue's ready messages from RabbitMQ (when it answers). What cannot be read is left out
+        (the counters are still served), and said in one warning line."""
+        breakers: list[dict[str, Any]] = []
+        rows: dict[str, list[Any]] = {}
+        try:
+            if self._database_check()["health"] == HEALTHY:
+                breakers = _breakers(self.runtime)
+                rows = pipeline_rows(self.registry)
+        except Exception as exc:
+            logger.warning("/metrics: breakers and health rows unreadable: %s", exc.__class__.__name__)
+        try:
+            depths = self.broker.queue_depths(_queues(self.registry, self.runtime))
+        except Exception as exc:
+            logger.warning("/metrics: queue depths unreadable: %s", exc.__class__.__name__)
+            depths = {}
+        return state_metrics(breakers, rows, depths)
+
+
+def _breakers(runtime: Runtime) -> list[dict[str, Any]]:
+    from sqlalchemy import select
+
+    from backlane.db.models import CircuitBreakerRow
+    from backlane.resilience.breaker import breaker_row_state
+
+    now = runtime.clock.now()
+    with runtime.database.transaction() as session:
+        return [breaker_row_state(row, now) for row in session.scalars(select(CircuitBreakerRow))]
+
+
+def _queues(registry: Registry, runtime: Runtime) -> list[str]:
+    """Every queue of the broker's actors and the pipelines, each with its delay and dead-letter queue."""
+    from dramatiq.common import dq_name, xq_name
+
+    names = {actor.queue_name for actor in runtime.broker.actors.values()}
+    names |= {registered.pipeline.queue_name for registered in registry}
+    return [name for queue in sorted(names) for name in (queue, dq_name(queue), xq_name(queue))]
+
+
+def _compute_counters() -> Answer:
     import prometheus_client as prom
     from prometheus_client import multiprocess
 

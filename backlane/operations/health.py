@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
@@ -117,6 +117,28 @@ class BrokerProbe:
                 return {"health": HEALTHY, "state": "ok"}
             except Exception as exc:
                 return _broker_failure(exc, self.url)
+
+    def queue_depths(self, queues: Iterable[str]) -> dict[str, int]:
+        """Ready messages in each of ``queues`` that exists (a passive declare each, on the kept
+        connection); a queue not declared yet is left out. Empty when RabbitMQ cannot be reached."""
+        if self.check()["health"] != HEALTHY:
+            return {}
+        depths: dict[str, int] = {}
+        with self._lock, _quiet_pika():
+            channel = None
+            try:
+                for queue in queues:
+                    if channel is None or not channel.is_open:
+                        channel = self._connection.channel()
+                    try:
+                        depths[queue] = channel.queue_declare(queue, passive=True).method.message_count
+                    except Exception:  # 404: not declared yet (RabbitMQ closes the channel)
+                        channel = None
+                if channel is not None and channel.is_open:
+                    channel.close()
+            except Exception:  # the connection broke half-way: the next scrape reconnects
+                self.close()
+        return depths
 
     def close(self) -> None:
         connection, self._connection = self._connection, None

@@ -65,3 +65,18 @@ class SingleFlight(Generic[T]):
             self._computing = False
             self._cond.notify_all()
         return value
+
+    def get_within(self, seconds: float, default: T) -> T:
+        """:meth:`get`, but never waiting more than ``seconds``: then the last value while it is
+        younger than ``ttl + stale``, else ``default``. The computation goes on in its own thread,
+        and its value serves the callers after it."""
+        got: list[T] = []
+        thread = threading.Thread(target=lambda: got.append(self.get()), name="single-flight", daemon=True)
+        thread.start()
+        thread.join(seconds)
+        if got:
+            return got[0]
+        with self._cond:
+            if self._value is not None and time.monotonic() - self._at <= self.ttl + self.stale:
+                return self._value
+        return default
