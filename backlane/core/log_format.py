@@ -92,7 +92,7 @@ def cut_head(text: str, limit: int) -> str:
 def _span_reader() -> Callable[[], Any] | None:
     """OpenTelemetry's ``get_current_span`` when the package is installed, else None."""
     try:
-        from opentelemetry import trace
+        import opentelemetry.trace as trace
     except ImportError:
         return None
     return trace.get_current_span
