@@ -16,6 +16,7 @@ import pytest
 
 from backlane.core import log_format, log_limits, outcomes
 from backlane.settings import SettingsError, load_settings
+from tests import docs
 
 
 def _record(message: str = "hello %s", *args: Any, level: int = logging.INFO, **attributes: Any) -> logging.LogRecord:
@@ -237,3 +238,23 @@ def test_json_costs_a_few_microseconds_a_line() -> None:
     for _ in range(2000):
         formatter.format(record)
     assert (time.perf_counter() - started) / 2000 < 200e-6
+
+
+def test_the_operating_pages_example_is_the_line_an_outcome_gives(json_outcomes: io.StringIO) -> None:
+    example = json.loads(docs.block("docs/operating.md", "json", '"logger":"backlane.outcome"'))
+    outcomes.record(
+        example["pipeline"],
+        example["item"],
+        example["outcome"],
+        attempt=example["attempt"],
+        duration_s=example["duration_ms"] / 1000,
+        kind=example["error_class"],
+        reason=example["reason"],
+        delay_s=example["retry_in_s"],
+    )
+    (entry,) = (json.loads(line) for line in json_outcomes.getvalue().splitlines())
+    tracing = {"trace_id", "span_id"}
+    assert {k: v for k, v in entry.items() if k not in tracing | {"time"}} == {
+        k: v for k, v in example.items() if k not in tracing | {"time"}
+    }
+    assert list(entry) == [k for k in example if k not in tracing], "the same fields in the same order"
