@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from devtools.infra.ports import free_port
 from tests.acceptance.conftest import System
 from tests.waiting import wait_until
 
@@ -21,9 +22,14 @@ SIGNING_KEY = "hunter2-signing-key-0123"
 
 #: What is written before backlane is loaded, or where it never is, stays in dramatiq's and
 #: periodiq's text format: the dramatiq command's parent process (it starts and watches the
-#: worker processes, never importing the application: "booting up", "Sending signal") and
-#: periodiq's first line, written before it imports the application.
-FOREIGN = ("[dramatiq.MainProcess] [", "[periodiq] [INFO] Starting Periodiq, a simple scheduler for Dramatiq.")
+#: worker processes, never importing the application: "booting up", "Sending signal"), the
+#: endpoint process's "ready" line (written before it loads the application) and periodiq's
+#: first line, written before it imports the application.
+FOREIGN = (
+    "[dramatiq.MainProcess] [",
+    "[dramatiq.ForkProcess(0)] [INFO] Fork process 'backlane.app:serve_endpoint' is ready for action.",
+    "[periodiq] [INFO] Starting Periodiq, a simple scheduler for Dramatiq.",
+)
 
 
 def _user_with_a_secret_password(system: System) -> str:
@@ -66,6 +72,7 @@ def _run(system: System, log_format: str, orders: int) -> tuple[list[int], str, 
         BACKLANE_BROKER__URL=_user_with_a_secret_password(system),
         BACKLANE_ORDERS__API_KEY=API_KEY,
         BACKLANE_MESSAGES__SIGNING_KEY=SIGNING_KEY,
+        BACKLANE_WORKER__METRICS_PORT=str(free_port()),  # the /health and /metrics process too
     )
     system.sim("/_admin/config", {"failure_rate": 0.3, "seed": 11})  # retries, with their reasons
     ids = system.create_orders(orders)
@@ -93,7 +100,7 @@ def test_every_line_of_the_worker_clock_and_a_command_is_json_with_the_outcomes_
         assert "hunter2" not in text, "a secret in the log"
 
     foreign = [line for line in (worker_log + clock_log).splitlines() if _foreign(line)]
-    assert len(foreign) <= 4, f"booting up, the signal, periodiq's first line: {foreign}"
+    assert len(foreign) <= 5, f"booting up, the signal, the endpoint's ready, periodiq's first line: {foreign}"
     worker_entries = _entries(worker_log)
 
     outcomes = [e for e in worker_entries if e["logger"] == "backlane.outcome" and e["pipeline"] == "orders"]
