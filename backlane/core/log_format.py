@@ -41,8 +41,7 @@ class JsonFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__()
-        self._second: int | None = None
-        self._stamp = ""
+        self._second: tuple[int | None, str] = (None, "")
         self._current_span = _span_reader()
 
     def format(self, record: logging.LogRecord) -> str:
@@ -69,10 +68,11 @@ class JsonFormatter(logging.Formatter):
         """ISO 8601 in UTC with milliseconds (``2026-12-02T07:11:31.123Z``); the date and time
         are formatted once a second, not once a line."""
         second = int(record.created)
-        if second != self._second:  # a race between threads formats the same second twice, no more
-            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self._second = second
-        return f"{self._stamp}.{int(record.msecs):03d}Z"
+        cached, stamp = self._second  # one tuple, read and replaced whole: threads never mix two seconds
+        if second != cached:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = (second, stamp)
+        return f"{stamp}.{int(record.msecs):03d}Z"
 
 
 def _outcome_message(fields: dict[str, Any]) -> str:
