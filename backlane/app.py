@@ -28,7 +28,7 @@ from dramatiq.middleware import (
 )
 from periodiq import PeriodiqMiddleware
 
-from backlane.core import log_limits, outcomes, startup
+from backlane.core import log_format, log_limits, outcomes, startup
 from backlane.core.clock import default_clock
 from backlane.core.registry import REGISTRY, Registry
 from backlane.core.runtime import Runtime, get_runtime, install, installed_runtime
@@ -183,6 +183,7 @@ def setup() -> BacklaneBroker:
             settings = command_settings(settings)
         logging.getLogger("backlane").setLevel(settings.log_level)
         log_limits.install()
+        log_format.apply(settings.log_format)
         _apply_worker_settings(settings)
         runtime = install(Runtime(settings=settings, broker=build_broker(settings), clock=default_clock()))
     return runtime.broker

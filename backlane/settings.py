@@ -342,6 +342,10 @@ class Settings(BaseSettings):
     app: str = "scheduler"
     #: Logging level of backlane's loggers.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: Format of every log line of the worker, the clock and the commands: ``text`` (as Dramatiq
+    #: writes them) or ``json`` (one object per line: time, level, logger, message, and an item's
+    #: pipeline, item, outcome, attempt and duration_ms; see docs/operating.md, "Logs").
+    log_format: Literal["text", "json"] = "text"
 
 
 def env_name(location: tuple[str | int, ...]) -> str:

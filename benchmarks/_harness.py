@@ -29,7 +29,6 @@ if str(ROOT) not in sys.path:  # `python benchmarks/x.py` puts benchmarks/ first
 import pika  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
-from actors.orders.models import Order  # noqa: E402
 from backlane.db.engine import Database  # noqa: E402
 from backlane.db.migrate import upgrade  # noqa: E402
 from devtools.infra.postgres import PostgresNode  # noqa: E402
@@ -172,6 +171,10 @@ class Queues:
 
 
 def settled(db: Database) -> int:
+    # Imported here: importing actors sets backlane up from the environment, which the
+    # benchmarks fill in (the broker they started) after importing this module.
+    from actors.orders.models import Order
+
     with db.transaction() as session:
         return int(
             session.scalar(select(func.count()).select_from(Order).where(Order.status.in_(["succeeded", "failed"])))

@@ -1,7 +1,7 @@
 """backlane's own per-message cost: a registered no-op pipeline against a plain Dramatiq no-op actor.
 
     python benchmarks/noop_overhead.py [N] [--rounds=3] [--processes=2] [--threads=8]
-                                       [--variants=dramatiq,backlane,backlane-metrics,backlane-app]
+                                       [--variants=dramatiq,backlane,backlane-json,backlane-metrics,backlane-app]
                                        [--profile=DIR]
 
 Every variant is a worker of P processes x T threads started by the dramatiq CLI; once
@@ -15,6 +15,8 @@ batches and waits until the queue has none ready. Variants, interleaved round af
 * backlane: ``dramatiq _noop_pipeline``, a pipeline registered with backlane
   (registry, run_item, outcome line, dead-lettering consumer, backlane's broker and
   middleware), metrics endpoint off;
+* backlane-json: the same with ``BACKLANE_LOG_FORMAT=json`` (every log line, the outcome
+  line of each message included, one JSON object);
 * backlane-metrics: the same with the metrics endpoint on (Prometheus middleware and
   backlane's counters, as a production worker runs);
 * backlane-app: ``dramatiq actors scheduler _noop_pipeline``: the same pipeline in a
@@ -46,9 +48,12 @@ SHAPES = {
     "dramatiq": (["plain_dramatiq"], "plain_noop", "plain_noop", False),
     "backlane-broker": (["_noop"], "bench_noop", "noop", False),
     "backlane": (["_noop_pipeline"], "noopbench", "process_noopbench", False),
+    "backlane-json": (["_noop_pipeline"], "noopbench", "process_noopbench", False),
     "backlane-metrics": (["_noop_pipeline"], "noopbench", "process_noopbench", True),
     "backlane-app": (["actors", "scheduler", "_noop_pipeline"], "noopbench", "process_noopbench", True),
 }
+#: A variant's own settings, beside its shape's.
+VARIANT_ENV = {"backlane-json": {"BACKLANE_LOG_FORMAT": "json"}}
 PUBLISH_BATCH = 5_000
 
 
@@ -123,7 +128,7 @@ def run(
     import scheduler
 
     modules, queue, actor, metrics = SHAPES[variant]
-    env = {"BACKLANE_WORKER__METRICS_PORT": str(free_port()) if metrics else "0"}
+    env = {"BACKLANE_WORKER__METRICS_PORT": str(free_port()) if metrics else "0", **VARIANT_ENV.get(variant, {})}
     stack = infra.stack(variant, db_url, **env)
     queues = h.Queues(infra.amqp_url)
     spy: subprocess.Popen[bytes] | None = None

@@ -232,6 +232,23 @@ MISTAKES = [
         process=True,
     ),
     Mistake(
+        "worker-bad-log-format",
+        "a log format that is not one (`BACKLANE_LOG_FORMAT=yaml`) given to the worker",
+        _worker(),
+        lambda p: p.env(BACKLANE_LOG_FORMAT="yaml"),
+        78,
+        ["BACKLANE_LOG_FORMAT", "does not start", "'text' or 'json'"],
+        process=True,
+    ),
+    Mistake(
+        "command-bad-log-format",
+        "a log format that is not one (`BACKLANE_LOG_FORMAT=yaml`) given to `backlane pipelines`",
+        lambda p: backlane("pipelines"),
+        lambda p: p.env(BACKLANE_LOG_FORMAT="yaml"),
+        2,
+        ["BACKLANE_LOG_FORMAT", "'text' or 'json'"],
+    ),
+    Mistake(
         "clock-bad-setting",
         "a bad setting given to the clock (`periodiq scheduler`)",
         lambda p: clock_command(),

@@ -89,7 +89,10 @@ def serve(app: App, settings: DashboardSettings) -> int:
 
     sock = bind(settings)
     # The lifespan starts the charts' sampler with the server (history from the start, not the first view).
-    config = uvicorn.Config(create_app(app, settings), log_level="warning", access_log=False, lifespan="on")
+    # In JSON, uvicorn's loggers keep no text handlers of their own: their lines reach the command's.
+    log_config = None if app.runtime.settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG
+    web = create_app(app, settings)
+    config = uvicorn.Config(web, log_level="warning", access_log=False, lifespan="on", log_config=log_config)
     server = uvicorn.Server(config)
     read_only = " (read-only)" if settings.read_only else ""
     login = f", login {settings.user}" if settings.password is not None else ""
