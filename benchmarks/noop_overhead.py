@@ -2,6 +2,7 @@
 
     python benchmarks/noop_overhead.py [N] [--rounds=3] [--processes=2] [--threads=8]
                                        [--variants=dramatiq,backlane,backlane-metrics,backlane-app]
+                                       (also: backlane-broker, backlane-tracing)
                                        [--profile=DIR]
 
 Every variant is a worker of P processes x T threads started by the dramatiq CLI; once
@@ -18,7 +19,10 @@ batches and waits until the queue has none ready. Variants, interleaved round af
 * backlane-metrics: the same with the metrics endpoint on (Prometheus middleware and
   backlane's counters, as a production worker runs);
 * backlane-app: ``dramatiq actors scheduler _noop_pipeline``: the same pipeline in a
-  worker that also consumes every built-in pipeline's queues (idle), metrics on.
+  worker that also consumes every built-in pipeline's queues (idle), metrics on;
+* backlane-tracing: the ``backlane`` variant with ``BACKLANE_TRACING__ENABLED=true``: a span per
+  message (every one sampled, the SDK's default), batched and exported over OTLP/HTTP to a sink
+  in this process that answers 200 (its CPU is not the worker's).
 
 Worker CPU ms per message is /proc utime+stime of the worker's process tree from the
 first publish until the queue is empty, per message. ``--profile=DIR`` runs
@@ -32,7 +36,9 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import _harness as h
@@ -49,7 +55,41 @@ SHAPES = {
     "backlane-metrics": (["_noop_pipeline"], "noopbench", "process_noopbench", True),
     "backlane-app": (["actors", "scheduler", "_noop_pipeline"], "noopbench", "process_noopbench", True),
 }
+SHAPES["backlane-tracing"] = SHAPES["backlane"]
 PUBLISH_BATCH = 5_000
+
+
+class _TraceSink(BaseHTTPRequestHandler):
+    """An OTLP/HTTP collector that takes every export and keeps nothing."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+_sink: ThreadingHTTPServer | None = None
+
+
+def trace_sink() -> str:
+    """The OTLP/HTTP traces endpoint of this process's sink (started on first use)."""
+    global _sink
+    if _sink is None:
+        _sink = ThreadingHTTPServer(("127.0.0.1", 0), _TraceSink)
+        threading.Thread(target=_sink.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{_sink.server_address[1]}/v1/traces"
+
+
+def variant_env(variant: str) -> dict[str, str]:
+    """What a variant's worker gets on top of the stack's environment."""
+    if variant == "backlane-tracing":
+        return {"BACKLANE_TRACING__ENABLED": "true", "BACKLANE_TRACING__ENDPOINT": trace_sink()}
+    return {}
 
 
 def thread_cpu(pid: int) -> dict[int, float]:
@@ -123,7 +163,7 @@ def run(
     import scheduler
 
     modules, queue, actor, metrics = SHAPES[variant]
-    env = {"BACKLANE_WORKER__METRICS_PORT": str(free_port()) if metrics else "0"}
+    env = {"BACKLANE_WORKER__METRICS_PORT": str(free_port()) if metrics else "0", **variant_env(variant)}
     stack = infra.stack(variant, db_url, **env)
     queues = h.Queues(infra.amqp_url)
     spy: subprocess.Popen[bytes] | None = None
