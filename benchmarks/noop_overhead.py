@@ -40,6 +40,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import _harness as h
 from dramatiq.message import Message
@@ -90,6 +91,15 @@ def variant_env(variant: str) -> dict[str, str]:
     if variant == "backlane-tracing":
         return {"BACKLANE_TRACING__ENABLED": "true", "BACKLANE_TRACING__ENDPOINT": trace_sink()}
     return {}
+
+
+def publisher() -> Any:
+    """A broker to publish with, for the node the environment names now: the application's own was
+    built when _harness imported the actors, before this benchmark's RabbitMQ node existed."""
+    from backlane.app import build_broker
+    from backlane.settings import load_settings
+
+    return build_broker(load_settings())
 
 
 def thread_cpu(pid: int) -> dict[int, float]:
@@ -157,11 +167,16 @@ def write_thread_table(
 
 
 def run(
-    infra: h.Infra, db_url: str, variant: str, n: int, processes: int, threads: int, profile: Path | None
+    infra: h.Infra,
+    db_url: str,
+    variant: str,
+    n: int,
+    processes: int,
+    threads: int,
+    profile: Path | None,
+    broker: Any,
 ) -> tuple[float, float]:
     """(messages/s, worker CPU ms per message)."""
-    import scheduler
-
     modules, queue, actor, metrics = SHAPES[variant]
     env = {"BACKLANE_WORKER__METRICS_PORT": str(free_port()) if metrics else "0", **variant_env(variant)}
     stack = infra.stack(variant, db_url, **env)
@@ -188,7 +203,7 @@ def run(
                 Message(queue_name=queue, actor_name=actor, args=(i,), kwargs={}, options={})
                 for i in range(start, min(n, start + PUBLISH_BATCH))
             ]
-            scheduler.broker.enqueue_many(batch)
+            broker.enqueue_many(batch)
         done = h.wait_for(lambda: queues.state(queue)[0] == 0, timeout=600, interval=0.01, procs=[worker])
         used = h.cpu_seconds(worker.proc.pid) - before
         if spy is not None and profile is not None:
@@ -218,12 +233,13 @@ def main() -> None:
         os.environ.update(
             BACKLANE_BROKER__URL=infra.amqp_url, BACKLANE_WORKER__METRICS_PORT="0", BACKLANE_DATABASE__URL=db_url
         )
+        broker = publisher()
         for r in range(rounds):
             for variant in variants:
                 load = h.load()
                 h.log(f"round {r + 1}/{rounds}: {variant}, {n:,} no-op messages (load {load}) ...")
                 last = r == rounds - 1
-                rate, cpu = run(infra, db_url, variant, n, processes, threads, profile if last else None)
+                rate, cpu = run(infra, db_url, variant, n, processes, threads, profile if last else None, broker)
                 h.log(f"  {rate:,.0f} msg/s, worker CPU {cpu:.3f} ms/msg")
                 results[variant].append((rate, cpu, load))
     base = statistics.mean(c for _, c, _ in results[variants[0]])
