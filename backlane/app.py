@@ -122,9 +122,10 @@ def build_middleware(settings: Settings) -> list[Middleware]:
         middleware[2:2] = [Callbacks(), Pipelines()]
     if settings.worker.metrics_port:
         middleware.insert(0, build_metrics_middleware(settings, serve_endpoint))
-    if settings.tracing.enabled:
+    if settings.tracing.enabled and not _command:
         # First: its span is current for every other middleware's hooks, and it ends last (after
-        # Retries has sent an attempt's retry, which links to the attempt).
+        # Retries has sent an attempt's retry, which links to the attempt). Not in a `backlane`
+        # command: flushing its spans at exit to a collector that is down would hold it there.
         middleware.insert(0, build_tracing(settings).middleware)
     return middleware
 

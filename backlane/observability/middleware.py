@@ -40,6 +40,8 @@ from backlane.observability import carrier
 #: Spans of messages being published by one thread, kept until their publish ends; a batch whose
 #: publish failed leaves its spans here unended (never exported), and past this many they go.
 MAX_PUBLISHING = 10_000
+#: Longest a stopping worker waits for its last spans to be exported, milliseconds.
+FLUSH_TIMEOUT_MS = 5_000
 #: Outcomes an attempt's span is marked as an error for.
 ERROR_OUTCOMES = frozenset({"failed", "retry"})
 
@@ -218,4 +220,4 @@ class TracingMiddleware(Middleware):
     # -- shutdown -----------------------------------------------------------
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         if self.provider is not None:
-            self.provider.force_flush()
+            self.provider.force_flush(FLUSH_TIMEOUT_MS)

@@ -101,6 +101,9 @@ def test_the_middleware_is_installed_only_with_tracing_on(monkeypatch: pytest.Mo
         middleware = app.build_middleware(with_tracing(True))
         assert isinstance(middleware[0], TracingMiddleware), "first, so its span is current for the others"
         assert sum(isinstance(m, TracingMiddleware) for m in middleware) == 1
+        monkeypatch.setattr(app, "_command", True)  # a `backlane` command: no spans to flush at exit
+        assert not any(isinstance(m, TracingMiddleware) for m in app.build_middleware(with_tracing(True)))
+        assert len(built) == 1
     finally:
         for made in built:
             made.shutdown()
