@@ -170,7 +170,8 @@ def test_a_retried_item_links_every_attempt_to_the_first(traced: Traced) -> None
     assert first.attributes["backlane.outcome"] == "retry"
     assert first.attributes["backlane.error_class"] and first.attributes["backlane.reason"]
     assert first.status.status_code.name == "ERROR" and not first.links
-    assert later and [s.attributes["backlane.attempt"] for s in later] == list(range(2, len(later) + 2))
+    # Each later delivery: a retry (attempt 2, 3, ...) or a wait for the breaker (the same attempt).
+    assert later and all(s.attributes["backlane.attempt"] >= 2 for s in later)
     for attempt in later:
         assert [link.context.span_id for link in attempt.links] == [first.context.span_id]
     # The retry was published from within the first attempt, in the same trace.
