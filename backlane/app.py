@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import dramatiq
 from dramatiq.middleware import (
@@ -32,11 +33,15 @@ from backlane.core import log_format, log_limits, outcomes, startup
 from backlane.core.clock import default_clock
 from backlane.core.registry import REGISTRY, Registry
 from backlane.core.runtime import Runtime, get_runtime, install, installed_runtime
+from backlane.errors import Problem
 from backlane.messaging import signing
 from backlane.messaging.broker import BacklaneBroker
 from backlane.operations import endpoint
 from backlane.operations.metrics import build_metrics_middleware
 from backlane.settings import Settings, SettingsError, get_settings
+
+if TYPE_CHECKING:
+    from backlane.observability import tracing
 
 #: A tick message older than this is skipped: the next tick comes soon anyway, seconds.
 PERIODIQ_SKIP_DELAY = 30
@@ -117,7 +122,20 @@ def build_middleware(settings: Settings) -> list[Middleware]:
         middleware[2:2] = [Callbacks(), Pipelines()]
     if settings.worker.metrics_port:
         middleware.insert(0, build_metrics_middleware(settings, serve_endpoint))
+    if settings.tracing.enabled and not _command:
+        # First: its span is current for every other middleware's hooks, and it ends last (after
+        # Retries has sent an attempt's retry, which links to the attempt). Not in a `backlane`
+        # command: flushing its spans at exit to a collector that is down would hold it there.
+        middleware.insert(0, build_tracing(settings).middleware)
     return middleware
+
+
+def build_tracing(settings: Settings) -> tracing.Tracing:
+    """OpenTelemetry for this process (imported only now: tracing off needs none of it); a
+    :class:`~backlane.errors.Problem` naming the ``tracing`` extra when it is not installed."""
+    from backlane.observability import tracing
+
+    return tracing.build(settings)
 
 
 def build_broker(settings: Settings) -> BacklaneBroker:
@@ -185,7 +203,13 @@ def setup() -> BacklaneBroker:
         log_limits.install()
         log_format.apply(settings.log_format)
         _apply_worker_settings(settings)
-        runtime = install(Runtime(settings=settings, broker=build_broker(settings), clock=default_clock()))
+        try:
+            broker = build_broker(settings)
+        except Problem as exc:  # tracing on without its extra
+            if startup.process_role() is not None:
+                startup.refuse(exc)
+            raise
+        runtime = install(Runtime(settings=settings, broker=broker, clock=default_clock()))
     return runtime.broker
 
 

@@ -321,6 +321,23 @@ class MessageSettings(Section):
         return value
 
 
+class TracingSettings(Section):
+    """OpenTelemetry tracing of every message, HTTP call and SQL statement (see docs/tracing.md).
+
+    Needs the ``tracing`` extra (``pip install 'backlane[tracing]'``). The SDK's own ``OTEL_*``
+    variables are honoured (``OTEL_EXPORTER_OTLP_*``, ``OTEL_TRACES_SAMPLER``, ``OTEL_BSP_*``,
+    ``OTEL_RESOURCE_ATTRIBUTES``); the two settings below, when set, win over theirs."""
+
+    #: Off: no span is made, the middleware is not installed and OpenTelemetry is not imported.
+    enabled: bool = False
+    #: The OTLP/HTTP traces endpoint, e.g. ``http://otel-collector:4318/v1/traces``. Unset: the
+    #: SDK's (``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``, ``OTEL_EXPORTER_OTLP_ENDPOINT``, else
+    #: http://localhost:4318/v1/traces).
+    endpoint: str | None = None
+    #: The ``service.name`` of every span. Unset: ``OTEL_SERVICE_NAME``, else "backlane".
+    service_name: str | None = None
+
+
 class Settings(BaseSettings):
     """Everything backlane reads from its environment."""
 
@@ -338,6 +355,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = StorageSettings()
     dashboard: DashboardSettings = DashboardSettings()
     messages: MessageSettings = MessageSettings()
+    tracing: TracingSettings = TracingSettings()
     #: The application: module(s) whose import registers the pipelines (what `dramatiq` is given).
     app: str = "scheduler"
     #: Logging level of backlane's loggers.

@@ -2,6 +2,7 @@
 
     python benchmarks/noop_overhead.py [N] [--rounds=3] [--processes=2] [--threads=8]
                                        [--variants=dramatiq,backlane,backlane-json,backlane-metrics,backlane-app]
+                                       (also: backlane-broker, backlane-tracing)
                                        [--profile=DIR]
 
 Every variant is a worker of P processes x T threads started by the dramatiq CLI; once
@@ -20,7 +21,10 @@ batches and waits until the queue has none ready. Variants, interleaved round af
 * backlane-metrics: the same with the metrics endpoint on (Prometheus middleware and
   backlane's counters, as a production worker runs);
 * backlane-app: ``dramatiq actors scheduler _noop_pipeline``: the same pipeline in a
-  worker that also consumes every built-in pipeline's queues (idle), metrics on.
+  worker that also consumes every built-in pipeline's queues (idle), metrics on;
+* backlane-tracing: the ``backlane`` variant with ``BACKLANE_TRACING__ENABLED=true``: a span per
+  message (every one sampled, the SDK's default), batched and exported over OTLP/HTTP to a sink
+  in this process that answers 200 (its CPU is not the worker's).
 
 Worker CPU ms per message is /proc utime+stime of the worker's process tree from the
 first publish until the queue is empty, per message. ``--profile=DIR`` runs
@@ -34,8 +38,11 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import _harness as h
 from dramatiq.message import Message
@@ -54,7 +61,50 @@ SHAPES = {
 }
 #: A variant's own settings, beside its shape's.
 VARIANT_ENV = {"backlane-json": {"BACKLANE_LOG_FORMAT": "json"}}
+SHAPES["backlane-tracing"] = SHAPES["backlane"]
 PUBLISH_BATCH = 5_000
+
+
+class _TraceSink(BaseHTTPRequestHandler):
+    """An OTLP/HTTP collector that takes every export and keeps nothing."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+_sink: ThreadingHTTPServer | None = None
+
+
+def trace_sink() -> str:
+    """The OTLP/HTTP traces endpoint of this process's sink (started on first use)."""
+    global _sink
+    if _sink is None:
+        _sink = ThreadingHTTPServer(("127.0.0.1", 0), _TraceSink)
+        threading.Thread(target=_sink.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{_sink.server_address[1]}/v1/traces"
+
+
+def variant_env(variant: str) -> dict[str, str]:
+    """What a variant's worker gets on top of the stack's environment."""
+    if variant == "backlane-tracing":
+        return {"BACKLANE_TRACING__ENABLED": "true", "BACKLANE_TRACING__ENDPOINT": trace_sink()}
+    return dict(VARIANT_ENV.get(variant, {}))
+
+
+def publisher() -> Any:
+    """A broker to publish with, for the node the environment names now: the application's own was
+    built when _harness imported the actors, before this benchmark's RabbitMQ node existed."""
+    from backlane.app import build_broker
+    from backlane.settings import load_settings
+
+    return build_broker(load_settings())
 
 
 def thread_cpu(pid: int) -> dict[int, float]:
@@ -122,13 +172,18 @@ def write_thread_table(
 
 
 def run(
-    infra: h.Infra, db_url: str, variant: str, n: int, processes: int, threads: int, profile: Path | None
+    infra: h.Infra,
+    db_url: str,
+    variant: str,
+    n: int,
+    processes: int,
+    threads: int,
+    profile: Path | None,
+    broker: Any,
 ) -> tuple[float, float]:
     """(messages/s, worker CPU ms per message)."""
-    import scheduler
-
     modules, queue, actor, metrics = SHAPES[variant]
-    env = {"BACKLANE_WORKER__METRICS_PORT": str(free_port()) if metrics else "0", **VARIANT_ENV.get(variant, {})}
+    env = {"BACKLANE_WORKER__METRICS_PORT": str(free_port()) if metrics else "0", **variant_env(variant)}
     stack = infra.stack(variant, db_url, **env)
     queues = h.Queues(infra.amqp_url)
     spy: subprocess.Popen[bytes] | None = None
@@ -153,7 +208,7 @@ def run(
                 Message(queue_name=queue, actor_name=actor, args=(i,), kwargs={}, options={})
                 for i in range(start, min(n, start + PUBLISH_BATCH))
             ]
-            scheduler.broker.enqueue_many(batch)
+            broker.enqueue_many(batch)
         done = h.wait_for(lambda: queues.state(queue)[0] == 0, timeout=600, interval=0.01, procs=[worker])
         used = h.cpu_seconds(worker.proc.pid) - before
         if spy is not None and profile is not None:
@@ -183,12 +238,13 @@ def main() -> None:
         os.environ.update(
             BACKLANE_BROKER__URL=infra.amqp_url, BACKLANE_WORKER__METRICS_PORT="0", BACKLANE_DATABASE__URL=db_url
         )
+        broker = publisher()
         for r in range(rounds):
             for variant in variants:
                 load = h.load()
                 h.log(f"round {r + 1}/{rounds}: {variant}, {n:,} no-op messages (load {load}) ...")
                 last = r == rounds - 1
-                rate, cpu = run(infra, db_url, variant, n, processes, threads, profile if last else None)
+                rate, cpu = run(infra, db_url, variant, n, processes, threads, profile if last else None, broker)
                 h.log(f"  {rate:,.0f} msg/s, worker CPU {cpu:.3f} ms/msg")
                 results[variant].append((rate, cpu, load))
     base = statistics.mean(c for _, c, _ in results[variants[0]])

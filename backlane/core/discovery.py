@@ -72,13 +72,15 @@ def declare_discover_actors(registry: Registry, broker: Broker | None = None) ->
             continue
         config = registered.context().config
 
-        def run(registered: Registered = registered) -> None:
+        def run(registered: Registered = registered) -> TickResult | None:
+            """The tick; its result is what a middleware's ``after_process_message`` sees (tracing)."""
             try:
-                discover(registered)
+                return discover(registered)
             except Exception:
                 # Nothing is lost: claimed rows come back when their lease ends, and
                 # the next tick tries again, so a failed tick is not dead-lettered.
                 logger.exception("discover %s failed; the next tick will try again", registered.name)
+                return None
 
         name = f"discover_{registered.name}"
         run.__name__ = run.__qualname__ = name

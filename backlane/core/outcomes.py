@@ -23,12 +23,17 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from backlane.core import attempts, log_limits
 from backlane.operations import metrics
 
 logger = logging.getLogger("backlane.outcome")
+
+#: Called with every outcome's fields, in the thread of the attempt, before its line is written
+#: (the tracing middleware puts them on the attempt's span); empty unless something listens.
+observers: list[Callable[[dict[str, Any]], None]] = []
 
 #: Longest an outcome line waits in a worker process before it is written, seconds.
 OUTCOME_FLUSH_SECONDS = 0.2
@@ -61,6 +66,8 @@ def record(
         fields["reason"] = log_limits.cut(reason)
     if delay_s is not None:
         fields["retry_in_s"] = round(delay_s, 3)
+    for observer in observers:
+        observer(fields)
     level = logging.WARNING if outcome == "failed" else logging.INFO
     if logger.isEnabledFor(level):
         line = _encode(fields)

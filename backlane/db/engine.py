@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+import sqlalchemy
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
@@ -45,6 +46,9 @@ def create_db_engine(
 ) -> Engine:
     """An engine configured for backlane's access pattern on either backend; ``connect_timeout``
     (seconds, PostgreSQL) bounds how long opening a connection may take."""
+    # sqlalchemy.create_engine looked up now, not imported: tracing's SQLAlchemy instrumentation
+    # wraps it, and so traces every engine made after tracing started.
+    create_engine = sqlalchemy.create_engine
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30})

@@ -21,8 +21,10 @@ The consumer tells the formats apart by the AMQP content type, then the body:
 
 A MassTransit message becomes a Dramatiq message for the inbox's actor whose single
 argument is what ``convert`` makes of the ``message``; a problem becomes the reason
-of a dead letter. The same envelope is what :func:`envelope` writes for the events
-backlane publishes to MassTransit consumers.
+of a dead letter. The publisher's trace context (``traceparent``, else MassTransit's
+``MT-Activity-Id``, from the AMQP headers or the envelope's ``headers``) goes into the
+message's options (:mod:`backlane.observability.carrier`). The same envelope is what
+:func:`envelope` writes for the events backlane publishes to MassTransit consumers.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from typing import Any
 from dramatiq.message import Message
 
 from backlane.messaging.intake import NotJSON, id_problem, json_type, read_json
+from backlane.observability import carrier
 
 #: Content type of MassTransit's JSON envelope.
 ENVELOPE_CONTENT_TYPE = "application/vnd.masstransit+json"
@@ -104,6 +107,7 @@ class MassTransitInbox:
             if message_id is not None and id_problem(message_id, "MessageId") is not None:
                 return str(id_problem(message_id, "the MessageId header"))
             content = document
+            carried = carrier.from_headers(headers)
         else:
             if not isinstance(document, dict):
                 return f"a MassTransit envelope must be a JSON object, got {json_type(document)}"
@@ -118,6 +122,7 @@ class MassTransitInbox:
                     return problem
             message_id = _text(document.get("messageId")) or getattr(properties, "message_id", None)
             content = document["message"]
+            carried = carrier.from_headers(headers, document.get("headers"))
         if types is not None and urn(self.message_type) not in types:
             return (
                 f"messageType {cut_list(types)} does not include {urn(self.message_type)}: "
@@ -134,7 +139,7 @@ class MassTransitInbox:
             "actor_name": self.actor_name,
             "args": (argument,),
             "kwargs": {},
-            "options": {ORIGIN_OPTION: {"content_type": content_type, "message_id": message_id}},
+            "options": {ORIGIN_OPTION: {"content_type": content_type, "message_id": message_id}, **carried},
         }
         if message_id:
             fields["message_id"] = message_id

@@ -44,6 +44,7 @@ from backlane.core.options import (
     SIGNATURE_OPTION,
     WAITS_OPTION,
 )
+from backlane.observability import carrier
 
 if TYPE_CHECKING:
     from dramatiq.broker import Broker
@@ -60,6 +61,7 @@ CONTROLLED_OPTIONS = frozenset(
         PENDING_FAILURE_OPTION,
         REQUEUED_OPTION,
         "backlane_delays",  # processing's count of named waits in a row (retries.max_waits)
+        carrier.FIRST_ATTEMPT,  # the tracing middleware's link from a retry to its first attempt
         "dead_letter",
         "masstransit",
         # Dramatiq's Retries bookkeeping, its delay queues, periodiq's ticks
@@ -88,10 +90,10 @@ CONTROLLED_OPTIONS = frozenset(
         "delay",
     }
 )
-#: Options an unsigned message may keep. None so far: nothing a publisher outside backlane
-#: needs to say is an option (the README's raw publish sends ``"options": {}``). Add one here
-#: only if nothing in a worker reads it.
-WIRE_OPTIONS: frozenset[str] = frozenset()
+#: Options an unsigned message may keep: the W3C trace context another service's publish continues
+#: in (:mod:`backlane.observability.carrier`; it decides only a span's parent, and a malformed one
+#: is ignored). Add one here only if nothing in a worker acts on it.
+WIRE_OPTIONS: frozenset[str] = frozenset({carrier.TRACEPARENT, carrier.TRACESTATE})
 #: The options a requeued dead letter keeps (:func:`sign_envelope`): "requeued by an operator"
 #: and the MassTransit origin, which nothing acts on. A fresh life needs nothing else.
 REQUEUE_OPTIONS = frozenset({REQUEUED_OPTION, "masstransit"})

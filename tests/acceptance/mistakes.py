@@ -67,6 +67,18 @@ class Place:
             (self.workdir / vhost).touch()
         return url
 
+    def without_tracing_extra(self) -> str:
+        """A PYTHONPATH on which OpenTelemetry cannot be imported, as without ``backlane[tracing]``
+        (a package shadowing it that raises what a missing package raises)."""
+        shadow = self.workdir / "no-tracing-extra"
+        package = shadow / "opentelemetry"
+        if not package.exists():
+            package.mkdir(parents=True)
+            (package / "__init__.py").write_text(
+                "raise ModuleNotFoundError(\"No module named 'opentelemetry'\", name='opentelemetry')\n"
+            )
+        return os.pathsep.join([str(shadow), str(SOURCE_ROOT), os.environ.get("PYTHONPATH", "")])
+
     def read_only_user_url(self) -> str:
         """A RabbitMQ user that may connect but not declare a queue (made once)."""
         user = "mistakes-reader"
@@ -247,6 +259,15 @@ MISTAKES = [
         lambda p: p.env(BACKLANE_LOG_FORMAT="yaml"),
         2,
         ["BACKLANE_LOG_FORMAT", "'text' or 'json'"],
+    ),
+    Mistake(
+        "worker-tracing-extra-missing",
+        "tracing turned on in a worker installed without the `tracing` extra",
+        _worker(),
+        lambda p: p.env(BACKLANE_TRACING__ENABLED="true", PYTHONPATH=p.without_tracing_extra()),
+        78,
+        ["pip install 'backlane[tracing]'", "BACKLANE_TRACING__ENABLED", "does not start"],
+        process=True,
     ),
     Mistake(
         "clock-bad-setting",
