@@ -182,8 +182,9 @@ class _SecondCachingFormatter(logging.Formatter):
     """A formatter like the target's whose default timestamp formats the date and time once a
     second instead of once a line (time.strftime is most of formatting an outcome line)."""
 
-    _second: int | None = None
-    _formatted = ""
+    #: (second, its text), replaced as one: two attributes could be left holding one second's
+    #: number under another second's text by two threads crossing a second boundary.
+    _cached: tuple[int, str] | None = None
 
     @classmethod
     def like(cls, formatter: logging.Formatter | None) -> logging.Formatter | None:
@@ -197,10 +198,10 @@ class _SecondCachingFormatter(logging.Formatter):
         if datefmt is not None:
             return super().formatTime(record, datefmt)
         second = int(record.created)
-        if second != self._second:  # a race between threads formats the same second twice, no more
-            self._formatted = time.strftime(self.default_time_format, self.converter(second))
-            self._second = second
-        return (self.default_msec_format or "%s,%03d") % (self._formatted, record.msecs)
+        cached = self._cached
+        if cached is None or cached[0] != second:  # a race formats the same second twice, no more
+            cached = self._cached = (second, time.strftime(self.default_time_format, self.converter(second)))
+        return (self.default_msec_format or "%s,%03d") % (cached[1], record.msecs)
 
 
 _start_time: float = logging._startTime  # type: ignore[attr-defined]  # relativeCreated's origin

@@ -120,3 +120,20 @@ def test_the_broker_calls_the_overridden_hooks_in_dramatiqs_order_and_sees_list_
     broker.add_middleware(_Refuses())
     with pytest.raises(MiddlewareError):
         broker.emit_before("enqueue", None, None)
+
+
+def test_the_cached_second_and_its_text_are_replaced_together() -> None:
+    """A line of second S never gets second S+1's text, whichever thread formatted last."""
+    import logging
+
+    from backlane.core.outcomes import _SecondCachingFormatter
+
+    formatter = _SecondCachingFormatter.like(logging.Formatter())
+    assert formatter is not None
+    early, late = (logging.LogRecord("x", logging.INFO, __file__, 1, "m", None, None) for _ in range(2))
+    early.created, late.created = 1_700_000_000.25, 1_700_000_001.75
+    early.msecs = late.msecs = 0
+    expected = logging.Formatter().formatTime(early)
+    formatter.formatTime(late)
+    assert formatter.formatTime(early) == expected
+    assert formatter.formatTime(late) == logging.Formatter().formatTime(late)
