@@ -95,6 +95,8 @@ def test_the_middleware_is_installed_only_with_tracing_on(monkeypatch: pytest.Mo
         return built[-1]
 
     monkeypatch.setattr(app, "build_tracing", build)
+    # An earlier test's in-process `backlane` command leaves the process marked as one.
+    monkeypatch.setattr(app, "_command", False)
     assert not any(isinstance(m, TracingMiddleware) for m in app.build_middleware(with_tracing(False)))
     assert not built
     try:
