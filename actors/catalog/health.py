@@ -145,11 +145,10 @@ def _summary(row: dict[str, Any], now: datetime) -> str:
 
 def _columns(row: dict[str, Any]) -> dict[str, str]:
     """The section's cells on the dashboard."""
-    age = row["age_s"]
     counts = row["counts"] or {}
     return {
         "interval": f"{row['interval_min']:g} min",
-        "last success": "never" if age is None else f"{ago(age).removesuffix(' ago')} ago",
+        "last success": ago(row["age_s"]),
         "next due": (row["next_due"] or "") + (" (refreshing)" if row["running"] else ""),
         "held": f"{row['held_by'] or 'held'} until {row['held_until']}" if row["held_until"] else "",
         "last outcome": (row["last_outcome"] or "") + (f": {row['last_error']}" if row["last_error"] else ""),
