@@ -38,7 +38,7 @@ from backlane.messaging import signing
 from backlane.messaging.broker import BacklaneBroker
 from backlane.operations import endpoint
 from backlane.operations.metrics import build_metrics_middleware
-from backlane.settings import Settings, SettingsError, get_settings
+from backlane.settings import Settings, SettingsError, get_settings, settings_error
 
 if TYPE_CHECKING:
     from backlane.observability import tracing
@@ -222,7 +222,12 @@ def app_modules(app: str | None = None) -> list[str]:
 def load_app(app: str | None = None) -> App:
     """Import the application's modules (registering its pipelines) and return them."""
     for name in app_modules(app):
-        importlib.import_module(name)
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise  # the application is there; something it imports is not
+            raise settings_error([f"BACKLANE_APP (or --app): no module {name!r} on the Python path"]) from None
     return App(REGISTRY, get_runtime())
 
 

@@ -30,6 +30,8 @@ def relative_parts(path: str, what: str = "path", error: type[PermanentError] = 
         raise error(f"{what} must be a non-empty string, got {path!r}")
     if "\\" in path or "\x00" in path:
         raise error(f"{what} {path!r} contains a backslash or NUL")
+    if not path.isprintable() or not _is_unicode(path):  # e.g. bytes a terminal gave that are not UTF-8
+        raise error(f"{what} {path!r} holds control characters or is not valid UTF-8 text")
     posix = PurePosixPath(path)
     if posix.is_absolute() or any(part == ".." for part in posix.parts):
         raise error(f"{what} {path!r} escapes {_root_name(what)}: absolute paths and '..' are refused")
@@ -37,6 +39,15 @@ def relative_parts(path: str, what: str = "path", error: type[PermanentError] = 
     if not parts:
         raise error(f"{what} {path!r} names {_root_name(what)} itself")
     return PurePosixPath(*parts)
+
+
+def _is_unicode(text: str) -> bool:
+    """False for a lone surrogate (how Python keeps bytes that are not UTF-8): it cannot be a file name."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def confined_path(

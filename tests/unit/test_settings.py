@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -90,3 +91,11 @@ def test_worker_start_up_stops_on_a_bad_setting_and_names_it() -> None:
     )
     assert result.returncode != 0
     assert "BACKLANE_ORDERS__LEASE_SECONDS" in result.stdout + result.stderr
+
+
+def test_an_application_module_that_does_not_exist_is_a_setting_named() -> None:
+    """`backlane --app typo ...` or BACKLANE_APP=typo: one line naming the setting, not an unexpected error."""
+    from backlane.app import load_app
+
+    with pytest.raises(SettingsError, match=re.escape("BACKLANE_APP (or --app): no module 'no_such_app_module'")):
+        load_app("no_such_app_module")

@@ -84,3 +84,14 @@ def test_publish_moves_the_partial_file_into_place(tmp_path: Path) -> None:
     publish(partial, final, 3)
 
     assert final.read_bytes() == b"new" and not partial.exists()
+
+
+@pytest.mark.parametrize("path", ["\udcff\udcfe.csv", "a\tb.csv", "a\x1b[31m.csv", "x\u202e.csv"])
+def test_a_path_that_is_not_text_a_file_may_have_is_refused_in_one_line(path: str) -> None:
+    """Bytes a terminal passed that are not UTF-8 arrive as lone surrogates; control and bidi
+    characters would reach an operator's terminal or a file name: each is refused, not crashed on."""
+    from backlane.clients.files import relative_parts
+    from backlane.errors import PermanentError
+
+    with pytest.raises(PermanentError, match="control characters or is not valid UTF-8"):
+        relative_parts(path, "export path")
