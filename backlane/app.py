@@ -29,6 +29,7 @@ from dramatiq.middleware import (
 )
 from periodiq import PeriodiqMiddleware
 
+from backlane.clients.storage import check_storage
 from backlane.core import log_format, log_limits, outcomes, startup
 from backlane.core.clock import default_clock
 from backlane.core.registry import REGISTRY, Registry
@@ -204,6 +205,7 @@ def setup() -> BacklaneBroker:
         log_format.apply(settings.log_format)
         _apply_worker_settings(settings)
         try:
+            check_storage(settings.storage)  # kind s3 without its extra or its bucket
             broker = build_broker(settings)
         except Problem as exc:  # tracing on without its extra
             if startup.process_role() is not None:

@@ -204,8 +204,39 @@ class PipelineSettings(Section):
 
 
 class StorageSettings(Section):
+    """Where stored objects (track audio, waveforms, images) live: a directory, or an S3-compatible
+    object store (``kind = "s3"``, needs the ``s3`` extra: ``pip install 'backlane[s3]'``)."""
+
+    #: ``directory`` (the default: files under ``root``) or ``s3`` (AWS S3, MinIO, Ceph RGW, R2...).
+    kind: Literal["directory", "s3"] = "directory"
     #: Directory holding stored objects (track audio, waveforms) by key; relative to the working dir.
     root: str = "storage"
+    #: S3: the endpoint URL, e.g. ``http://127.0.0.1:9000`` for MinIO or
+    #: ``https://<account>.r2.cloudflarestorage.com``; unset: AWS S3 of ``region``.
+    endpoint_url: str | None = None
+    #: S3: the bucket holding every object; required with ``kind = "s3"``.
+    bucket: str | None = Field(default=None, min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.\-]*[a-z0-9]$")
+    #: S3: the region requests are signed for (MinIO and most others take ``us-east-1``; R2 ``auto``).
+    region: str = Field(default="us-east-1", min_length=1, max_length=64, pattern=r"^[a-z0-9-]+$")
+    #: S3: the access key id; unset (with the secret) uses botocore's own chain (``AWS_*`` variables,
+    #: an instance or pod role).
+    access_key_id: SecretStr | None = None
+    #: S3: the secret access key, never logged.
+    secret_access_key: SecretStr | None = None
+    #: S3: ``path`` (``endpoint/bucket/key``: MinIO, Ceph, most self-hosted), ``virtual``
+    #: (``bucket.endpoint/key``) or ``auto`` (botocore decides: virtual on AWS).
+    addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    #: S3: seconds to open a connection before the call fails as transient.
+    connect_timeout: float = Field(default=5.0, gt=0, le=600)
+    #: S3: seconds to wait for an answer before the call fails as transient.
+    read_timeout: float = Field(default=30.0, gt=0, le=3600)
+    #: S3: connections per process (the pool shared by a worker's threads).
+    max_connections: int = Field(default=16, ge=1, le=1024)
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        return None if value is None or value == "" else _validate_http_url(value)
 
 
 class ApiSettings(Section):

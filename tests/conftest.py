@@ -23,6 +23,7 @@ import pytest
 from devtools.infra.ports import free_port
 from devtools.infra.postgres import ExternalPostgres, MissingPostgres, PostgresNode, find_pg_bin
 from devtools.infra.rabbitmq import ExternalRabbitMQ, MissingRabbitMQ, RabbitMQNode, find_rabbitmq_server
+from devtools.infra.s3 import MissingS3Server, S3Server, S3StartError, S3Target, test_target
 
 #: The session node's ports, chosen before any test module is imported. Importing a pipeline's
 #: models (``actors/<name>/models.py``) imports ``actors``, which builds the application's broker
@@ -114,3 +115,24 @@ def database_url(request: pytest.FixtureRequest) -> str:
     """A fresh database URL, once per backend; PostgreSQL starts only when this reaches it."""
     fixture = "fresh_sqlite_url" if request.param == "sqlite" else "fresh_postgres_url"
     return str(request.getfixturevalue(fixture))
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Target]:
+    """An S3-speaking server for the session: a private moto server on loopback with users, keys and
+    a fault knob (devtools/infra/s3.py), or the MinIO/S3 named by BACKLANE_TEST_S3_URL."""
+    try:
+        target = test_target(tmp_path_factory.mktemp("s3"))
+    except (MissingS3Server, S3StartError) as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield target
+    finally:
+        if isinstance(target, S3Server):
+            target.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3: S3Target) -> str:
+    """A new, empty bucket on the session's S3 server."""
+    return s3.new_bucket()

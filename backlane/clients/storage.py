@@ -1,21 +1,36 @@
-"""Object storage behind one small interface: media objects (track audio, waveforms) by key.
+"""Object storage behind one small interface: media objects (track audio, waveforms, images) by key.
 
-Pipelines talk to :class:`Storage`, never to a path or an SDK, so production can
-plug in an object store while demo and tests use :class:`DirectoryStorage`, a
-real directory. ``delete`` reports whether the object existed: deleting an
-object already gone is a success, which makes physical deletion idempotent.
-A key that would escape the storage root (``../``, absolute paths) is rejected
-as a permanent error: no retry can make it safe.
+Pipelines talk to :class:`Storage`, never to a path or an SDK: production points
+``BACKLANE_STORAGE__KIND=s3`` at an S3-compatible store (:mod:`backlane.clients.s3`:
+AWS S3, MinIO, Ceph RGW, Cloudflare R2), while the demo and most tests use
+:class:`DirectoryStorage`, a real directory. ``delete`` reports whether the object
+existed: deleting an object already gone is a success, which makes physical deletion
+idempotent. ``read`` of a missing object is :class:`ObjectMissing`, permanent. A key
+that would escape the storage root (``../``, absolute paths) is rejected as a
+permanent error on both backends: no retry can make it safe.
+
+``list(prefix, older_than, limit)`` yields the objects under ``prefix`` last modified
+before ``older_than`` (all of them when None), at most ``limit``, as
+:class:`StoredObject` (``last_modified`` an aware UTC datetime), in key order
+(the directory backend: in key order within each directory).
 """
 
 from __future__ import annotations
 
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 from backlane.clients.files import atomic_write, confined_path, relative_parts
 from backlane.errors import PermanentError
 from backlane.settings import StorageSettings
+
+#: The longest key S3 takes, in UTF-8 bytes; both backends hold to it.
+MAX_KEY_BYTES = 1024
 
 
 class InvalidKey(PermanentError):
@@ -24,9 +39,33 @@ class InvalidKey(PermanentError):
     kind = "invalid_key"
 
 
+class ObjectMissing(PermanentError):
+    """``read`` of an object that is not there (never stored, or deleted meanwhile)."""
+
+    kind = "object_missing"
+
+    def __init__(self, key: str, where: str = "storage") -> None:
+        super().__init__(f"object {key!r} is not in {where}")
+        self.key = key
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """One object as a listing shows it."""
+
+    key: str
+    size: int
+    #: Aware, UTC.
+    last_modified: datetime
+
+
 class Storage(Protocol):
     def put(self, key: str, data: bytes) -> None:
         """Store ``data`` under ``key``, replacing what was there."""
+        ...
+
+    def read(self, key: str) -> bytes:
+        """The object's bytes; :class:`ObjectMissing` when there is none."""
         ...
 
     def exists(self, key: str) -> bool: ...
@@ -35,10 +74,45 @@ class Storage(Protocol):
         """Delete the object; True when it existed, False when it was already gone."""
         ...
 
+    def list(self, prefix: str = "", older_than: datetime | None = None, limit: int = 1000) -> Iterator[StoredObject]:
+        """Objects under ``prefix`` last modified before ``older_than``, at most ``limit``, by key."""
+        ...
+
 
 def safe_key(key: str) -> PurePosixPath:
     """The key as a relative path, or :class:`InvalidKey` if it is empty or escapes the root."""
-    return relative_parts(key, "storage key", InvalidKey)
+    parts = relative_parts(key, "storage key", InvalidKey)
+    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+        raise InvalidKey(f"storage key {key[:60]!r}... is longer than {MAX_KEY_BYTES} bytes")
+    return parts
+
+
+def checked_key(key: str) -> str:
+    """``key`` itself when it is a safe key in normal form (``a/b``, not ``a//b`` or ``./a``): an
+    object store takes a key byte for byte, so a key that only normalises to a safe one is refused."""
+    normal = str(safe_key(key))
+    if normal != key:
+        raise InvalidKey(f"storage key {key!r} is not in normal form (it would be {normal!r})")
+    return key
+
+
+def checked_prefix(prefix: str) -> str:
+    """A listing prefix: "" (everything) or a key's beginning, as safe as a key."""
+    if prefix == "":
+        return prefix
+    checked_key(prefix.rstrip("/"))
+    return prefix
+
+
+def checked_limit(limit: int) -> int:
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+        raise ValueError(f"a listing's limit is a whole number >= 0, got {limit!r}")
+    return limit
+
+
+def as_utc(when: datetime) -> datetime:
+    """``when`` as an aware UTC datetime; a naive one is taken to be UTC already (backlane's clock)."""
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 class DirectoryStorage:
@@ -49,10 +123,17 @@ class DirectoryStorage:
 
     def path(self, key: str) -> Path:
         # The same check as export files: no '..', no absolute key, no symlink leading out.
+        safe_key(key)
         return confined_path(self.root, key, "storage key", InvalidKey)
 
     def put(self, key: str, data: bytes) -> None:
         atomic_write(self.path(key), data)
+
+    def read(self, key: str) -> bytes:
+        try:
+            return self.path(key).read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            raise ObjectMissing(key, f"storage directory {str(self.root)!r}") from None
 
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
@@ -64,6 +145,78 @@ class DirectoryStorage:
             return False
         return True
 
+    def list(self, prefix: str = "", older_than: datetime | None = None, limit: int = 1000) -> Iterator[StoredObject]:
+        checked_prefix(prefix)
+        remaining = checked_limit(limit)
+        cutoff = as_utc(older_than).timestamp() if older_than is not None else None
+        root = Path(self.root)
+        if remaining == 0 or not root.is_dir():
+            return
+        for key in self._keys(root, prefix):
+            try:
+                info = (root / key).stat()
+            except FileNotFoundError:
+                continue  # deleted while we listed: not there any more
+            if cutoff is not None and info.st_mtime >= cutoff:
+                continue
+            yield StoredObject(key, info.st_size, datetime.fromtimestamp(info.st_mtime, UTC))
+            remaining -= 1
+            if remaining == 0:
+                return
+
+    @staticmethod
+    def _keys(root: Path, prefix: str) -> Iterator[str]:
+        """Every file's key under ``root`` starting with ``prefix``, in key order, without following
+        symlinks out (a link is not an object) and without the temporary files of a write under way."""
+        stack = [""]
+        while stack:
+            directory = stack.pop()
+            try:
+                entries = sorted(os.scandir(root / directory) if directory else os.scandir(root), key=lambda e: e.name)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            subdirectories = []
+            for entry in entries:
+                key = f"{directory}/{entry.name}" if directory else entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    if prefix.startswith(key + "/") or key.startswith(prefix) or prefix == key:
+                        subdirectories.append(key)
+                elif entry.is_file(follow_symlinks=False) and key.startswith(prefix) and not _is_temporary(entry.name):
+                    yield key
+            stack.extend(reversed(subdirectories))
+
+
+def _is_temporary(name: str) -> bool:
+    """A file :func:`~backlane.clients.files.atomic_write` is still building (``.name.<hex>.tmp``)."""
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+_cache_lock = threading.Lock()
+_cached: tuple[StorageSettings, Storage] | None = None
+
 
 def storage_from_settings(settings: StorageSettings) -> Storage:
-    return DirectoryStorage(settings.root)
+    """The backend ``settings`` choose (``kind``: ``directory`` or ``s3``), built once per settings
+    and shared by the process's threads (an S3 client is costly to build and thread-safe)."""
+    global _cached
+    with _cache_lock:
+        if _cached is not None and _cached[0] == settings:
+            return _cached[1]
+        storage: Storage
+        if settings.kind == "s3":
+            from backlane.clients.s3 import S3Storage
+
+            storage = S3Storage(settings)
+        else:
+            storage = DirectoryStorage(settings.root)
+        _cached = (settings.model_copy(), storage)
+        return storage
+
+
+def check_storage(settings: StorageSettings) -> None:
+    """At start-up: a :class:`~backlane.errors.Problem` naming the setting (or the extra to install)
+    when the chosen backend cannot work; nothing is contacted."""
+    if settings.kind == "s3":
+        from backlane.clients.s3 import check_settings
+
+        check_settings(settings)
