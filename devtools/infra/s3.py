@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from devtools.infra.ports import free_port
 from devtools.infra.process import die_with_parent, stop_group, tail
@@ -103,8 +104,8 @@ class S3Target:
             "endpoint_url": self.url,
             "bucket": bucket,
             "region": REGION,
-            "access_key_id": use.access_key_id,
-            "secret_access_key": use.secret_access_key,
+            "access_key_id": SecretStr(use.access_key_id),
+            "secret_access_key": SecretStr(use.secret_access_key),
             "addressing_style": "path",
             "connect_timeout": 2.0,
             "read_timeout": 10.0,
@@ -112,7 +113,10 @@ class S3Target:
 
     def environment(self, bucket: str) -> dict[str, str]:
         """The same as ``BACKLANE_STORAGE__*`` variables, for processes (workers, the demo)."""
-        return {f"BACKLANE_STORAGE__{k.upper()}": str(v) for k, v in self.settings(bucket).items()}
+        return {
+            f"BACKLANE_STORAGE__{k.upper()}": v.get_secret_value() if isinstance(v, SecretStr) else str(v)
+            for k, v in self.settings(bucket).items()
+        }
 
     def throttle(self, count: int, match: str = "", retry_after: float | None = None) -> dict[str, int]:
         raise RuntimeError(

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from backlane.app import setup
 from backlane.clients import s3 as s3_module
@@ -109,8 +110,8 @@ def test_s3_listing_follows_continuation_pages(s3: S3Target, s3_bucket: str, mon
 def test_s3_refusals_are_permanent_with_the_reason_and_name_the_setting(s3: S3Target, s3_bucket: str) -> None:
     good = S3Storage(StorageSettings(**s3.settings(s3_bucket)))
     good.put("k", b"v")
-    wrong_secret = {**s3.settings(s3_bucket), "secret_access_key": "not-the-secret"}
-    unknown_key = {**s3.settings(s3_bucket), "access_key_id": "AKIAUNKNOWNUNKNOWN00"}
+    wrong_secret = {**s3.settings(s3_bucket), "secret_access_key": SecretStr("not-the-secret")}
+    unknown_key = {**s3.settings(s3_bucket), "access_key_id": SecretStr("AKIAUNKNOWNUNKNOWN00")}
     no_bucket = {**s3.settings(s3_bucket), "bucket": "no-such-bucket-here"}
     cases = [
         (wrong_secret, "SignatureDoesNotMatch", "BACKLANE_STORAGE__SECRET_ACCESS_KEY"),
@@ -119,7 +120,8 @@ def test_s3_refusals_are_permanent_with_the_reason_and_name_the_setting(s3: S3Ta
     ]
     for values, code, setting in cases:
         storage = S3Storage(StorageSettings(**values))
-        for call in (lambda: storage.delete("k"), lambda: storage.read("k"), lambda: list(storage.list("", None, 5))):
+        calls = (lambda s=storage: s.delete("k"), lambda s=storage: s.read("k"), lambda s=storage: list(s.list("")))
+        for call in calls:
             with pytest.raises(S3Refused) as refused:
                 call()
             assert refused.value.code == code and setting in refused.value.reason, refused.value.reason
