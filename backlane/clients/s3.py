@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from backlane.clients.storage import (
+from backlane.clients.objects import (
     ObjectMissing,
     StoredObject,
     as_utc,

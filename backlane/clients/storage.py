@@ -20,43 +20,37 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Protocol
 
-from backlane.clients.files import atomic_write, confined_path, relative_parts
-from backlane.errors import PermanentError
+from backlane.clients.files import atomic_write, confined_path
+from backlane.clients.objects import (
+    MAX_KEY_BYTES,
+    InvalidKey,
+    ObjectMissing,
+    StoredObject,
+    as_utc,
+    checked_key,
+    checked_limit,
+    checked_prefix,
+    safe_key,
+)
 from backlane.settings import StorageSettings
 
-#: The longest key S3 takes, in UTF-8 bytes; both backends hold to it.
-MAX_KEY_BYTES = 1024
-
-
-class InvalidKey(PermanentError):
-    """A storage key that is empty or would reach outside the storage root."""
-
-    kind = "invalid_key"
-
-
-class ObjectMissing(PermanentError):
-    """``read`` of an object that is not there (never stored, or deleted meanwhile)."""
-
-    kind = "object_missing"
-
-    def __init__(self, key: str, where: str = "storage") -> None:
-        super().__init__(f"object {key!r} is not in {where}")
-        self.key = key
-
-
-@dataclass(frozen=True)
-class StoredObject:
-    """One object as a listing shows it."""
-
-    key: str
-    size: int
-    #: Aware, UTC.
-    last_modified: datetime
+__all__ = [
+    "MAX_KEY_BYTES",
+    "DirectoryStorage",
+    "InvalidKey",
+    "ObjectMissing",
+    "Storage",
+    "StoredObject",
+    "check_storage",
+    "checked_key",
+    "checked_prefix",
+    "safe_key",
+    "storage_from_settings",
+]
 
 
 class Storage(Protocol):
@@ -77,42 +71,6 @@ class Storage(Protocol):
     def list(self, prefix: str = "", older_than: datetime | None = None, limit: int = 1000) -> Iterator[StoredObject]:
         """Objects under ``prefix`` last modified before ``older_than``, at most ``limit``, by key."""
         ...
-
-
-def safe_key(key: str) -> PurePosixPath:
-    """The key as a relative path, or :class:`InvalidKey` if it is empty or escapes the root."""
-    parts = relative_parts(key, "storage key", InvalidKey)
-    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
-        raise InvalidKey(f"storage key {key[:60]!r}... is longer than {MAX_KEY_BYTES} bytes")
-    return parts
-
-
-def checked_key(key: str) -> str:
-    """``key`` itself when it is a safe key in normal form (``a/b``, not ``a//b`` or ``./a``): an
-    object store takes a key byte for byte, so a key that only normalises to a safe one is refused."""
-    normal = str(safe_key(key))
-    if normal != key:
-        raise InvalidKey(f"storage key {key!r} is not in normal form (it would be {normal!r})")
-    return key
-
-
-def checked_prefix(prefix: str) -> str:
-    """A listing prefix: "" (everything) or a key's beginning, as safe as a key."""
-    if prefix == "":
-        return prefix
-    checked_key(prefix.rstrip("/"))
-    return prefix
-
-
-def checked_limit(limit: int) -> int:
-    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
-        raise ValueError(f"a listing's limit is a whole number >= 0, got {limit!r}")
-    return limit
-
-
-def as_utc(when: datetime) -> datetime:
-    """``when`` as an aware UTC datetime; a naive one is taken to be UTC already (backlane's clock)."""
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 class DirectoryStorage:
