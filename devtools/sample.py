@@ -1,5 +1,5 @@
 """Sample data for the demo, tests and benchmarks: orders, deleted tracks with their stored
-objects, product exports and staging batches."""
+objects, product exports, staging batches and stale objects for the storage cleanup."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from actors.exports.models import Export
 from actors.orders.models import Order, OrderStatus
 from actors.staging.models import StagingBatch, StagingStatus
 from actors.tracks.models import Track, TrackStatus
-from backlane.clients.storage import DirectoryStorage
+from backlane.clients.storage import DirectoryStorage, Storage
 from backlane.db.engine import Database
 
 
@@ -47,7 +47,7 @@ def create_orders(db: Database, count: int, now: datetime, *, batch: int = 5000,
 
 
 def create_tracks(
-    db: Database, storage: DirectoryStorage, count: int, now: datetime, *, kept: int = 0, broken: int = 0
+    db: Database, storage: Storage, count: int, now: datetime, *, kept: int = 0, broken: int = 0
 ) -> list[int]:
     """``count`` soft-deleted tracks due for physical deletion, each with its audio and waveform
     stored; ``kept`` more that are not due (still active); ``broken`` more due tracks whose audio
@@ -125,3 +125,27 @@ def create_staging_batches(
         with db.transaction() as session:
             ids[processor] = list(session.execute(insert(StagingBatch).returning(StagingBatch.id), rows).scalars())
     return ids
+
+
+def create_stale_objects(
+    storage: Storage, prefix: str, stale: int, fresh: int, age: timedelta, *, outside: int = 0
+) -> dict[str, list[str]]:
+    """``stale`` objects under ``prefix`` last modified ``age`` ago plus a day (on a directory, by
+    their file times; an object store sets its own times, so there they are merely written first),
+    ``fresh`` ones written now, and ``outside`` more beside the prefix that cleanup must not touch.
+    Their keys by kind."""
+    import os
+    import time
+
+    keys = {
+        "stale": [f"{prefix}stale-{i}.jpg" for i in range(stale)],
+        "fresh": [f"{prefix}fresh-{i}.jpg" for i in range(fresh)],
+        "outside": [f"kept-images/image-{i}.jpg" for i in range(outside)],
+    }
+    when = time.time() - (age + timedelta(days=1)).total_seconds()
+    for kind, names in keys.items():
+        for key in names:
+            storage.put(key, f"sample {kind} image".encode())
+            if kind == "stale" and isinstance(storage, DirectoryStorage):
+                os.utime(storage.path(key), (when, when))
+    return keys

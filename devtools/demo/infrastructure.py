@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from backlane.operations.health import check_broker
 from backlane.settings import get_settings
@@ -42,12 +42,16 @@ class Running:
     node: RabbitMQNode | None = None
     stack: Stack | None = None
     lock: IO[str] | None = None
+    #: The private S3 server of ``--storage s3``.
+    s3: Any = None
 
     def stop(self) -> None:
         if self.stack is not None:
             self.stack.stop_all(timeout=20)
         if self.node is not None:
             self.node.stop()
+        if self.s3 is not None:
+            self.s3.stop()
 
 
 def lock(workdir: Path) -> IO[str]:

@@ -24,6 +24,8 @@ class DemoOptions:
     stay: bool = False
     #: Seconds to wait for every pipeline to settle.
     timeout: float = 900.0
+    #: Where stored objects live: ``directory`` (a folder) or ``s3`` (a private S3 server on loopback).
+    storage: str = "directory"
 
 
 def whole(low: int, high: int) -> Callable[[str], int]:
@@ -84,6 +86,12 @@ def build_parser(parts: Sequence[DemoPart] = ()) -> argparse.ArgumentParser:
     )
     parser.add_argument("--keep", action="store_true", help="keep the demo database afterwards (logs are kept anyway)")
     parser.add_argument(
+        "--storage",
+        choices=("directory", "s3"),
+        default="directory",
+        help="stored objects in a directory (default) or on a private S3 server on loopback (docs/storage.md)",
+    )
+    parser.add_argument(
         "--stay",
         action="store_true",
         help="keep everything running after the summary, until Ctrl-C, to try backlane commands on it",
@@ -96,4 +104,4 @@ def parse_options(argv: Sequence[str] | None = None, parts: Sequence[DemoPart] =
     args = build_parser(parts).parse_args(argv)
     for part in parts:
         part.configure(args)
-    return DemoOptions(args.processes, args.threads, args.keep, args.stay, args.timeout)
+    return DemoOptions(args.processes, args.threads, args.keep, args.stay, args.timeout, args.storage)

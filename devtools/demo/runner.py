@@ -92,6 +92,10 @@ def _run(options: DemoOptions, found: Parts, running: Running) -> int:
             **BASE_ENV,
         },
     )
+    if options.storage == "s3":
+        from devtools.demo.storage import start_s3
+
+        stack.env.update(start_s3(workdir, running))
     simulators = start_simulators(stack, [use for part in parts if (use := part.simulator()) is not None])
     for simulator in simulators:
         print(rendering.simulator_line(simulator))

@@ -13,4 +13,13 @@ from backlane.db.models.listed import ListedItem
 from backlane.db.models.resilience import CircuitBreakerRow, RateLimitRow
 from backlane.db.models.tallies import PipelineTally
 
-__all__ = ["Base", "BigId", "CircuitBreakerRow", "ItemAttempts", "ListedItem", "PipelineTally", "RateLimitRow", "literal_in"]
+__all__ = [
+    "Base",
+    "BigId",
+    "CircuitBreakerRow",
+    "ItemAttempts",
+    "ListedItem",
+    "PipelineTally",
+    "RateLimitRow",
+    "literal_in",
+]

@@ -9,8 +9,8 @@ from collections import Counter
 from sqlalchemy import func, select
 
 from actors.tracks.models import Track  # this pipeline's model: imported here only
-from backlane.clients.storage import DirectoryStorage
 from devtools.demo.part import DemoContext, DemoPart, Failure, Outcome, PartResult
+from devtools.demo.storage import demo_storage
 from devtools.sample import create_tracks
 
 #: Tracks due for deletion, tracks kept (not due), tracks whose key is outside storage.
@@ -26,7 +26,7 @@ class TracksPart(DemoPart):
     """Soft-deleted tracks whose stored audio and waveform go with them."""
 
     def seed(self, ctx: DemoContext) -> str:
-        create_tracks(ctx.db, DirectoryStorage(ctx.storage), DUE, ctx.now, kept=KEPT, broken=BROKEN)
+        create_tracks(ctx.db, demo_storage(ctx.storage), DUE, ctx.now, kept=KEPT, broken=BROKEN)
         return (
             f"{DUE} deleted tracks ({2 * DUE} stored objects) due for deletion, {BROKEN} with a key outside "
             f"storage, {KEPT} kept"
@@ -45,7 +45,7 @@ class TracksPart(DemoPart):
         return PartResult((line,), left == 0)
 
     def outcome(self, ctx: DemoContext) -> Outcome:
-        storage = DirectoryStorage(ctx.storage)
+        storage = demo_storage(ctx.storage)
         gone = [t for t in range(DUE) if not any(storage.exists(key) for key in objects(t))]
         kept_keys = [key for t in range(DUE, DUE + KEPT) for key in objects(t)]
         kept = [key for key in kept_keys if storage.exists(key)]
