@@ -42,7 +42,7 @@ def checked(ctx: Context[CleanupSettings], item: Any) -> str:
     return key
 
 
-STALE_OBJECTS = ListedItems(list=stale_keys, check=checked, lease_seconds=lambda ctx: ctx.config.lease_seconds)
+STALE_OBJECTS = ListedItems(source=stale_keys, check=checked, lease_seconds=lambda ctx: ctx.config.lease_seconds)
 
 
 def delete_object(ctx: Context[CleanupSettings], key: str) -> bool:

@@ -5,7 +5,7 @@ claims with, the failure reason an operator reads, the counts ``backlane status`
 Items that are listed from somewhere else have none of that, so :class:`ListedItems`
 gives them the same hooks over one framework table (:class:`~backlane.db.models.ListedItem`):
 
-* ``fetch``: the pipeline's ``list(ctx, limit)`` names candidate items (validated text,
+* ``fetch``: the pipeline's ``source(ctx, limit)`` names candidate items (validated text,
   e.g. keys; ``limit`` is the tick's limit plus the records held, see :meth:`ListedItems.fetch`);
   each is claimed with a lease (one atomic upsert per item), so a second clock
   or a tick before the lease ends never sends it twice, and one that failed for good is not
@@ -59,10 +59,10 @@ def text_item(item: Any, what: str = "item") -> str:
 
 @dataclass(frozen=True)
 class ListedItems:
-    """Items named by ``list(ctx, limit)``, claimed and settled in the ``listed_items`` table."""
+    """Items named by ``source(ctx, limit)``, claimed and settled in the ``listed_items`` table."""
 
     #: Candidate items (text), at most ``limit``; raises when the listing fails.
-    list: Callable[[Context[Any], int], Iterable[str]]
+    source: Callable[[Context[Any], int], Iterable[str]]
     #: The item checked (raises a PermanentError naming what is wrong), the text to claim.
     check: Callable[[Context[Any], Any], str] = lambda _ctx, item: text_item(item)
     #: A claimed item is not claimed again before this many seconds.
@@ -86,7 +86,7 @@ class ListedItems:
         with ctx.db.transaction() as session:
             held = session.scalar(select(func.count()).where(ListedItem.pipeline == ctx.pipeline.name)) or 0
         listed: list[str] = []
-        for candidate in self.list(ctx, limit + int(held)):
+        for candidate in self.source(ctx, limit + int(held)):
             try:
                 listed.append(self.check(ctx, candidate))
             except Exception as exc:  # a listed name we may not touch: left alone, said once
