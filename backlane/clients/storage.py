@@ -24,12 +24,26 @@ class InvalidKey(PermanentError):
     kind = "invalid_key"
 
 
+class ObjectMissing(PermanentError):
+    """A read of a key that holds no object."""
+
+    kind = "object_missing"
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"no stored object under key {key!r}")
+        self.key = key
+
+
 class Storage(Protocol):
     def put(self, key: str, data: bytes) -> None:
         """Store ``data`` under ``key``, replacing what was there."""
         ...
 
     def exists(self, key: str) -> bool: ...
+
+    def read(self, key: str) -> bytes:
+        """The object's bytes; :class:`ObjectMissing` when there is none."""
+        ...
 
     def delete(self, key: str) -> bool:
         """Delete the object; True when it existed, False when it was already gone."""
@@ -56,6 +70,12 @@ class DirectoryStorage:
 
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
+
+    def read(self, key: str) -> bytes:
+        try:
+            return self.path(key).read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ObjectMissing(key) from None
 
     def delete(self, key: str) -> bool:
         try:
