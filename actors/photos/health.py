@@ -9,6 +9,10 @@ from backlane import Context, Health, HealthRow
 from backlane.resilience.breaker import CLOSED, CircuitBreaker
 
 
+#: A trial call holds the breaker this much longer than the request's timeout, seconds.
+TRIAL_MARGIN_SECONDS = 5.0
+
+
 def breaker_name(pipeline: str) -> str:
     return f"{pipeline}_embeddings"
 
