@@ -36,12 +36,12 @@ def storage(app: App, tmp_path: Path) -> DirectoryStorage:
     root = tmp_path / "storage"
     app.configure("storage", root=str(root))
     for section in SECTIONS:
-        # Short trial waits (a refused caller comes back in 0.2 s), a breaker that opens only on an outage.
+        # Short trial waits (a refused caller comes back in 50 ms), a breaker that opens only on an outage.
         app.configure(
             section,
             base_url=app.simulator.url,
             timeout=5.0,
-            breaker_open_seconds=0.2,
+            breaker_open_seconds=0.05,
             breaker_failure_threshold=1000,
             min_backoff_ms=20,
             max_backoff_ms=200,
