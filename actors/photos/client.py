@@ -15,8 +15,10 @@
 What the API answers is classified here, once: a refused image (400/413/415/422) fails for good
 with the API's own reason; 429 waits as its Retry-After says; 5xx, timeouts and a broken reply
 (not JSON, too large, a vector of the wrong length, NaN, infinities, non-numbers, another model)
-are transient, count against the breaker and are never stored. A refused key (401/403) is not
-the photo's fault: it is transient too, so the breaker opens and no photo fails for it.
+are transient, count against the breaker and are never stored. A refused request (401/403: the
+key; 404, or Azure naming a cause other than the image: the URL, model or API version) is not the
+photo's fault: it is transient too, naming the settings to fix, so the breaker opens and no photo
+fails for it.
 """
 
 from __future__ import annotations
@@ -54,8 +56,15 @@ class BadReply(TransientError):
     kind = "bad_reply"
 
 
-class KeyRefused(TransientError):
-    """The embeddings API refused our key (401/403): a setting to fix, not the photo's fault."""
+class Misconfigured(TransientError):
+    """The embeddings API refused the request, not the image (a wrong key, URL, model or API
+    version): settings to fix, not the photo's fault, so it opens the breaker and fails no photo."""
+
+    kind = "embeddings_setup"
+
+
+class KeyRefused(Misconfigured):
+    """The embeddings API refused our key (401/403)."""
 
     kind = "key_refused"
 
@@ -118,20 +127,30 @@ class _Base:
         status = response.status_code
         if status < 400:
             return
-        detail = _error_detail(body)
-        if status in REFUSED_STATUSES:
-            raise ImageRefused(f"{self._what()} refused the image ({status}{detail})")
+        code, detail = _error_detail(body)
+        settings = f"BACKLANE_{self.section.upper()}__"
         if status in (401, 403):
             raise KeyRefused(
-                f"{self._what()} refused the key ({status}{detail}): check "
-                f"BACKLANE_{self.section.upper()}__API_KEY and __BASE_URL"
+                f"{self._what()} refused the key ({status}{detail}): check {settings}API_KEY and __BASE_URL"
             )
+        if status == 404 or (status in REFUSED_STATUSES and not self._refuses_image(status, code)):
+            raise Misconfigured(
+                f"{self._what()} refused the request ({status}{detail}): check {settings}BASE_URL, "
+                f"__PROVIDER, __MODEL_VERSION and __API_VERSION"
+            )
+        if status in REFUSED_STATUSES:
+            raise ImageRefused(f"{self._what()} refused the image ({status}{detail})")
         # A body read by us, shown by backlane's classification (429 and Retry-After included).
         error = classify_response(
             httpx.Response(status, headers=response.headers, content=body[:2000], request=response.request)
         )
         if error is not None:
             raise error
+
+    def _refuses_image(self, status: int, code: str | None) -> bool:
+        """Whether a 4xx refuses the image (else the request: our settings). Only the image varies
+        between two requests, so any refusal is the image's unless the API names another cause."""
+        return True
 
     def _what(self) -> str:
         return f"embeddings API {self.config.base_url}{self.path}"
@@ -161,6 +180,11 @@ class AzureVisionEmbeddings(_Base):
     """Azure AI Vision's ``retrieval:vectorizeImage`` (multimodal embeddings, version 4.0)."""
 
     path = "/computervision/retrieval:vectorizeImage"
+
+    def _refuses_image(self, status: int, code: str | None) -> bool:
+        """Azure names its cause: ``InvalidImageFormat``, ``InvalidImageSize``, ... refuse the image;
+        another code (an unsupported model or API version) refuses our request; none: the image."""
+        return status in (413, 415) or code is None or "image" in code.lower()
 
     def embed(self, image: bytes, content_type: str) -> Embedding:
         headers = {"Content-Type": "application/octet-stream"}
@@ -201,9 +225,10 @@ def _media_type(content_type: str) -> str:
     return kind if ok else "application/octet-stream"
 
 
-def _error_detail(body: bytes) -> str:
-    """``: CODE: message`` from an ``{"error": {...}}`` body (the inner error's code when there is
-    one: Azure's InvalidImageFormat sits in ``innererror``), else the start of the body."""
+def _error_detail(body: bytes) -> tuple[str | None, str]:
+    """(the error's code, ``": CODE: message"``) from an ``{"error": {...}}`` body (the inner
+    error's code when there is one: Azure's InvalidImageFormat sits in ``innererror``), else
+    (None, the start of the body); one line whatever the body holds."""
     try:
         parsed = json.loads(body[:4000]) if body else None
     except (ValueError, UnicodeDecodeError):
@@ -213,9 +238,15 @@ def _error_detail(body: bytes) -> str:
         inner = error.get("innererror")
         source = inner if isinstance(inner, dict) and inner.get("code") else error
         code, message = source.get("code"), source.get("message") or error.get("message")
-        parts = [str(p)[:200] for p in (code, message) if isinstance(p, str | int) and str(p)]
-        return ": " + ": ".join(parts) if parts else ""
+        parts = [_one_line(p) for p in (code, message) if isinstance(p, str | int) and str(p)]
+        return (_one_line(code) if isinstance(code, str | int) else None), (": " + ": ".join(parts) if parts else "")
     if isinstance(error, str):
-        return f": {error[:200]}"
-    text = body[:200].decode("utf-8", "replace").strip()
-    return f": {text}" if text else ""
+        return None, f": {_one_line(error)}"
+    text = _one_line(body[:200].decode("utf-8", "replace"))
+    return None, (f": {text}" if text else "")
+
+
+def _one_line(value: object, limit: int = 200) -> str:
+    """``value`` as one line of printable text, at most ``limit`` characters."""
+    text = "".join(c if c.isprintable() else " " for c in str(value))
+    return " ".join(text.split())[:limit]

@@ -8,7 +8,6 @@ from actors.photos.settings import PhotosSettings
 from backlane import Context, Health, HealthRow
 from backlane.resilience.breaker import CLOSED, CircuitBreaker
 
-
 #: A trial call holds the breaker this much longer than the request's timeout, seconds.
 TRIAL_MARGIN_SECONDS = 5.0
 

@@ -14,7 +14,8 @@ Refusals are Azure's: bytes that are no known image format (``InvalidImageFormat
 larger than ``max_image_bytes`` (``InvalidImageSize``). Knobs (``POST /_admin/embeddings``):
 ``burst_429`` (the next N calls answer 429 with ``Retry-After: retry_after``), ``dimensions``,
 ``model_version``, ``max_image_bytes``, ``key`` (the only key accepted; null: any), ``hostile``
-(answer a broken vector: ``nan``, ``wrong_dim``, ``strings``, ``huge``, ``zeros``). The shared
+(answer a broken vector: ``nan``, ``wrong_dim``, ``strings``, ``huge``, ``zeros``; or
+``other_model``: a vector of another model than asked for). The shared
 knobs (latency, failure rate, outages) apply as to every service. Stats count, per image, the
 vectors served, so a test proves each image was vectorized exactly once.
 """
@@ -37,7 +38,7 @@ from devtools.simulator.state import SimulatorState, register_service_state
 
 #: Formats Azure's multimodal embeddings take, by their first bytes.
 _MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
-_HOSTILE = ("nan", "wrong_dim", "strings", "huge", "zeros")
+_HOSTILE = ("nan", "wrong_dim", "strings", "huge", "zeros", "other_model")
 
 
 @dataclass
@@ -155,8 +156,11 @@ def _azure_error(status: int, code: str, message: str, inner: str | None = None)
     return HttpError(status, {"error": error})
 
 
-def _serve(state: SimulatorState, image: bytes, headers: Any, key_header: str) -> tuple[list[Any], str, Reply | None]:
-    """The vector for ``image`` (or a refusal raised as HttpError, or a 429 reply), counted."""
+def _serve(
+    state: SimulatorState, image: bytes, headers: Any, key_header: str, requested: Any, unknown_model: HttpError
+) -> tuple[list[Any], str, Reply | None]:
+    """The vector for ``image`` by the ``requested`` model (or a refusal raised as HttpError,
+    ``unknown_model`` for a model it does not serve, or a 429 reply), counted."""
     with state.lock:
         store: EmbeddingsState = state.service("embeddings")
         store.calls += 1
@@ -181,6 +185,8 @@ def _serve(state: SimulatorState, image: bytes, headers: Any, key_header: str) -
         if not image.startswith(_MAGIC) and not (image[:4] == b"RIFF" and image[8:12] == b"WEBP"):
             store.refused += 1
             raise _azure_error(400, "InvalidRequest", "Input data is not a valid image.", "InvalidImageFormat")
+        if requested not in (None, "", store.model_version):
+            raise unknown_model
         dimensions, model, hostile = store.dimensions, store.model_version, store.hostile
         store.served[image_digest(image)] += 1
     vector: list[Any] = vector_for(image, dimensions)
@@ -194,6 +200,8 @@ def _serve(state: SimulatorState, image: bytes, headers: Any, key_header: str) -
         vector = vector * 200
     elif hostile == "zeros":
         vector = [0.0] * dimensions
+    elif hostile == "other_model":
+        model = "1999-01-01"
     return vector, model, None
 
 
@@ -207,12 +215,11 @@ def vectorize_image(
     content_type = (headers.get("Content-Type") or "").split(";")[0].strip().lower()
     if content_type == "application/json":
         raise _azure_error(400, "InvalidRequest", "The simulator fetches no image URLs: send the bytes.")
-    vector, model, early = _serve(state, body, headers, "Ocp-Apim-Subscription-Key")
+    requested = query.get("model-version")
+    unknown = _azure_error(400, "InvalidRequest", f"Model version {requested} is not supported.", "InvalidModelVersion")
+    vector, model, early = _serve(state, body, headers, "Ocp-Apim-Subscription-Key", requested, unknown)
     if early is not None:
         return early
-    requested = query.get("model-version")
-    if requested and requested != model:
-        raise _azure_error(400, "InvalidRequest", f"Model version {requested} is not supported.", "InvalidModelVersion")
     return 200, {"modelVersion": model, "vector": vector}, {}
 
 
@@ -244,13 +251,13 @@ def openai_embeddings(
         raise HttpError(
             400, {"error": {"message": "input is not valid base64", "type": "invalid_request_error"}}
         ) from None
-    vector, model, early = _serve(state, image, headers, "Authorization")
+    requested = request.get("model")
+    unknown = HttpError(
+        404, {"error": {"message": f"model {str(requested)[:100]!r} not found", "type": "invalid_request_error"}}
+    )
+    vector, model, early = _serve(state, image, headers, "Authorization", requested, unknown)
     if early is not None:
         return early
-    if request.get("model") not in (None, model):
-        raise HttpError(
-            404, {"error": {"message": f"model {request.get('model')!r} not found", "type": "invalid_request_error"}}
-        )
     return (
         200,
         {"object": "list", "data": [{"object": "embedding", "embedding": vector, "index": 0}], "model": model},
