@@ -13,6 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from actors.photos import PHOTO_ROWS
 from actors.photos.models import Photo
 from actors.photos.similar import most_similar
 from actors.photos.vectors import unpack
@@ -21,6 +22,7 @@ from backlane.clients.storage import DirectoryStorage
 from backlane.core.discovery import discover
 from backlane.core.pipeline import Purpose
 from backlane.core.registry import REGISTRY
+from backlane.operations.dashboard.items import list_items
 from backlane.resilience.breaker import CircuitBreaker
 from devtools.sample import PHOTO_FAMILIES, create_photos, png_image
 from tests.integration.conftest import App
@@ -190,3 +192,8 @@ def test_the_similar_command_lists_a_photo_itself_first(
     assert main(["delivery_photos", "similar", str(ids[3])]) == 2, "another registration's photo is refused"
     assert "no photo" in capsys.readouterr().err
     assert len(unpack(photos(app)[ids[3]].vector or b"")) == 1024
+
+    registered = REGISTRY.get("product_photos")
+    page = list_items(registered.context(), PHOTO_ROWS, state="done")
+    assert "vector" not in page.columns, "the dashboard shows no 4 KiB vector per row"
+    assert {"model_version", "vector_dim", "vector_norm"} <= set(page.columns) and len(page.rows) == 10
