@@ -1,9 +1,13 @@
 """Sample data for the demo, tests and benchmarks: orders, deleted tracks with their stored
-objects, product exports, staging batches and stale objects for the storage cleanup."""
+objects, product exports, staging batches, photos (small real PNG images) and stale objects for the
+storage cleanup."""
 
 from __future__ import annotations
 
+import random
+import struct
 import uuid
+import zlib
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -11,6 +15,7 @@ from sqlalchemy import insert
 
 from actors.exports.models import Export
 from actors.orders.models import Order, OrderStatus
+from actors.photos.models import Photo
 from actors.staging.models import StagingBatch, StagingStatus
 from actors.tracks.models import Track, TrackStatus
 from backlane.clients.storage import DirectoryStorage, Storage
@@ -149,3 +154,63 @@ def create_stale_objects(
             if kind == "stale" and isinstance(storage, DirectoryStorage):
                 os.utime(storage.path(key), (when, when))
     return keys
+#: Colour families of sample photos (r, g, b): photos of one family are near neighbours.
+PHOTO_FAMILIES = ((200, 40, 40), (40, 160, 60), (40, 70, 200), (220, 200, 50), (120, 120, 120))
+
+
+def png_image(rgb: tuple[int, int, int], seed: int, size: int = 8) -> bytes:
+    """A real ``size`` x ``size`` 8-bit RGB PNG of colour ``rgb``, each pixel jittered by ``seed``:
+    different seeds give different bytes (and vectors), one colour gives near vectors."""
+    rng = random.Random(seed)
+    rows = b"".join(
+        b"\x00" + bytes(max(0, min(255, c + rng.randint(-25, 25))) for _ in range(size) for c in rgb)
+        for _ in range(size)
+    )
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def create_photos(
+    db: Database,
+    storage: DirectoryStorage,
+    owner: str,
+    count: int,
+    now: datetime,
+    *,
+    refused: int = 0,
+    batch: int = 5000,
+) -> list[int]:
+    """``count`` photos of registration ``owner`` without embeddings, each a distinct small PNG in
+    storage (under ``photos/<owner>/``), in :data:`PHOTO_FAMILIES` by turn; ``refused`` more whose
+    bytes are no image format, which the embeddings API refuses."""
+    rows: list[dict[str, Any]] = []
+    for i in range(count + refused):
+        key = f"photos/{owner}/{i}.png"
+        family = i % len(PHOTO_FAMILIES)
+        good = i < count
+        storage.put(
+            key,
+            png_image(PHOTO_FAMILIES[family], seed=zlib.crc32(key.encode()))
+            if good
+            else b"not an image " + str(i).encode(),
+        )
+        rows.append(
+            {
+                "owner": owner,
+                "subject": f"{owner}-{i} (family {family})" if good else f"{owner}-{i} (not an image)",
+                "storage_key": key,
+                "content_type": "image/png",
+                "status": "pending",
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    ids: list[int] = []
+    for start in range(0, len(rows), batch):
+        with db.transaction() as session:
+            ids.extend(session.execute(insert(Photo).returning(Photo.id), rows[start : start + batch]).scalars())
+    return ids

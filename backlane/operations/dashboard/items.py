@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, ColumnElement, and_, not_, or_, select, true
+from sqlalchemy import JSON, ColumnElement, LargeBinary, and_, not_, or_, select, true
 
 from backlane.core.clock import as_utc
 from backlane.core.log_limits import cut
@@ -74,8 +74,9 @@ def search_condition(table: ItemTable, text: str) -> ColumnElement[bool]:
 
 
 def shown_columns(table: ItemTable) -> list[Any]:
-    """The columns a page shows: all but JSON documents (an order's payload), id first."""
-    return [c for c in table.model.__table__.c if not isinstance(c.type, JSON)]
+    """The columns a page shows: all but JSON documents (an order's payload) and binary values
+    (a photo's embedding vector: kilobytes no one reads in a table), id first."""
+    return [c for c in table.model.__table__.c if not isinstance(c.type, JSON | LargeBinary)]
 
 
 def list_items(
