@@ -9,7 +9,17 @@ beside the table so the claim queries in :mod:`backlane.db.claims` stay O(batch)
 
 from backlane.db.models.attempts import ItemAttempts
 from backlane.db.models.base import Base, BigId, literal_in
+from backlane.db.models.masstransit import MassTransitFault
 from backlane.db.models.resilience import CircuitBreakerRow, RateLimitRow
 from backlane.db.models.tallies import PipelineTally
 
-__all__ = ["Base", "BigId", "CircuitBreakerRow", "ItemAttempts", "PipelineTally", "RateLimitRow", "literal_in"]
+__all__ = [
+    "Base",
+    "BigId",
+    "CircuitBreakerRow",
+    "ItemAttempts",
+    "MassTransitFault",
+    "PipelineTally",
+    "RateLimitRow",
+    "literal_in",
+]
