@@ -144,14 +144,17 @@ def _declare(
         raise RegistrationError(f"pipeline {pipeline.name!r}: {exc}") from None
 
 
-def _accept_masstransit(broker: Broker, inbox: Inbox[Any], message_type: str) -> None:
-    """The inbox's queue also takes ``message_type`` as MassTransit publishes it."""
+def _accept_masstransit(
+    broker: Broker, inbox: Inbox[Any], message_type: str, bind: Callable[[], bool] | None = None
+) -> None:
+    """The inbox's queue also takes ``message_type`` as MassTransit publishes it (its exchange
+    bound to the queue, or, with ``bind`` false, unbound: what is in the queue is still read)."""
     from backlane.messaging.masstransit import MassTransitInbox
 
     accept = getattr(broker, "accept_masstransit", None)
     if accept is None or inbox.from_masstransit is None:
         return  # a stub broker in unit tests: no RabbitMQ topology to declare
-    accept(MassTransitInbox(inbox.queue, inbox.actor_name, message_type, inbox.from_masstransit))
+    accept(MassTransitInbox(inbox.queue, inbox.actor_name, message_type, inbox.from_masstransit, bind=bind))
 
 
 def _origin(message: Any) -> dict[str, Any] | None:
@@ -211,7 +214,10 @@ class Registry:
             inbox = pipeline.inbox
             registered.inbox_actor = _declare(pipeline, broker, inbox.actor_name, inbox.queue, receive)
             if inbox.masstransit_type is not None and inbox.from_masstransit is not None:
-                _accept_masstransit(broker, inbox, inbox.masstransit_type(get_runtime().config(pipeline)))
+                config = get_runtime().config(pipeline)
+                should_bind = inbox.masstransit_bind
+                bind = None if should_bind is None else (lambda: should_bind(get_runtime().config(pipeline)))
+                _accept_masstransit(broker, inbox, inbox.masstransit_type(config), bind)
         self._pipelines[name] = registered
         locations.remember(name, pipeline.process)
         return registered

@@ -68,6 +68,10 @@ class MassTransitInbox:
     message_type: str
     #: The MassTransit ``message`` → the actor's single argument; raises ValueError with a reason.
     convert: Callable[[Any], Any]
+    #: False: the exchange is not bound to the queue, and a binding an earlier run made is removed
+    #: (the pipeline publishes this type for another consumer; what is queued is still read).
+    #: Asked at each declare (the settings are read live); None: always bound.
+    bind: Callable[[], bool] | None = None
 
     @property
     def exchange(self) -> str:
@@ -77,7 +81,10 @@ class MassTransitInbox:
         """The exchange MassTransit publishes to (same arguments as MassTransit's, so both may
         declare it), bound to the inbox queue."""
         channel.exchange_declare(exchange=self.exchange, exchange_type="fanout", durable=True, auto_delete=False)
-        channel.queue_bind(queue=self.queue, exchange=self.exchange, routing_key="")
+        if self.bind is None or self.bind():
+            channel.queue_bind(queue=self.queue, exchange=self.exchange, routing_key="")
+        else:
+            channel.queue_unbind(queue=self.queue, exchange=self.exchange, routing_key="")
 
     def adapt(self, properties: Any, body: bytes) -> Message | str | None:
         """The delivery as a Dramatiq message for the inbox actor; a reason to dead-letter it;

@@ -36,14 +36,9 @@ message id, so a MassTransit inbox drops the copy.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
-import os
-import platform
 import re
-import socket
-import sys
 import traceback
 import uuid
 from collections.abc import Callable
@@ -54,7 +49,16 @@ from urllib.parse import unquote, urlsplit
 
 from backlane.errors import TransientError
 from backlane.messaging import conversation
-from backlane.messaging.masstransit import ENVELOPE_CONTENT_TYPE, urn
+from backlane.messaging.masstransit import urn
+from backlane.messaging.masstransit_send import (
+    HostInfo,
+    amqp_properties,
+    envelope_bytes,
+    json_datetime,
+    round_trip,
+    this_host,
+)
+from backlane.messaging.masstransit_send import address as address_of
 
 logger = logging.getLogger("backlane.masstransit")
 
@@ -78,80 +82,6 @@ def fault_exchange(message_type: str) -> str:
 def fault_types(message_type: str) -> list[str]:
     """``MessageTypeCache<Fault<Ns.Type>>.MessageTypeNames``."""
     return [f"urn:message:MassTransit:Fault[[{message_type}]]", FAULT_URN]
-
-
-def json_datetime(moment: datetime) -> str:
-    """A UTC time as System.Text.Json writes a ``DateTime`` of kind Utc: seconds, then up to 7
-    fractional digits with trailing zeros trimmed, then ``Z``."""
-    moment = moment.astimezone(UTC)
-    fraction = f"{moment.microsecond:06d}0".rstrip("0")
-    return f"{moment:%Y-%m-%dT%H:%M:%S}{'.' + fraction if fraction else ''}Z"
-
-
-def round_trip(moment: datetime) -> str:
-    """``DateTime.ToString("O")`` of a UTC time: always 7 fractional digits."""
-    moment = moment.astimezone(UTC)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond:06d}0Z"
-
-
-@dataclass(frozen=True)
-class HostInfo:
-    """MassTransit's ``HostInfo`` for this process (``BusHostInfo``'s fields, in its order)."""
-
-    machine_name: str
-    process_name: str
-    process_id: int
-    assembly: str
-    assembly_version: str
-    framework_version: str
-    mass_transit_version: str | None
-    operating_system_version: str
-
-    def document(self) -> dict[str, Any]:
-        return {
-            "machineName": self.machine_name,
-            "processName": self.process_name,
-            "processId": self.process_id,
-            "assembly": self.assembly,
-            "assemblyVersion": self.assembly_version,
-            "frameworkVersion": self.framework_version,
-            "massTransitVersion": self.mass_transit_version,
-            "operatingSystemVersion": self.operating_system_version,
-        }
-
-    def headers(self) -> dict[str, Any]:
-        """``SetHostHeaders`` (the transport adapter's form: the process id a number)."""
-        return {
-            "MT-Host-MachineName": self.machine_name,
-            "MT-Host-ProcessName": self.process_name,
-            "MT-Host-ProcessId": self.process_id,
-            "MT-Host-Assembly": self.assembly,
-            "MT-Host-AssemblyVersion": self.assembly_version,
-            **({"MT-Host-MassTransitVersion": self.mass_transit_version} if self.mass_transit_version else {}),
-            "MT-Host-FrameworkVersion": self.framework_version,
-            "MT-Host-OperatingSystemVersion": self.operating_system_version,
-        }
-
-
-@functools.cache
-def this_host() -> HostInfo:
-    """This process: no MassTransit in it, so ``massTransitVersion`` is null."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        backlane_version = version("backlane")
-    except PackageNotFoundError:
-        backlane_version = "0.0.0"
-    return HostInfo(
-        machine_name=socket.gethostname(),
-        process_name=os.path.basename(sys.argv[0] or "python") or "python",
-        process_id=os.getpid(),
-        assembly="backlane",
-        assembly_version=backlane_version,
-        framework_version=f"Python {platform.python_version()}",
-        mass_transit_version=None,
-        operating_system_version=f"{platform.system()} {platform.release()}",
-    )
 
 
 def _cut(text: str) -> str:
@@ -183,12 +113,6 @@ def exception_info(exc: BaseException | None, message: str, depth: int = 0) -> d
         "source": "backlane",
         "data": None,
     }
-
-
-def write_json(document: Any) -> bytes:
-    """System.Text.Json with MassTransit's options: indented by two spaces, ``": "``, non-ASCII
-    as it is (UnsafeRelaxedJsonEscaping), nulls written."""
-    return json.dumps(document, indent=2, ensure_ascii=False).encode()
 
 
 @dataclass(frozen=True)
@@ -232,7 +156,7 @@ def destination(found: dict[str, Any], message_type: str, owned: Callable[[str],
     (checked before sending: backlane never creates an exchange a message named). Otherwise the
     fault is published to the fault exchange, with the reason logged: the .NET side still hears
     of the failure and no address in a message can make backlane write to its own queues."""
-    publish = Destination(fault_exchange(message_type), conversation.input_address(fault_exchange(message_type)))
+    publish = Destination(fault_exchange(message_type), address_of(fault_exchange(message_type)))
     for key in ("fault_address", "response_address"):
         address = found.get(key)
         if not address:
@@ -276,23 +200,20 @@ def build(
         "faultMessageTypes": list(found.get("message_type") or [urn(message_type)]),
         "message": found.get("message"),
     }
-    envelope = {
-        "messageId": message_id,
-        "requestId": found.get("request_id"),
-        "correlationId": found.get("correlation_id"),
-        "conversationId": transferred.get("conversation_id") or str(uuid.uuid4()),
-        "initiatorId": transferred.get("initiator_id"),
-        "sourceAddress": transferred.get("source_address"),
-        "destinationAddress": target.address,
-        "responseAddress": None,
-        "faultAddress": None,
-        "messageType": fault_types(message_type),
-        "message": event,
-        "expirationTime": None,
-        "sentTime": json_datetime(now),
-        "headers": headers,
-        "host": host.document(),
-    }
+    body = envelope_bytes(
+        event,
+        fault_types(message_type),
+        message_id=message_id,
+        request_id=found.get("request_id"),
+        correlation_id=found.get("correlation_id"),
+        conversation_id=transferred.get("conversation_id") or str(uuid.uuid4()),
+        initiator_id=transferred.get("initiator_id"),
+        source_address=transferred.get("source_address"),
+        destination_address=target.address,
+        sent=now,
+        host=host,
+        headers=headers,
+    )
     stack = event["exceptions"][0]["stackTrace"]
     transport = {
         **headers,
@@ -306,15 +227,8 @@ def build(
         "MT-Fault-MessageType": urn(message_type),
         **host.headers(),
     }
-    properties: dict[str, Any] = {
-        "content_type": ENVELOPE_CONTENT_TYPE,
-        "delivery_mode": 2,
-        "message_id": message_id,
-        "headers": transport,
-    }
-    if found.get("correlation_id"):
-        properties["correlation_id"] = found["correlation_id"]
-    return Fault(target.exchange, target.address, properties, write_json(envelope))
+    properties = amqp_properties(message_id, transport, found.get("correlation_id"))
+    return Fault(target.exchange, target.address, properties, body)
 
 
 def owned_names(broker: Any) -> Callable[[str], bool]:

@@ -18,16 +18,8 @@ from dramatiq.message import Message
 from backlane.errors import UnknownItem
 from backlane.messaging import conversation
 from backlane.messaging.masstransit import MassTransitInbox
-from backlane.messaging.masstransit_faults import (
-    Destination,
-    HostInfo,
-    build,
-    destination,
-    fault_exchange,
-    json_datetime,
-    named_entity,
-    round_trip,
-)
+from backlane.messaging.masstransit_faults import Destination, build, destination, fault_exchange, named_entity
+from backlane.messaging.masstransit_send import HostInfo, json_datetime, round_trip
 from contracts.orders import ORDER_CREATED_MESSAGE_TYPE, order_created_from_masstransit
 from tests.unit.test_masstransit import readme_envelope
 
