@@ -325,7 +325,13 @@ def notify_failed(
         return
     if not claimed:
         raise FaultOwed(f"the MassTransit fault of {key} is being sent by another worker")
-    send(broker, exchange, properties, body)
+    try:
+        send(broker, exchange, properties, body)
+    except Exception:
+        with db.transaction() as session:  # let the next try (this message's, or a redelivery's) send it
+            released = update(MassTransitFault).where(MassTransitFault.faulted_key == key)
+            session.execute(released.values(lease_until=None))
+        raise
     with db.transaction() as session:
         session.execute(update(MassTransitFault).where(MassTransitFault.faulted_key == key).values(sent_at=now))
     logger.info("MassTransit fault of message %s published to %s", key, exchange)
@@ -338,11 +344,16 @@ def _insert(session: Any) -> Any:
     return postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
 
 
+#: The fault exchange's own bounded queue keeps the latest faults, as an event exchange's does
+#: (backlane.messaging.events): with no .NET subscriber bound yet, a fault is kept, not dropped.
+RECENT_FAULTS = 1000
+
+
 def declare_fault_exchange(broker: Any, exchange: str) -> None:
-    broker.with_reconnect(
-        lambda: broker.channel.exchange_declare(exchange=exchange, exchange_type="fanout", durable=True),
-        f"declare exchange {exchange}",
-    )
+    """The fault exchange as MassTransit declares it (fanout, durable), with ``<exchange>.recent``."""
+    from backlane.messaging.events import EventTopology, declare
+
+    declare(broker, EventTopology(exchange, f"{exchange}.recent", RECENT_FAULTS))
 
 
 def checked(broker: Any, target: Destination, message_type: str) -> Destination:
