@@ -343,6 +343,10 @@ class MessageSettings(Section):
     #: Turn on Dramatiq's Pipelines and Callbacks middleware (``pipe_target``, ``on_success``,
     #: ``on_failure``). No backlane pipeline uses them; off, no message can start a second one.
     dramatiq_composition: bool = False
+    #: Publish MassTransit's ``Fault<T>`` (``MassTransit:Fault--Ns:Type--``, or the envelope's fault
+    #: or response address) once for each message that came in MassTransit's format and failed for
+    #: good, so the .NET publisher hears of it (docs/masstransit-faults.md). Off: only the ``.XQ``.
+    masstransit_faults: bool = True
 
     @field_validator("signing_key")
     @classmethod

@@ -12,6 +12,7 @@ killed, queue purged) are claimed again by discover when their lease ends.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -36,6 +37,8 @@ from backlane import (
     register,
     row_id,
 )
+from backlane.messaging import masstransit_send
+from backlane.messaging.broker import DISCOVER_QUEUE
 from contracts.orders import (
     ORDER_CREATED_ACTOR,
     ORDER_CREATED_QUEUE,
@@ -126,6 +129,25 @@ def process(ctx: OrdersContext, item: Any) -> None:
     )
 
 
+def dispatch(ctx: OrdersContext, items: Sequence[Any]) -> Sequence[Any]:
+    """Publish-only mode: each claimed order as ``OrderCreated(RequestId)`` for the .NET consumer
+    (one confirmed batch), none left for the per-item actor; otherwise every order is placed here."""
+    config = ctx.config
+    if not config.publish_only or not items:
+        return items
+    with ctx.db.transaction() as session:
+        request_ids = list(session.scalars(select(Order.request_id).where(Order.id.in_(items)).order_by(Order.id)))
+    masstransit_send.publish(
+        ctx.runtime.broker,
+        config.order_created_message_type,
+        [{"requestId": request_id} for request_id in request_ids],
+        source_address=masstransit_send.address(DISCOVER_QUEUE),
+        sent=ctx.clock.now(),
+    )
+    ctx.log.info("published OrderCreated for %d order(s) to %s", len(request_ids), config.order_created_message_type)
+    return []
+
+
 def parse_order_created(args: tuple[Any, ...], kwargs: dict[str, Any]) -> OrderCreated | OrderCreatedByRequest:
     """The inbox's wire format, in this one function: a Dramatiq message whose single
     positional argument is an OrderCreated, version 1 (row id) or 2 (request id, maybe with
@@ -195,7 +217,9 @@ ORDERS = register(
             accept=accept_order_created,
             masstransit_type=lambda config: config.order_created_message_type,
             from_masstransit=order_created_from_masstransit,
+            masstransit_bind=lambda config: not config.publish_only,
         ),
+        dispatch=dispatch,
         description="place pending orders at the order API and follow them until settled",
     )
 )

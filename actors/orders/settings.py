@@ -32,6 +32,12 @@ class OrdersSettings(TableSettings, ApiSettings):
     #: (``Namespace:TypeName``, fanout, durable) is declared and bound to ``orders_inbox``.
     order_created_namespace: str = Field(default="SharedContracts", min_length=1, pattern=r"^[A-Za-z_][\w.]*$")
     order_created_type_name: str = Field(default="OrderCreated", min_length=1, pattern=r"^[A-Za-z_][\w`]*$")
+    #: Publish-only (the first migration step, docs/masstransit-faults.md#publish-only): discover
+    #: publishes ``OrderCreated(RequestId)`` in MassTransit's envelope to that exchange for each
+    #: order it claims, instead of placing it; the platform's .NET consumer places it and settles
+    #: the row, and an order still unsettled when its lease ends is published again. The exchange
+    #: is then not bound to ``orders_inbox`` (a binding from an earlier run is removed).
+    publish_only: bool = False
 
     env_aliases: ClassVar[Mapping[str, str]] = FORMER_VARIABLES
 

@@ -53,6 +53,8 @@ def discover(registered: Registered) -> TickResult:
             cut,
         )
         items = items[:limit]
+    if registered.pipeline.dispatch is not None:
+        items = list(registered.pipeline.dispatch(ctx, items))
     actor = registered.process_actor
     ctx.runtime.broker.enqueue_many([actor.message(item) for item in items])
     result = TickResult(registered.name, len(items), cut, time.monotonic() - started)

@@ -63,6 +63,9 @@ class Inbox(Generic[S]):
     masstransit_type: Callable[[S], str] | None = None
     #: That message's ``message`` → the single argument ``parse`` reads; raises ValueError.
     from_masstransit: Callable[[Any], Any] | None = None
+    #: Whether that type's exchange is bound to the queue (default yes); no: the binding is
+    #: removed at declare time (the pipeline publishes that type itself, see ``dispatch``).
+    masstransit_bind: Callable[[S], bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,10 @@ class Pipeline(Generic[S]):
     events: Callable[[S], Sequence[EventTopology]] | None = None
     #: What other services publish to this pipeline (orders: OrderCreated on ``orders_inbox``).
     inbox: Inbox[S] | None = None
+    #: What discover does with the items it claimed before sending one per-item message each:
+    #: returns the items still to send (orders' publish-only mode publishes OrderCreated for
+    #: another service's consumer instead and returns none). None: all of them are sent.
+    dispatch: Callable[[Context[S], Sequence[Item]], Sequence[Item]] | None = None
     #: Its own operator commands, under ``backlane <name>`` (see :class:`Command`).
     commands: Sequence[Command[S]] = ()
     #: What ``backlane <name> --help`` says above its commands (examples welcome).

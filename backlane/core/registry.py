@@ -102,6 +102,7 @@ class Registered(Generic[S]):
         def record_failure(reason: str) -> None:
             if pipeline.on_failure is not None:
                 pipeline.on_failure(ctx, item, reason)
+            _fault(ctx, self.process_actor.actor_name, item, message, reason)
 
         run_item(self.name, item, work, self.retry_policy(ctx), record_failure)
 
@@ -112,11 +113,21 @@ class Registered(Generic[S]):
         assert inbox is not None  # only an inbox's actor calls this
         ctx = self.context()
 
+        message = CurrentMessage.get_current_message()
+        origin = _origin(message)
+
         def work() -> None:
             for item in inbox.accept(ctx, inbox.parse(args, kwargs)):
-                self.process_actor.send(item)
+                if origin is None:
+                    self.process_actor.send(item)
+                else:  # the MassTransit message's context goes with the item (its conversation, its fault)
+                    self.process_actor.send_with_options(args=(item,), masstransit=origin)
 
-        run_item(inbox.actor_name, args[0] if len(args) == 1 else None, work, self.retry_policy(ctx))
+        def record_failure(reason: str) -> None:
+            _fault(ctx, inbox.actor_name, None, message, reason)
+
+        item = args[0] if len(args) == 1 else None
+        run_item(inbox.actor_name, item, work, self.retry_policy(ctx), record_failure if origin else None)
 
 
 def _declare(
@@ -133,14 +144,40 @@ def _declare(
         raise RegistrationError(f"pipeline {pipeline.name!r}: {exc}") from None
 
 
-def _accept_masstransit(broker: Broker, inbox: Inbox[Any], message_type: str) -> None:
-    """The inbox's queue also takes ``message_type`` as MassTransit publishes it."""
+def _accept_masstransit(
+    broker: Broker, inbox: Inbox[Any], message_type: str, bind: Callable[[], bool] | None = None
+) -> None:
+    """The inbox's queue also takes ``message_type`` as MassTransit publishes it (its exchange
+    bound to the queue, or, with ``bind`` false, unbound: what is in the queue is still read)."""
     from backlane.messaging.masstransit import MassTransitInbox
 
     accept = getattr(broker, "accept_masstransit", None)
     if accept is None or inbox.from_masstransit is None:
         return  # a stub broker in unit tests: no RabbitMQ topology to declare
-    accept(MassTransitInbox(inbox.queue, inbox.actor_name, message_type, inbox.from_masstransit))
+    accept(MassTransitInbox(inbox.queue, inbox.actor_name, message_type, inbox.from_masstransit, bind=bind))
+
+
+def _origin(message: Any) -> dict[str, Any] | None:
+    """The MassTransit context the message came with (backlane.messaging.conversation), if any."""
+    from backlane.messaging import conversation
+
+    return conversation.of_message(message)
+
+
+def _fault(ctx: Context[Any], consumer: str, item: Any, message: Any, reason: str) -> None:
+    """A message that came from MassTransit failed for good: owe its publisher a Fault<T>. Runs
+    after the row says failed; raising (database or broker down) has the failure written again."""
+    origin = _origin(message)
+    if origin is None:
+        return
+    import sys
+
+    from backlane.core.options import FAILURES_OPTION
+    from backlane.messaging.masstransit_faults import notify_failed
+
+    failures = message.options.get(FAILURES_OPTION, 0)
+    retries = failures if isinstance(failures, int) and not isinstance(failures, bool) else 0
+    notify_failed(ctx.runtime, ctx.pipeline.name, item, origin, reason, sys.exc_info()[1], retries, consumer)
 
 
 def _raiser(error: Exception):  # type: ignore[no-untyped-def]
@@ -177,7 +214,10 @@ class Registry:
             inbox = pipeline.inbox
             registered.inbox_actor = _declare(pipeline, broker, inbox.actor_name, inbox.queue, receive)
             if inbox.masstransit_type is not None and inbox.from_masstransit is not None:
-                _accept_masstransit(broker, inbox, inbox.masstransit_type(get_runtime().config(pipeline)))
+                config = get_runtime().config(pipeline)
+                should_bind = inbox.masstransit_bind
+                bind = None if should_bind is None else (lambda: should_bind(get_runtime().config(pipeline)))
+                _accept_masstransit(broker, inbox, inbox.masstransit_type(config), bind)
         self._pipelines[name] = registered
         locations.remember(name, pipeline.process)
         return registered

@@ -22,9 +22,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from dramatiq.middleware import CurrentMessage
 from pydantic import BaseModel
 
-from backlane.messaging import masstransit
+from backlane.messaging import conversation, masstransit
 from backlane.messaging.broker_faults import declare_checked
 from backlane.messaging.publishing import Outgoing
 
@@ -106,7 +107,9 @@ def publish_event(broker: Any, topology: EventTopology, event: BaseModel, routin
         batch.append(
             Outgoing(
                 "",
-                masstransit.envelope(camel_case(document), exchange, message_id=message_id),
+                masstransit.envelope(
+                    camel_case(document), exchange, message_id=message_id, conversation=_conversation()
+                ),
                 message_id,
                 exchange=exchange,
                 content_type=masstransit.ENVELOPE_CONTENT_TYPE,
@@ -114,6 +117,12 @@ def publish_event(broker: Any, topology: EventTopology, event: BaseModel, routin
         )
     broker.publish(batch, redeclare=lambda: declare(broker, topology, event_types))
     return message_id
+
+
+def _conversation() -> dict[str, Any] | None:
+    """Published while a MassTransit message is consumed: its conversation (see conversation.py)."""
+    found = conversation.of_message(CurrentMessage.get_current_message())
+    return conversation.transferred(found) if found is not None else None
 
 
 def camel_case(document: Any) -> Any:

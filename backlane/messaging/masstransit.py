@@ -40,6 +40,7 @@ from typing import Any
 
 from dramatiq.message import Message
 
+from backlane.messaging import conversation
 from backlane.messaging.intake import NotJSON, id_problem, json_type, read_json
 from backlane.observability import carrier
 
@@ -67,6 +68,10 @@ class MassTransitInbox:
     message_type: str
     #: The MassTransit ``message`` → the actor's single argument; raises ValueError with a reason.
     convert: Callable[[Any], Any]
+    #: False: the exchange is not bound to the queue, and a binding an earlier run made is removed
+    #: (the pipeline publishes this type for another consumer; what is queued is still read).
+    #: Asked at each declare (the settings are read live); None: always bound.
+    bind: Callable[[], bool] | None = None
 
     @property
     def exchange(self) -> str:
@@ -76,7 +81,10 @@ class MassTransitInbox:
         """The exchange MassTransit publishes to (same arguments as MassTransit's, so both may
         declare it), bound to the inbox queue."""
         channel.exchange_declare(exchange=self.exchange, exchange_type="fanout", durable=True, auto_delete=False)
-        channel.queue_bind(queue=self.queue, exchange=self.exchange, routing_key="")
+        if self.bind is None or self.bind():
+            channel.queue_bind(queue=self.queue, exchange=self.exchange, routing_key="")
+        else:
+            channel.queue_unbind(queue=self.queue, exchange=self.exchange, routing_key="")
 
     def adapt(self, properties: Any, body: bytes) -> Message | str | None:
         """The delivery as a Dramatiq message for the inbox actor; a reason to dead-letter it;
@@ -108,6 +116,7 @@ class MassTransitInbox:
                 return str(id_problem(message_id, "the MessageId header"))
             content = document
             carried = carrier.from_headers(headers)
+            envelope_fields: dict[str, Any] | None = None
         else:
             if not isinstance(document, dict):
                 return f"a MassTransit envelope must be a JSON object, got {json_type(document)}"
@@ -123,6 +132,7 @@ class MassTransitInbox:
             message_id = _text(document.get("messageId")) or getattr(properties, "message_id", None)
             content = document["message"]
             carried = carrier.from_headers(headers, document.get("headers"))
+            envelope_fields = document
         if types is not None and urn(self.message_type) not in types:
             return (
                 f"messageType {cut_list(types)} does not include {urn(self.message_type)}: "
@@ -139,7 +149,19 @@ class MassTransitInbox:
             "actor_name": self.actor_name,
             "args": (argument,),
             "kwargs": {},
-            "options": {ORIGIN_OPTION: {"content_type": content_type, "message_id": message_id}, **carried},
+            "options": {
+                ORIGIN_OPTION: conversation.origin(
+                    queue=self.queue,
+                    content_type=content_type,
+                    message_id=message_id,
+                    message_types=types,
+                    message=content,
+                    envelope=envelope_fields,
+                    transport_headers=headers,
+                    consumed_type=self.message_type,
+                ),
+                **carried,
+            },
         }
         if message_id:
             fields["message_id"] = message_id
@@ -172,24 +194,36 @@ def envelope(
     *,
     message_id: str | None = None,
     source_address: str = "rabbitmq://localhost/backlane",
+    conversation: dict[str, Any] | None = None,
 ) -> bytes:
     """``message`` in MassTransit's JSON envelope, as its System.Text.Json serializer writes it
-    (camelCase, nulls left out), published to the exchange named ``message_type``."""
-    document = {
+    (camelCase, nulls left out), published to the exchange named ``message_type``.
+
+    ``conversation`` (:func:`backlane.messaging.conversation.transferred`): sent on behalf of a
+    consumed MassTransit message, it carries that message's conversation id, its initiator id,
+    the consuming queue's address as source and its application headers."""
+    carried = conversation or {}
+    document: dict[str, Any] = {
         "messageId": message_id or str(uuid.uuid4()),
-        "conversationId": str(uuid.uuid4()),
-        "sourceAddress": source_address,
-        "destinationAddress": f"rabbitmq://localhost/{message_type}",
-        "messageType": [urn(message_type)],
-        "message": message,
-        "sentTime": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-        "headers": {},
-        "host": {
-            "machineName": socket.gethostname(),
-            "processName": "backlane",
-            "processId": os.getpid(),
-            "assembly": "backlane",
-            "frameworkVersion": "python",
-        },
+        "conversationId": carried.get("conversation_id") or str(uuid.uuid4()),
     }
+    if carried.get("initiator_id"):
+        document["initiatorId"] = carried["initiator_id"]
+    document.update(
+        {
+            "sourceAddress": carried.get("source_address") or source_address,
+            "destinationAddress": f"rabbitmq://localhost/{message_type}",
+            "messageType": [urn(message_type)],
+            "message": message,
+            "sentTime": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "headers": dict(carried.get("headers") or {}),
+            "host": {
+                "machineName": socket.gethostname(),
+                "processName": "backlane",
+                "processId": os.getpid(),
+                "assembly": "backlane",
+                "frameworkVersion": "python",
+            },
+        }
+    )
     return json.dumps(document, indent=2).encode()

@@ -10,6 +10,7 @@ beside the table so the claim queries in :mod:`backlane.db.claims` stay O(batch)
 from backlane.db.models.attempts import ItemAttempts
 from backlane.db.models.base import Base, BigId, literal_in
 from backlane.db.models.listed import ListedItem
+from backlane.db.models.masstransit import MassTransitFault
 from backlane.db.models.resilience import CircuitBreakerRow, RateLimitRow
 from backlane.db.models.tallies import PipelineTally
 
@@ -19,6 +20,7 @@ __all__ = [
     "CircuitBreakerRow",
     "ItemAttempts",
     "ListedItem",
+    "MassTransitFault",
     "PipelineTally",
     "RateLimitRow",
     "literal_in",
