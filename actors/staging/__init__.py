@@ -49,16 +49,27 @@ def process(ctx: Context[StagingSettings], item: Any) -> None:
     config = ctx.config
     vendor = ctx.pipeline.params["vendor"]
     client = VendorScraperClient(config.base_url, timeout=config.timeout)
+    # The fence, at the last moment before the vendor's scrape: the lease this worker loaded the
+    # batch under must still be the batch's. A worker stuck past its lease (a long GC pause, a
+    # frozen VM) whose batch another worker re-claimed does nothing; that worker scrapes it.
+    fenced = BATCH_ROWS.fence(ctx, batch_id, batch.lease_until)
+    if fenced is None:
+        ctx.log.warning("staging batch %s was claimed again while this worker was stuck; leaving it", batch_id)
+        return
     records = client.scrape(vendor, f"{ctx.pipeline.name}-{batch_id}", batch.payload)
-    # Only an open batch of this processor: a settled or foreign batch is never touched.
-    BATCH_ROWS.update(
+    # Only an open batch of this processor, still under this worker's lease: a settled or foreign
+    # batch, or one another worker took over meanwhile, is never touched.
+    written = BATCH_ROWS.update(
         ctx,
         batch_id,
+        fenced=fenced,
         status=StagingStatus.COMPLETED.value,
         reason=f"vendor {vendor} scraped {records} record(s)",
         finished_at=ctx.clock.now(),
         lease_until=None,
     )
+    if not written:
+        ctx.log.warning("staging batch %s was taken over during its scrape; its new holder records it", batch_id)
 
 
 #: Unclaimed batches last warned about by this process, so each change is one warning, not one per tick.

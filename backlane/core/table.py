@@ -33,6 +33,14 @@ if TYPE_CHECKING:
     from backlane.core.pipeline import Context, Item
 
 
+@dataclass(frozen=True)
+class Fenced:
+    """A lease taken by :meth:`ItemTable.fence` just before an external call: the write after the
+    call is guarded by ``token`` (:meth:`ItemTable.update`)."""
+
+    token: datetime
+
+
 class TableSettings(PipelineSettings):
     """The section of a pipeline over a table: a pipeline's settings and its rows' lease."""
 
@@ -169,19 +177,45 @@ class ItemTable:
         with ctx.db.statement() as connection:
             return cast(Row[Any] | None, connection.execute(statement, {"row_id": row_id}).one_or_none())
 
-    def update(self, ctx: Context, row_id: Any, **values: Any) -> bool:
+    def update(self, ctx: Context, row_id: Any, *, fenced: Fenced | None = None, **values: Any) -> bool:
         """Write to row ``row_id`` only while it has work left (a settled row is never touched
-        again); False when it had none."""
+        again); False when it had none. ``fenced`` (what :meth:`fence` returned): only while the
+        row's lease is still that one, so a worker whose lease was taken over writes nothing."""
         values = {**self._touched(ctx.clock.now()), **values}
-        key = ("update", tuple(values), ctx.pipeline.name)
+        key = ("update", tuple(values), ctx.pipeline.name, fenced is not None)
         statement = self._statements.get(key)
         if statement is None:  # each value a parameter, typed by its column
             setting: dict[str, Any] = {name: bindparam(f"set_{name}") for name in values}
-            statement = update(self.model).where(self.row(ctx, bindparam("row_id"))).values(setting)
+            where = self.row(ctx, bindparam("row_id"))
+            if fenced is not None:
+                where = and_(where, getattr(self.model, self.lease_column) == bindparam("fence_token"))
+            statement = update(self.model).where(where).values(setting)
             self._statements[key] = statement
+        params = {"row_id": row_id, **{f"set_{k}": v for k, v in values.items()}}
+        if fenced is not None:
+            params["fence_token"] = fenced.token
         with ctx.db.statement() as connection:
-            result = connection.execute(statement, {"row_id": row_id, **{f"set_{k}": v for k, v in values.items()}})
+            result = connection.execute(statement, params)
         return bool(cast(CursorResult[Any], result).rowcount)
+
+    def fence(self, ctx: Context, row_id: Any, token: datetime | None) -> Fenced | None:
+        """At the last moment before an external call: take row ``row_id``'s lease ``token`` (the
+        lease it had when this worker loaded it) for one more lease; None when the row is settled
+        or another worker claimed it since (its lease ran out while this one was stuck): then do
+        nothing, that worker does the call. Pass the result to :meth:`update` as ``fenced``."""
+        now = ctx.clock.now()
+        with ctx.db.transaction() as session:
+            taken = claims.fence(
+                session,
+                self.model,
+                row_id,
+                token=token,
+                due=self.row(ctx, row_id),
+                now=now,
+                lease=self.lease(ctx),
+                lease_column=self.lease_column,
+            )
+        return None if taken is None else Fenced(taken)
 
     # -- the hooks ---------------------------------------------------------------
 

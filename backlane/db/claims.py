@@ -80,6 +80,47 @@ def claim_one(
     return bool(cast(CursorResult[Any], result).rowcount)
 
 
+def next_token(token: datetime | None, now: datetime, lease: timedelta) -> datetime:
+    """The lease a fence sets: ``now + lease``, and always later than ``token``, so each take
+    of a lease has its own value even when the clock stands still (tests) or steps back."""
+    taken = now + lease
+    if token is not None:
+        if token.tzinfo is None and taken.tzinfo is not None:  # the database gives back naive UTC
+            token = token.replace(tzinfo=taken.tzinfo)
+        if taken <= token:
+            taken = token + timedelta(microseconds=1)
+    return taken
+
+
+def lease_is(model: Any, token: datetime | None, lease_column: str = LEASE_COLUMN) -> ColumnElement[bool]:
+    """The row's lease is still ``token`` (None: it has none): no other worker claimed it since."""
+    column = getattr(model, lease_column)
+    return cast(ColumnElement[bool], column.is_(None) if token is None else column == token)
+
+
+def fence(
+    session: Session,
+    model: Any,
+    item_id: Any,
+    *,
+    token: datetime | None,
+    due: Condition,
+    now: datetime,
+    lease: timedelta,
+    lease_column: str = LEASE_COLUMN,
+) -> datetime | None:
+    """Take the lease ``token`` of row ``item_id`` for one more ``lease``, at the last moment before
+    an external call: the new token, or None when the row is settled or its lease is no longer
+    ``token`` (it ran out and another worker claimed the row: that worker does the call).
+
+    A compare-and-set, so of two workers holding the same token only one gets through; the
+    write that follows the call is guarded by the new token (:func:`lease_is`)."""
+    taken = next_token(token, now, lease)
+    still_mine = update(model).where(model.id == item_id, due, lease_is(model, token, lease_column))
+    result = session.execute(still_mine.values({lease_column: taken}))
+    return taken if cast(CursorResult[Any], result).rowcount else None
+
+
 def any_due(session: Session, model: Any, *, due: Condition, now: datetime, lease_column: str = LEASE_COLUMN) -> bool:
     """Whether any row is due and free (a cheap look before an expensive step)."""
     query = select(model.id).where(due, lease_is_free(model, now, lease_column)).limit(1)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -41,6 +42,8 @@ from dramatiq.message import Message
 from dramatiq.middleware import Middleware
 
 from backlane.messaging import boot
+from backlane.messaging.blocked_probe import blocked_reason
+from backlane.messaging.blocking import Blocks, blocked_problem
 from backlane.messaging.broker_faults import OutageLog, QuietConsumerRestarts, quiet_pika
 from backlane.messaging.consumer import OutageAwareConsumer
 from backlane.messaging.links import Links, server_major
@@ -66,6 +69,11 @@ T = TypeVar("T")
 #: Sent by periodiq with each tick; PeriodiqMiddleware skips a tick this much older than "now".
 SCHEDULED_AT = "scheduled_at"
 
+#: A clock tick whose publish RabbitMQ held this long (blocking publishers) is sent again stamped
+#: anew, seconds: well under PeriodiqMiddleware's skip delay (30 s), so the first copy, when it is
+#: not stale yet, and the second one both run at worst (a discover run twice only claims nothing).
+TICK_RESEND_AFTER = 10.0
+
 #: Queue every discover actor runs on, so a per-item backlog never delays a tick.
 DISCOVER_QUEUE = "discover"
 
@@ -88,7 +96,12 @@ class BacklaneBroker(RabbitmqBroker):
         self.url = url
         self.links = Links(self, connect_timeout)
         self.topology = Topology(queue_type, dead_letter_ttl_ms)
-        self.outbox = Outbox(lambda: self.parameters)
+        #: Whether RabbitMQ blocks this process's publishers (a memory or disk alarm), and why.
+        self.blocks = Blocks(url)
+        # A command's publish gives up on a block after its connect timeout; a worker's waits it out.
+        self.outbox = Outbox(lambda: self.parameters, blocks=self.blocks, blocked_limit=connect_timeout)
+        self._connect_timeout = connect_timeout
+        self._unblocked_at = -1.0e9
         self.faults = Reconnector(url, reconnect_timeout, drop_broken=self._drop_broken, forget=self.links.forget)
         #: What this broker signs its messages' options with (None: from this process's settings).
         self.signing_key = signing_key
@@ -190,11 +203,41 @@ class BacklaneBroker(RabbitmqBroker):
     def enqueue(self, message: Message, *, delay: int | None = None) -> Message:
         parent = super().enqueue
         attempts = itertools.count()
+        self._refuse_if_blocked()
 
         def attempt() -> Message:
-            return parent(message if next(attempts) == 0 else _restamped(message), delay=delay)
+            sent = message if next(attempts) == 0 else _restamped(message)
+            started = time.monotonic()
+            result = parent(sent, delay=delay)
+            waited = time.monotonic() - started
+            if SCHEDULED_AT in sent.options and self.serving and waited >= TICK_RESEND_AFTER:
+                # RabbitMQ held the publish (it blocked publishers): the tick it finally took is stamped
+                # with the time it was sent, and the worker skips it as stale. The same tick again,
+                # stamped now, so it runs; the first one's skip is harmless (and a run of both is too).
+                logger.warning(
+                    "RabbitMQ held the tick of %s for %.0f s (blocking publishers); sending it again stamped now",
+                    message.actor_name,
+                    waited,
+                )
+                parent(_restamped(message), delay=delay)
+            return result
 
         return self.with_reconnect(attempt, f"enqueue {message.actor_name}")
+
+    def _refuse_if_blocked(self) -> None:
+        """A command about to publish: one line now when RabbitMQ blocks publishers, rather than a
+        publish that waits (asked at most once a second; a worker or the clock waits a block out)."""
+        if self.serving or self._connect_timeout is None:
+            return
+        if time.monotonic() - self._unblocked_at < 1.0:
+            return
+        try:
+            reason = blocked_reason(self.url, self._connect_timeout)
+        except Exception:
+            return  # unreachable or refused: the publish itself says which, as it always has
+        if reason is not None:
+            raise blocked_problem(self.url, reason)
+        self._unblocked_at = time.monotonic()
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Any:
         """A consumer, once RabbitMQ answers: a serving worker waits here through an outage
@@ -210,6 +253,7 @@ class BacklaneBroker(RabbitmqBroker):
         """Publish messages (no delay) and wait once for all their confirms."""
         if not messages:
             return
+        self._refuse_if_blocked()
         for queue in {m.queue_name for m in messages}:
             self.with_reconnect(lambda q=queue: self.declare_queue(q, ensure=True), f"declare {queue}")  # type: ignore[misc]
         for message in messages:
@@ -223,6 +267,7 @@ class BacklaneBroker(RabbitmqBroker):
 
         ``redeclare`` restores the topology of messages sent to an exchange of their own
         (default: declare the queue each routing key names)."""
+        self._refuse_if_blocked()
         attempt = self.outbox.attempts(batch, redeclare, self._restore_queue)
         self.with_reconnect(attempt, f"publish {len(batch)} message(s)")
 

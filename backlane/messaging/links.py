@@ -48,6 +48,8 @@ class Links:
             for param in self._parameters():
                 param.socket_timeout = param.stack_timeout = connect_timeout
                 param.connection_attempts = 1
+                # A publish RabbitMQ blocks (a memory or disk alarm) gives up too, not waits for the unblock.
+                param.blocked_connection_timeout = max(0.2, connect_timeout / 3)  # dramatiq tries a publish 6 times
         if isinstance(broker.parameters, list) and len(broker.parameters) > 1:
             # Each process starts at a node of its own, so a cluster's connections spread over it.
             start = random.randrange(len(broker.parameters))

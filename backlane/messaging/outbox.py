@@ -17,6 +17,7 @@ from typing import Any
 import pika.exceptions
 from dramatiq.common import q_name
 
+from backlane.messaging.blocking import Blocks
 from backlane.messaging.publishing import NACKED, BatchPublisher, Outgoing, UnroutableMessages
 
 logger = logging.getLogger("backlane.broker")
@@ -25,8 +26,12 @@ logger = logging.getLogger("backlane.broker")
 class Outbox:
     """This broker's publishers; ``parameters`` gives the node list a new publisher connects through."""
 
-    def __init__(self, parameters: Callable[[], Any]) -> None:
+    def __init__(
+        self, parameters: Callable[[], Any], *, blocks: Blocks | None = None, blocked_limit: float | None = None
+    ) -> None:
         self._parameters = parameters
+        #: What every publisher tells when RabbitMQ blocks it; how long a publish waits out a block.
+        self.blocks, self.blocked_limit = blocks, blocked_limit
         self._local = threading.local()
         self._publishers: set[BatchPublisher] = set()
         self._lock = threading.Lock()
@@ -42,7 +47,7 @@ class Outbox:
         if publisher is None or not publisher.is_open:
             if publisher is not None:
                 self.drop(publisher)
-            publisher = BatchPublisher(self._parameters())
+            publisher = BatchPublisher(self._parameters(), blocked_limit=self.blocked_limit, blocks=self.blocks)
             self._local.publisher = publisher
             with self._lock:
                 self._publishers.add(publisher)

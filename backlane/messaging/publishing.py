@@ -29,6 +29,7 @@ from pika.spec import Basic
 
 from backlane.errors import BacklaneError
 from backlane.errors import UnroutableMessages as UnroutableMessages  # raised by the broker; named here too
+from backlane.messaging.blocking import Blocks, BrokerBlocked, watch
 from backlane.messaging.letters import PROPERTY_NAMES, SHORTSTR_LIMIT
 
 #: Longest wait for the confirms of one batch, seconds.
@@ -149,11 +150,20 @@ def _table_problem(table: dict[Any, Any], where: str, depth: int = 0) -> str | N
 
 
 class BatchPublisher:
-    """One connection and confirm-mode channel; not thread-safe (one per thread)."""
+    """One connection and confirm-mode channel; not thread-safe (one per thread).
 
-    def __init__(self, parameters: Any) -> None:
+    ``blocked_limit``: how long a publish waits while RabbitMQ blocks the connection (a memory
+    or disk alarm) before it raises :class:`~backlane.messaging.blocking.BrokerBlocked`; None
+    waits for the unblock (a worker or the clock). ``blocks`` learns of every block."""
+
+    def __init__(self, parameters: Any, *, blocked_limit: float | None = None, blocks: Blocks | None = None) -> None:
         self._closed_by: BaseException | None = None
         self.connection = pika.BlockingConnection(parameters)
+        self.blocked_limit = blocked_limit
+        #: RabbitMQ's reason while it blocks this connection, and since when (monotonic).
+        self.blocked_reason: str | None = None
+        self._blocked_since: float | None = None
+        watch(self.connection, blocks, self._on_blocked, self._on_unblocked)
         self.channel = self.connection.channel()
         self._impl = self.channel._impl  # the async channel: publish without waiting per message
         ready: list[bool] = []
@@ -196,9 +206,20 @@ class BatchPublisher:
         while not done():
             if self._closed_by is not None:
                 raise self._closed_by
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if self._blocked_since is not None:
+                deadline = now + timeout  # a block is not a lost confirm: it is waited out, or given up on
+                if self.blocked_limit is not None and now - self._blocked_since >= self.blocked_limit:
+                    raise BrokerBlocked(self.blocked_reason)
+            if now > deadline:
                 raise pika.exceptions.AMQPConnectionError("timed out waiting for publisher confirms")
             self.connection.process_data_events(time_limit=CONFIRM_POLL_SLICE)
+
+    def _on_blocked(self, reason: str | None) -> None:
+        self.blocked_reason, self._blocked_since = reason, time.monotonic()
+
+    def _on_unblocked(self) -> None:
+        self.blocked_reason, self._blocked_since = None, None
 
     def _coalesce_output(self) -> None:
         """Join the frames waiting in pika's output buffer, so the batch leaves in a few

@@ -22,7 +22,9 @@ from dramatiq.errors import BrokerConnectionError
 
 from backlane.core.startup import WORKER, process_role, refuse
 from backlane.errors import Problem, QueueMismatch
-from backlane.messaging.broker_faults import OutageLog, exit_refused, refusal_of
+from backlane.messaging.blocked_probe import blocked_reason
+from backlane.messaging.blocking import BrokerBlocked, blocked_problem
+from backlane.messaging.broker_faults import OutageLog, _causes, exit_refused, refusal_of
 from backlane.problems import broker_refused
 
 logger = logging.getLogger("backlane.broker")
@@ -91,6 +93,9 @@ class Reconnector:
                 if reason is not None:
                     self.refused(broker_refused(self.url, reason))
                 self._drop_broken()
+                if not self.serving and blocked_by(exc):
+                    # Reconnecting cannot help while RabbitMQ blocks publishers: one line, now.
+                    raise blocked_problem(self.url, self.blocked_reason(exc)) from None
                 if attempt == 1:
                     continue  # a connection that died while idle (pika notices on use): try a fresh one at once
                 self.outage.down(exc, what)
@@ -104,3 +109,18 @@ class Reconnector:
                 self.outage.up()
                 return result
         raise AssertionError("unreachable: itertools.count never ends")
+
+    def blocked_reason(self, exc: BaseException) -> str:
+        """Why RabbitMQ blocks publishers: the reason ``exc`` carries, else asked again (one probe)."""
+        for cause in _causes(exc):
+            if isinstance(cause, BrokerBlocked) and cause.reason_text:
+                return cause.reason_text
+        try:
+            return blocked_reason(self.url, min(self.reconnect_timeout, 3.0)) or ""
+        except Exception:  # gone meanwhile: the line still says it was blocking
+            return ""
+
+
+def blocked_by(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it wraps) is RabbitMQ blocking our publishing."""
+    return any(isinstance(c, BrokerBlocked | pika.exceptions.ConnectionBlockedTimeout) for c in _causes(exc))

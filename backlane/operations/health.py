@@ -66,16 +66,27 @@ def _quiet_pika() -> Iterator[None]:
 
 
 def check_broker(url: str, timeout: float = 3.0) -> dict[str, Any]:
-    """RabbitMQ accepts a connection: ``{"health", "state"}`` (ok, unreachable or refused) plus
-    ``error`` (one line) when not."""
-    import pika
+    """RabbitMQ accepts a connection and a publish: ``{"health", "state"}`` (ok, blocked,
+    unreachable or refused) plus ``error`` (one line) when not; ``blocked`` is RabbitMQ's reason
+    while it blocks publishers (a memory or disk alarm: :mod:`backlane.messaging.blocking`)."""
+    from backlane.messaging.blocked_probe import blocked_reason
 
     with _quiet_pika():
         try:
-            pika.BlockingConnection(_broker_parameters(url, timeout)).close()
-            return {"health": HEALTHY, "state": "ok"}
+            reason = blocked_reason(url, timeout)
         except Exception as exc:
             return _broker_failure(exc, url)
+        return _broker_ok(url, reason)
+
+
+def _broker_ok(url: str, reason: str | None) -> dict[str, Any]:
+    """RabbitMQ answered: healthy, or unhealthy while it blocks publishers (``reason`` not None)."""
+    from backlane.messaging.blocking import blocked_line
+
+    if reason is None:
+        return {"health": HEALTHY, "state": "ok"}
+    line = blocked_line(url, reason).replace("; nothing was sent", "")
+    return {"health": UNHEALTHY, "state": "blocked", "error": line, "blocked": reason}
 
 
 class BrokerProbe:
@@ -92,31 +103,42 @@ class BrokerProbe:
         #: heartbeats, and nothing runs pika's heartbeats between checks.
         self.idle_reopen = heartbeat * 1.5
         self._connection: Any = None
+        self._publisher: Any = None
         self._used_at = 0.0
         self._lock = threading.Lock()
         #: Connections opened so far (tests read it).
         self.connects = 0
 
     def check(self) -> dict[str, Any]:
-        import pika
+        from backlane.messaging.blocked_probe import probe_blocked
+        from backlane.messaging.blocking import BLOCKED_CLOSE_WAIT
+        from backlane.messaging.publishing import BatchPublisher
 
         with self._lock, _quiet_pika():
-            if self._connection is not None and time.monotonic() - self._used_at < self.idle_reopen:
-                try:
-                    self._connection.process_data_events(time_limit=0)
-                    self._connection.channel().close()
-                    self._used_at = time.monotonic()
-                    return {"health": HEALTHY, "state": "ok"}
+            if self._publisher is not None and time.monotonic() - self._used_at < self.idle_reopen:
+                try:  # confirmed publishes of nothing: prove the connection alive, and not blocked
+                    return self._answer(probe_blocked(self._publisher))
                 except Exception:
                     pass  # broken: a fresh connection says whether RabbitMQ is there
             self.close()
             try:
                 self.connects += 1
-                self._connection = pika.BlockingConnection(_broker_parameters(self.url, self.timeout, self.heartbeat))
-                self._used_at = time.monotonic()
-                return {"health": HEALTHY, "state": "ok"}
+                params = _broker_parameters(self.url, self.timeout, self.heartbeat)
+                for param in params:  # closing a blocked connection waits this long at most
+                    param.blocked_connection_timeout = BLOCKED_CLOSE_WAIT
+                self._publisher = BatchPublisher(params, blocked_limit=0.0)
+                self._connection = self._publisher.connection
+                return self._answer(probe_blocked(self._publisher))
             except Exception as exc:
+                self.close()
                 return _broker_failure(exc, self.url)
+
+    def _answer(self, blocked: str | None) -> dict[str, Any]:
+        if blocked is None:
+            self._used_at = time.monotonic()
+        else:
+            self.close()  # a blocked connection is of no use for the next check
+        return _broker_ok(self.url, blocked)
 
     def queue_depths(self, queues: Iterable[str]) -> dict[str, int]:
         """Ready messages in each of ``queues`` that exists (a passive declare each, on the kept
@@ -141,7 +163,7 @@ class BrokerProbe:
         return depths
 
     def close(self) -> None:
-        connection, self._connection = self._connection, None
+        connection, self._connection, self._publisher = self._connection, None, None
         if connection is not None:
             with suppress(Exception):
                 connection.close()

@@ -4,6 +4,11 @@ Each staging batch is handed to its vendor's scraper. The simulator counts, per
 vendor, the calls and the distinct batches scraped (by Idempotency-Key), so tests
 can prove each registration of the staging handler served only its own vendor,
 and never scraped a batch twice.
+
+The Idempotency-Key is honoured as a real API does: a repeated key scrapes
+nothing again and gets the first answer back (header ``Idempotent-Replayed: true``);
+``replays`` counts those calls and ``duplicates`` the keys called more than once
+(a worker that called after its lease was re-claimed shows there).
 """
 
 from __future__ import annotations
@@ -22,9 +27,18 @@ class VendorStats:
     replays: int = 0
     rejected: int = 0
     keys: set[str] = field(default_factory=set)
+    #: The first answer to each key, given again to a repeat; and how many calls each key had.
+    answers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    by_key: dict[str, int] = field(default_factory=dict)
 
     def snapshot(self) -> dict[str, Any]:
-        return {"calls": self.calls, "scraped": len(self.keys), "replays": self.replays, "rejected": self.rejected}
+        return {
+            "calls": self.calls,
+            "scraped": len(self.keys),
+            "replays": self.replays,
+            "duplicates": sum(1 for count in self.by_key.values() if count > 1),
+            "rejected": self.rejected,
+        }
 
 
 @dataclass
@@ -53,10 +67,14 @@ def scrape(state: SimulatorState, match: re.Match[str], body: bytes, headers: An
         if not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls):
             stats.rejected += 1
             return 422, {"error": "a scrape batch needs a non-empty list of urls"}, {}
-        if key in stats.keys:
+        stats.by_key[key] = stats.by_key.get(key, 0) + 1
+        if key in stats.answers:
             stats.replays += 1
+            return 200, stats.answers[key], {"Idempotent-Replayed": "true"}
         stats.keys.add(key)
-    return 200, {"vendor": vendor, "records": len(urls)}, {}
+        answer = {"vendor": vendor, "records": len(urls)}
+        stats.answers[key] = answer
+    return 200, answer, {}
 
 
 register_route("POST", r"/vendors/(?P<vendor>[A-Za-z0-9_-]+)/scrape", "vendors", None, scrape, name="vendors.scrape")
