@@ -154,6 +154,8 @@ def create_stale_objects(
             if kind == "stale" and isinstance(storage, DirectoryStorage):
                 os.utime(storage.path(key), (when, when))
     return keys
+
+
 #: Colour families of sample photos (r, g, b): photos of one family are near neighbours.
 PHOTO_FAMILIES = ((200, 40, 40), (40, 160, 60), (40, 70, 200), (220, 200, 50), (120, 120, 120))
 

@@ -88,7 +88,7 @@ def _registered(enabled: bool, sent: list[Any]) -> Any:
     return SimpleNamespace(
         name="greetings",
         context=lambda: SimpleNamespace(config=config, runtime=runtime),
-        pipeline=SimpleNamespace(fetch=lambda _ctx, _limit: [1, 2, 3]),
+        pipeline=SimpleNamespace(fetch=lambda _ctx, _limit: [1, 2, 3], dispatch=None),
         process_actor=SimpleNamespace(message=lambda item: item),
     )
 
