@@ -48,7 +48,7 @@ def process(ctx: Context[StagingSettings], item: Any) -> None:
         return
     config = ctx.config
     vendor = ctx.pipeline.params["vendor"]
-    client = VendorScraperClient(config.base_url, timeout=config.timeout)
+    client = VendorScraperClient(config.base_url, timeout=config.timeout, oauth=config.oauth, section=ctx.pipeline.name)
     records = client.scrape(vendor, f"{ctx.pipeline.name}-{batch_id}", batch.payload)
     # Only an open batch of this processor: a settled or foreign batch is never touched.
     BATCH_ROWS.update(
