@@ -30,6 +30,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import re
 import secrets
 import time
@@ -205,7 +206,9 @@ def token(state: SimulatorState, match: re.Match[str], body: bytes, headers: Any
             "iss": ISSUER,
             "nbf": int(now),
             "iat": int(now),
-            "exp": int(now + lifetime),
+            # Whole seconds as IdentityServer writes them, rounded up: an API accepts a token up to a
+            # second past its expires_in (ASP.NET's JwtBearer allows 5 minutes of clock skew).
+            "exp": math.ceil(now + lifetime),
             "client_id": client_id,
             "scope": list(scopes),
             "jti": secrets.token_hex(16),
