@@ -6,7 +6,8 @@ every request. Its token is
 
 * fetched once and shared by every thread of the process: one lock, so when many threads find
   it missing or due at once a single token request goes out and the others use its answer
-  (single flight; a failed request is not repeated by the threads that waited for it either);
+  (single flight; a failed request is not repeated by the threads that waited for it either,
+  while a thread that comes after it tries again);
 * renewed ``renew_margin_seconds`` before it expires (at most half its lifetime), measured on a
   monotonic clock from the moment the request was sent;
 * renewed once when the API answers 401 (the token was revoked or the identity server restarted);
@@ -58,9 +59,6 @@ MIN_LIFETIME_SECONDS = 1.0
 MAX_LIFETIME_SECONDS = 24 * 3600.0
 #: ``expires_in`` is only RECOMMENDED by RFC 6749; a token without one is used this long.
 DEFAULT_LIFETIME_SECONDS = 300.0
-#: Threads that waited for a token request which failed get its error for this long rather than
-#: sending one request each (an identity server down is not hammered by every thread at once).
-FAILURE_HOLD_SECONDS = 1.0
 #: Largest token endpoint reply read, bytes.
 MAX_REPLY_BYTES = 64 * 1024
 #: An access token is printable ASCII without spaces (RFC 6750 b64token is stricter).
@@ -103,7 +101,10 @@ class ClientCredentials(httpx.Auth):
         self._http = httpx.Client(timeout=config.timeout, transport=transport, follow_redirects=False)
         self._lock = threading.Lock()
         self._token: _Token | None = None
-        self._failure: tuple[float, BacklaneError] | None = None
+        #: Token requests finished so far, and the last one's error with its number: a thread that
+        #: was waiting while a request failed takes its error instead of sending one more.
+        self._finished = 0
+        self._failure: tuple[int, BacklaneError] | None = None
         #: Token requests this process sent (tests and the demo read it).
         self.requests = 0
 
@@ -133,19 +134,21 @@ class ClientCredentials(httpx.Auth):
     def token(self, stale: _Token | None = None) -> _Token:
         """The current token, fetched when missing, due for renewal or equal to ``stale`` (the one
         an API just refused). One request at a time; the threads waiting for it use its answer."""
+        finished_before = self._finished  # read before waiting for the lock
         with self._lock:
-            now = self._now()
             current = self._token
-            if current is not None and current is not stale and now < current.renew_at:
+            if current is not None and current is not stale and self._now() < current.renew_at:
                 return current
-            if self._failure is not None and now - self._failure[0] < FAILURE_HOLD_SECONDS:
-                raise self._failure[1]
+            if self._failure is not None and self._failure[0] > finished_before:
+                raise self._failure[1]  # it failed while this thread waited: single flight for errors too
             try:
                 self._token = self._fetch()
             except BacklaneError as exc:
                 self._token = None
-                self._failure = (self._now(), exc)
+                self._failure = (self._finished + 1, exc)
                 raise
+            finally:
+                self._finished += 1
             self._failure = None
             return self._token
 

@@ -8,6 +8,7 @@ moved: what matters is that every renewal is one token request, however many thr
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections import Counter
 from pathlib import Path
@@ -116,7 +117,7 @@ def test_orders_and_an_export_across_token_expiries_one_token_request_each(
     assert tokens["refused"] == {} and tokens["api_refusals"] == {"missing": 1}, "only the health check's 401"
     for client in CLIENTS:
         issued_at = tokens["issued_at"][client]
-        gaps = [later - earlier for earlier, later in zip(issued_at, issued_at[1:], strict=False)]
+        gaps = [later - earlier for earlier, later in itertools.pairwise(issued_at)]
         # One request per token: the next one only once the last is within its margin of expiring
         # (LIFETIME - MARGIN after it was asked for), never two for the same expiry.
         assert tokens["token_requests"][client] == len(issued_at), client
@@ -132,6 +133,7 @@ def test_orders_and_an_export_across_token_expiries_one_token_request_each(
     assert leaked == []
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the 2,000-order run covers both
 def test_a_rejected_client_waits_named_in_one_line_and_loses_nothing(
     app: App, worker: Any, protected: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -153,3 +155,58 @@ def test_a_rejected_client_waits_named_in_one_line_and_loses_nothing(
 
     app.configure("orders", oauth=oauth(app, "backlane-orders", "orders.api"))  # fixed
     wait_until(lambda: order_statuses(app)["succeeded"] == 5, timeout=60, what="the orders placed once fixed")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the 2,000-order run covers both
+def test_an_identity_server_down_is_transient_and_counted_by_the_export_breaker(
+    app: App, worker: Any, protected: Path
+) -> None:
+    from backlane.resilience.breaker import CircuitBreaker
+
+    def breaker() -> str:
+        return str(CircuitBreaker(app.db, app.clock, "product_api", 3, 30).state()["state"])
+
+    app.configure("exports", max_retries=10, min_backoff_ms=50, max_backoff_ms=100, breaker_open_seconds=1)
+    app.simulator.configure(outage=["identity"], product_count=100)
+    export_id = add_export(app, "products")
+
+    assert discover(REGISTRY.get("exports")).enqueued == 1, "the product API itself is up (401)"
+    wait_until(lambda: breaker() == "open", timeout=30, what="the breaker opened on token failures")
+    assert app.sim_stats()["products"]["page_requests"] == {}, "no page without a token"
+    app.simulator.configure(outage=[])
+    app.clock.advance(seconds=2)  # past the open period: the next attempt is the trial
+    wait_until(
+        lambda: [r.outcome for r in export_runs(app, export_id)] == ["succeeded"], timeout=60, what="export written"
+    )
+    assert breaker() == "closed" and identity_stats(app)["issued"] == {"backlane-exports": 1}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the 2,000-order run covers both
+def test_catalog_sources_and_vendors_take_their_own_client_credentials(app: App, worker: Any) -> None:
+    """Each catalog source and each staging vendor has its own ``oauth`` section."""
+    from actors.catalog.sections import section_spec
+    from actors.catalog.sources import fetch_section
+    from tests.integration.test_staging_pipeline import acme_pipeline, add_batches, completed, payloads
+
+    identity.configure(
+        app.simulator.state, token_lifetime_seconds=60, required={"erp": "catalog.api", "vendors": "vendors.api"}
+    )
+    token_url = f"{app.simulator.url}/connect/token"
+    credentials = {"token_url": token_url, "client_id": identity.DEMO_CLIENT_ID}
+    credentials["client_secret"] = identity.DEMO_CLIENT_SECRET
+    catalog = app.config("catalog").with_source(
+        "erp", base_url=app.simulator.url, oauth={**credentials, "scope": "catalog.api", "auth_method": "post"}
+    )
+    for _ in range(2):
+        assert isinstance(fetch_section(app.db, app.clock, catalog, section_spec("erp_stock")), list)
+    without = app.config("catalog").with_source("erp", base_url=app.simulator.url)
+    with pytest.raises(Exception, match="answered 401"):
+        fetch_section(app.db, app.clock, without, section_spec("erp_stock"))
+
+    acme = acme_pipeline()
+    app.configure(acme.name, base_url=app.simulator.url, timeout=5.0)
+    app.configure(acme.name, oauth=OAuthSettings.model_validate({**credentials, "scope": "vendors.api"}))
+    add_batches(app, acme, payloads(5))  # acme's limit per tick
+    assert discover(acme).enqueued == 5
+    wait_until(lambda: completed(app, acme.name) == 5, timeout=60, what="the vendor's batches")
+    assert identity_stats(app)["token_requests"] == {identity.DEMO_CLIENT_ID: 2}, "one per client: erp, acme"

@@ -165,11 +165,13 @@ def test_an_unknown_scope_names_the_scope_setting(sim: Simulator) -> None:
 
 
 def test_an_identity_server_down_is_transient_and_waiting_threads_share_the_failure(sim: Simulator) -> None:
-    sim.configure(outage=["identity"], latency_ms=100)
+    sim.configure(outage=["identity"], latency_ms=300)
     auth = credentials(sim)
     errors: list[BaseException] = []
+    start = threading.Barrier(8)
 
     def take() -> None:
+        start.wait()
         try:
             auth.token()
         except Exception as exc:
@@ -184,6 +186,9 @@ def test_an_identity_server_down_is_transient_and_waiting_threads_share_the_fail
     assert len(errors) == 8 and all(type(e) is TransientError for e in errors)
     assert "answered 503" in str(errors[0])
     assert sim.state.stats()["requests"]["identity.token"] == 1, "one request, its failure shared"
+    sim.configure(outage=[], latency_ms=0)
+    assert auth.token().value, "a thread that comes after the failure tries again"
+    assert sim.state.stats()["requests"]["identity.token"] == 2
 
 
 def test_the_token_endpoint_unreachable_slow_or_limited_is_transient(sim: Simulator) -> None:
