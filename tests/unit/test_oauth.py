@@ -386,3 +386,18 @@ def test_bad_identity_knobs_are_refused(sim: Simulator) -> None:
         reply = httpx.post(f"{sim.url}/_admin/identity", json=bad, timeout=5)
         assert reply.status_code == 400, bad
     assert stats(sim)["token_lifetime_seconds"] == 3600
+
+
+def test_the_documented_admin_call_configures_the_identity_server(sim: Simulator) -> None:
+    """docs/identity.md's curl example, sent as it is written (to this simulator's port)."""
+    import shlex
+
+    from tests import docs
+
+    argv = shlex.split(docs.block("docs/identity.md", "sh", "/_admin/identity"))
+    assert argv[:3] == ["curl", "-X", "POST"]
+    url = argv[3].replace("http://127.0.0.1:8085", sim.url)
+    reply = httpx.post(url, content=argv[argv.index("-d") + 1], timeout=5)
+
+    assert reply.status_code == 200
+    assert (stats(sim)["required"], stats(sim)["token_lifetime_seconds"]) == ({"orders": "orders.api"}, 60)
