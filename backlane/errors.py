@@ -175,6 +175,15 @@ class RegistrationError(SetupError):
     kind = "registration"
 
 
+class CredentialsRejected(SetupError, Unavailable):
+    """An identity server refused this client (``invalid_client``, ``invalid_scope``, 400/401 from
+    its token endpoint), or an API refused a token it had just issued: a setting to fix, never
+    the item's fault. The message is one line naming the settings; inside an item it waits like
+    an outage (capped backoff, the item's retries untouched), so nothing is lost while it is fixed."""
+
+    kind = "credentials"
+
+
 #: Where the classic → quorum (and back) migration is described.
 QUEUE_MIGRATION_DOC = "docs/scaling.md#changing-the-queue-type-of-a-running-deployment"
 

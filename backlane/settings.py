@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import pydantic_settings
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from backlane.errors import SettingsError
@@ -239,17 +239,62 @@ class StorageSettings(Section):
         return None if value is None or value == "" else _validate_http_url(value)
 
 
+class OAuthSettings(Section):
+    """OAuth2 client credentials (RFC 6749 section 4.4) of one external API client, e.g. against an
+    IdentityServer: ``BACKLANE_<PIPELINE>__OAUTH__TOKEN_URL``, ``__CLIENT_ID``, ``__CLIENT_SECRET``,
+    ``__SCOPE`` (see docs/identity.md). Off while ``token_url`` is unset."""
+
+    #: The token endpoint, e.g. ``https://identity.example.com/connect/token`` (unset: no OAuth).
+    token_url: str | None = None
+    #: The client id the identity server knows this client by.
+    client_id: str | None = Field(default=None, min_length=1, max_length=200)
+    #: Its secret (never logged, never shown in an error).
+    client_secret: SecretStr | None = None
+    #: Scopes asked for, space-separated (e.g. ``orders.api``); "" asks for the client's default.
+    scope: str = Field(default="", max_length=2000, pattern=r"^[\x21\x23-\x5b\x5d-\x7e ]*$")
+    #: How the client authenticates to the token endpoint: ``basic`` (HTTP Basic,
+    #: client_secret_basic) or ``post`` (client_id and client_secret in the form, client_secret_post).
+    auth_method: Literal["basic", "post"] = "basic"
+    #: A token is renewed this long before it expires, seconds (at most half its lifetime).
+    renew_margin_seconds: float = Field(default=60.0, ge=0, le=3600)
+    #: Timeout of one token request, seconds.
+    timeout: float = Field(default=10.0, gt=0, le=600)
+
+    @field_validator("token_url")
+    @classmethod
+    def _token_url(cls, value: str | None) -> str | None:
+        return None if value is None or value == "" else _validate_http_url(value)
+
+    @model_validator(mode="after")
+    def _complete(self) -> OAuthSettings:
+        if self.token_url is not None and (self.client_id is None or self.client_secret is None):
+            raise ValueError("token_url is set: client_id and client_secret are needed too")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.token_url is not None
+
+
 class ApiSettings(Section):
     """The external HTTP API a pipeline calls, in the pipeline's own section (a settings class
     takes it as a base: ``class OrdersSettings(TableSettings, ApiSettings)``), so its variables
-    are ``BACKLANE_<PIPELINE>__BASE_URL``, ``__API_KEY`` and ``__TIMEOUT``."""
+    are ``BACKLANE_<PIPELINE>__BASE_URL``, ``__API_KEY``, ``__TIMEOUT`` and ``__OAUTH__*``."""
 
     #: Base URL of the API (the simulator in the demo and the tests).
     base_url: str = "http://127.0.0.1:8085"
-    #: Sent as a bearer token when set.
+    #: Sent as a bearer token when set (a static key; for expiring tokens use ``oauth``).
     api_key: SecretStr | None = None
     #: Per-request timeout, seconds.
     timeout: float = Field(default=10.0, gt=0, le=3600)
+    #: OAuth2 client credentials: a token from ``oauth.token_url`` instead of ``api_key``.
+    oauth: OAuthSettings = OAuthSettings()
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> ApiSettings:
+        if self.api_key is not None and self.oauth.enabled:
+            raise ValueError("set either api_key (a static token) or oauth.token_url, not both")
+        return self
 
 
 class WorkerSettings(Section):

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator
 
 from backlane import PipelineSettings
-from backlane.settings import Section
+from backlane.settings import OAuthSettings, Section
 
 #: Every catalog section: refresh interval in minutes and, for history, retention in days.
 CATALOG_SECTION_DEFAULTS: dict[str, dict[str, float]] = {
@@ -77,6 +77,8 @@ class CatalogSourceSettings(Section):
     base_url: str | None = None
     #: Per-request timeout, seconds.
     timeout: float = Field(default=30.0, gt=0, le=3600)
+    #: OAuth2 client credentials of this source (``BACKLANE_CATALOG__SOURCES__<NAME>__OAUTH__*``).
+    oauth: OAuthSettings = OAuthSettings()
 
 
 class CatalogLimiterSettings(Section):

@@ -12,8 +12,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from actors.catalog.sections import SectionSpec
+from backlane.clients.auth import client_credentials
 from backlane.clients.http import request_json, shared_client
 from backlane.resilience import CircuitBreaker, Limit, RateLimiter
+from backlane.settings import env_name
 from contracts.catalog import SectionPayload
 
 if TYPE_CHECKING:
@@ -44,7 +46,8 @@ def source_limit(config: CatalogSettings, spec: SectionSpec) -> Limit:
 def fetch_section(db: Database, clock: Clock, config: CatalogSettings, spec: SectionSpec) -> list[dict[str, Any]]:
     """The section's items as the source sends them, or a classified error."""
     source = config.sources[spec.source]
-    http = shared_client(source.base_url or config.base_url, timeout=source.timeout)
+    auth = client_credentials(source.oauth, env_name(("catalog", "sources", spec.source, "oauth")))
+    http = shared_client(source.base_url or config.base_url, timeout=source.timeout, auth=auth)
     with source_breaker(db, clock, config, spec).guard(), RateLimiter(db, clock).guard(source_limit(config, spec)):
         body = request_json(http, "GET", spec.path)
     return SectionPayload.model_validate(body).items

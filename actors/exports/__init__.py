@@ -71,7 +71,7 @@ def fetch(ctx: ExportsContext, limit: int) -> list[int]:
         schedule_new_exports(session, now=now, initial_delay=timedelta(seconds=config.initial_delay_seconds))
     if not EXPORT_ROWS.any_due(ctx):
         return []
-    health = ProductApiClient(ctx.config).health(config.health_timeout_seconds)
+    health = ProductApiClient(ctx.config, ctx.pipeline.name).health(config.health_timeout_seconds)
     if not health.up:
         if mark_down(ctx.db, PRODUCT_API, now, health.detail):
             ctx.log.warning("product API is down (%s); exports are skipped until it is back", health.detail)
@@ -100,7 +100,7 @@ def process(ctx: ExportsContext, item: Any) -> None:
     _refuse_shared_path(ctx, export)
     final, partial = export_paths(config.output_dir, export.path)
     run_id, page, offset, rows = _start_or_resume(ctx, export, run, partial)
-    client = ProductApiClient(ctx.config)
+    client = ProductApiClient(ctx.config, ctx.pipeline.name)
     breaker = _breaker(ctx)
     while True:
         with breaker.guard():

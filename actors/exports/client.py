@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import httpx
 
-from backlane.clients.http import request_json, shared_client
-from backlane.settings import ApiSettings
+from backlane.clients.http import api_client, request_json
+from backlane.settings import ApiSettings, env_name
 from contracts.products import ProductPage
 
 
@@ -23,14 +23,16 @@ def health_is_up(status: int) -> bool:
 
 
 class ProductApiClient:
-    def __init__(self, settings: ApiSettings) -> None:
-        token = settings.api_key.get_secret_value() if settings.api_key else None
-        self._http = shared_client(settings.base_url, timeout=settings.timeout, token=token)
+    def __init__(self, settings: ApiSettings, section: str = "exports") -> None:
+        # A static api_key, or OAuth2 client credentials (BACKLANE_EXPORTS__OAUTH__*).
+        self._http = api_client(settings, env_name((section,)))
 
     def health(self, timeout: float) -> Health:
-        """GET /health within ``timeout`` seconds; any network error or other status is down."""
+        """GET /health within ``timeout`` seconds; any network error or other status is down.
+        Sent without an OAuth token, as the export worker's own check: an API behind an identity
+        server answers it 401, which is up; an identity server down does not make the API down."""
         try:
-            response = self._http.get("/health", timeout=timeout)
+            response = self._http.get("/health", timeout=timeout, auth=None)
         except httpx.HTTPError as exc:
             return Health(False, f"GET /health failed: {exc.__class__.__name__}: {exc or 'no detail'}")
         return Health(health_is_up(response.status_code), f"GET /health answered {response.status_code}")

@@ -85,7 +85,7 @@ def _api(ctx: OrdersContext) -> OrderApiClient:
     settings = ctx.config
     cached = _clients.get(id(settings))
     if cached is None or cached[0] is not settings:
-        cached = _clients[id(settings)] = (settings, OrderApiClient(settings))
+        cached = _clients[id(settings)] = (settings, OrderApiClient(settings, ctx.pipeline.name))
     return cached[1]
 
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from backlane import PermanentError
-from backlane.clients.http import request_json, shared_client
-from backlane.settings import ApiSettings
+from backlane.clients.http import api_client, request_json
+from backlane.settings import ApiSettings, env_name
 
 
 @dataclass(frozen=True)
@@ -17,9 +17,9 @@ class PlacedOrder:
 
 
 class OrderApiClient:
-    def __init__(self, settings: ApiSettings) -> None:
-        token = settings.api_key.get_secret_value() if settings.api_key else None
-        self._http = shared_client(settings.base_url, timeout=settings.timeout, token=token)
+    def __init__(self, settings: ApiSettings, section: str = "orders") -> None:
+        # A static api_key, or OAuth2 client credentials (BACKLANE_ORDERS__OAUTH__*).
+        self._http = api_client(settings, env_name((section,)))
 
     def place(self, request_id: str, body: dict[str, Any]) -> PlacedOrder:
         """Place an order; calling again with the same request id returns the same order."""

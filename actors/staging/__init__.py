@@ -48,7 +48,7 @@ def process(ctx: Context[StagingSettings], item: Any) -> None:
         return
     config = ctx.config
     vendor = ctx.pipeline.params["vendor"]
-    client = VendorScraperClient(config.base_url, timeout=config.timeout)
+    client = VendorScraperClient(config.base_url, timeout=config.timeout, oauth=config.oauth, section=ctx.pipeline.name)
     # The fence, at the last moment before the vendor's scrape: the lease this worker loaded the
     # batch under must still be the batch's. A worker stuck past its lease (a long GC pause, a
     # frozen VM) whose batch another worker re-claimed does nothing; that worker scrapes it.

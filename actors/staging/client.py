@@ -5,12 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from backlane import PermanentError
+from backlane.clients.auth import client_credentials
 from backlane.clients.http import request_json, shared_client
+from backlane.settings import OAuthSettings, env_name
 
 
 class VendorScraperClient:
-    def __init__(self, base_url: str, *, timeout: float) -> None:
-        self._http = shared_client(base_url, timeout=timeout)
+    def __init__(
+        self, base_url: str, *, timeout: float, oauth: OAuthSettings | None = None, section: str = "staging"
+    ) -> None:
+        auth = client_credentials(oauth, env_name((section, "oauth"))) if oauth is not None else None
+        self._http = shared_client(base_url, timeout=timeout, auth=auth)
 
     def scrape(self, vendor: str, key: str, payload: dict[str, Any]) -> int:
         """Scrape a batch (``key`` makes a repeat harmless); returns how many records it yielded."""

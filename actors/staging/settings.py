@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from backlane import TableSettings
+from backlane.settings import OAuthSettings
 
 
 class StagingSettings(TableSettings):
@@ -14,3 +15,5 @@ class StagingSettings(TableSettings):
     base_url: str = "http://127.0.0.1:8085"
     #: Per-request timeout, seconds.
     timeout: float = Field(default=30.0, gt=0)
+    #: OAuth2 client credentials of the vendor's API (``BACKLANE_STAGING_<VENDOR>__OAUTH__*``).
+    oauth: OAuthSettings = OAuthSettings()

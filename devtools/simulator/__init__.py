@@ -11,6 +11,7 @@ from __future__ import annotations
 from devtools.simulator import (
     catalog,  # noqa: F401  (registers the catalog sources' routes)
     embeddings,  # noqa: F401  (registers the embeddings APIs' routes)
+    identity,  # noqa: F401  (registers the token endpoint and the bearer-token guard)
     orders,  # noqa: F401  (registers the order routes)
     products,  # noqa: F401  (registers the product API routes)
     vendors,  # noqa: F401  (registers the vendor scraper routes)

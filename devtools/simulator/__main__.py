@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from types import FrameType
 
-from devtools.simulator import Simulator, SimulatorConfig
+from devtools.simulator import Simulator, SimulatorConfig, identity
 
 
 def _rate_limit(text: str) -> tuple[str, tuple[int, float]]:
@@ -41,7 +41,24 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--outage", action="append", default=[], metavar="SERVICE")
     parser.add_argument("--rate-limit", action="append", default=[], type=_rate_limit, metavar="KEY=N/SECONDS")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--require-token",
+        action="append",
+        default=[],
+        type=_required_scope,
+        metavar="SERVICE=SCOPE",
+        help="the service's routes want a bearer token with SCOPE from /connect/token (e.g. orders=orders.api)",
+    )
+    parser.add_argument("--token-lifetime", type=int, default=3600, metavar="SECONDS", help="tokens' lifetime")
     return parser
+
+
+def _required_scope(text: str) -> tuple[str, str]:
+    """Parse SERVICE=SCOPE, e.g. orders=orders.api."""
+    service, sep, scope = text.partition("=")
+    if not sep or not service or not scope:
+        raise argparse.ArgumentTypeError(f"expected SERVICE=SCOPE, got {text!r}")
+    return service, scope
 
 
 def _clock() -> Callable[[], float]:
@@ -79,7 +96,15 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    simulator = Simulator(args.host, args.port, config, now=_clock()).start()
+    simulator = Simulator(args.host, args.port, config, now=_clock())
+    try:
+        identity.configure(
+            simulator.state, required=dict(args.require_token), token_lifetime_seconds=args.token_lifetime
+        )
+    except ValueError as exc:
+        print(f"invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    simulator.start()
     print(f"simulator listening on {simulator.url}", flush=True)
     try:
         while not stop.wait(0.5):

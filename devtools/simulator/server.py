@@ -84,6 +84,17 @@ def unregister_route(route: Route) -> None:
     _ROUTES.remove(route)
 
 
+# guard(state, route, headers) -> a rejection, or None to let the request through (e.g. identity.py's
+# bearer-token check); run after the outage/rate-limit/failure gates, before the route function.
+GuardFunc = Callable[[SimulatorState, Route, Any], "Reply | None"]
+_GUARDS: list[GuardFunc] = []
+
+
+def register_guard(func: GuardFunc) -> None:
+    """Add a check every routed request passes before its route function runs."""
+    _GUARDS.append(func)
+
+
 AdminFunc = Callable[[SimulatorState, "re.Match[str]", bytes], Reply]
 _ADMIN_ROUTES: list[tuple[str, re.Pattern[str], AdminFunc]] = []
 
@@ -181,6 +192,10 @@ class _Handler(BaseHTTPRequestHandler):
             rejection = state.admit(route.name, route.service, route.rate_key)
             if rejection is not None:
                 return rejection
+            for guard in _GUARDS:
+                refused = guard(state, route, self.headers)
+                if refused is not None:
+                    return refused
             try:
                 return route.func(state, match, body, self.headers, dict(parse_qsl(query)))
             except HttpError as exc:

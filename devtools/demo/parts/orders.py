@@ -29,11 +29,14 @@ from devtools.demo.part import (
     now,
 )
 from devtools.sample import create_orders
+from devtools.simulator.identity import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 
 #: The simulator standing in for the order API.
 SIMULATOR = "order API"
 #: Share of the order API's answers lost after it placed the order (the retry must not place it twice).
 LOST_RESPONSES = 0.05
+#: The order API wants tokens of this scope, living this long (seconds): a demo run crosses expiries.
+ORDER_API_SCOPE, TOKEN_LIFETIME = "orders.api", 30
 #: A placed order whose row has not changed for this long is said to be waiting (for its lease to end), seconds.
 STALLED_SECONDS = 30
 
@@ -65,15 +68,24 @@ class OrdersPart(DemoPart):
     def simulator(self) -> SimulatorUse:
         return SimulatorUse(
             SIMULATOR,
-            ("--failure-rate", str(self.failure_rate), "--lost-response-rate", str(LOST_RESPONSES)),
+            (
+                *("--failure-rate", str(self.failure_rate), "--lost-response-rate", str(LOST_RESPONSES)),
+                *("--require-token", f"orders={ORDER_API_SCOPE}", "--token-lifetime", str(TOKEN_LIFETIME)),
+            ),
             f"failing {self.failure_rate:.0%} of calls transiently and losing {LOST_RESPONSES:.0%} of its answers "
-            "after placing the order",
+            f"after placing the order; behind its identity server ({TOKEN_LIFETIME} s tokens, docs/identity.md)",
         )
 
     def environment(self, ctx: DemoContext) -> dict[str, str]:
         return {
             "BACKLANE_ORDERS__BASE_URL": ctx.simulator_url(SIMULATOR),
             "BACKLANE_ORDERS__STATUS_POLL_SECONDS": "1",
+            # OAuth2 client credentials from the simulator's /connect/token (docs/identity.md).
+            "BACKLANE_ORDERS__OAUTH__TOKEN_URL": f"{ctx.simulator_url(SIMULATOR)}/connect/token",
+            "BACKLANE_ORDERS__OAUTH__CLIENT_ID": DEMO_CLIENT_ID,
+            "BACKLANE_ORDERS__OAUTH__CLIENT_SECRET": DEMO_CLIENT_SECRET,
+            "BACKLANE_ORDERS__OAUTH__SCOPE": ORDER_API_SCOPE,
+            "BACKLANE_ORDERS__OAUTH__RENEW_MARGIN_SECONDS": "10",
         }
 
     def seed(self, ctx: DemoContext) -> str:
