@@ -108,7 +108,7 @@ def test_the_clock_sends_again_a_tick_rabbitmq_held_so_the_worker_does_not_skip_
     is stamped with the time it was built, older than the worker's skip delay: so the clock sends
     it again stamped with the time it leaves."""
     _private(rabbitmq)
-    monkeypatch.setattr(broker_module, "TICK_RESEND_AFTER", 2.0, raising=False)
+    monkeypatch.setattr(broker_module, "TICK_RESEND_AFTER", 1.0, raising=False)
     broker = BacklaneBroker(url=amqp_url, middleware=[], reconnect_timeout=1)
     broker.serve()
     queue = "blocked_tick_probe"
@@ -122,7 +122,8 @@ def test_the_clock_sends_again_a_tick_rabbitmq_held_so_the_worker_does_not_skip_
         with alarm(rabbitmq, "memory"):
             sender = threading.Thread(target=lambda: done.append(broker.enqueue(_tick(queue, built_at))), daemon=True)
             sender.start()
-            time.sleep(4)
+            # Held past TICK_RESEND_AFTER: a sender that returns sooner fails the assertion at once.
+            sender.join(broker_module.TICK_RESEND_AFTER + 0.5)
             assert sender.is_alive(), "a serving broker waits the block out"
         sender.join(30)
         assert done, "the tick was sent once RabbitMQ unblocked"
@@ -138,7 +139,7 @@ def test_the_clock_sends_again_a_tick_rabbitmq_held_so_the_worker_does_not_skip_
         finally:
             connection.close()
         assert len(stamps) == 2, stamps
-        assert max(stamps) >= built_at.add(seconds=4), f"one copy stamped when it left, not {stamps}"
+        assert max(stamps) >= built_at.add(seconds=broker_module.TICK_RESEND_AFTER), f"one copy stamped when it left, not {stamps}"
     finally:
         broker.flush(queue)
         broker.close()
