@@ -145,7 +145,7 @@ def test_refused_images_fail_for_good_with_the_apis_reason(app: App, storage: Di
         assert "400: InvalidImageFormat: Input data is not a valid image." in (rows[refused].failure_reason or "")
         assert rows[refused].vector is None
     assert "InvalidImageSize" in (rows[big_id].failure_reason or "")
-    assert rows[gone_id].failure_reason == "no stored object under key 'photos/missing.png'"
+    assert (rows[gone_id].failure_reason or "").startswith("object 'photos/missing.png' is not in storage directory ")
     assert app.sim_stats()["embeddings"]["refused"] == 3
 
 
