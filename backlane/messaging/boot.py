@@ -7,7 +7,9 @@
   Found later by a consumer thread, the same refusal ends the process before it told the dramatiq
   CLI that it booted, and the CLI waits out its whole ``--worker-fork-timeout`` before it notices;
 * :class:`ServiceLifecycle` is the middleware that runs both when Dramatiq's worker process boots,
-  and stops waiting for RabbitMQ when the worker shuts down, so a SIGTERM during an outage is prompt.
+  and stops waiting for RabbitMQ when the worker shuts down, so a SIGTERM during an outage is prompt;
+  in a forked worker it first ties the process to its parent (:mod:`backlane.core.worker_process`):
+  it dies with it, and the process group's SIGTERM is one clean stop.
 
 An unreachable RabbitMQ is not an error here: a serving process waits for it.
 """
@@ -23,6 +25,7 @@ from dramatiq.broker import Broker
 from dramatiq.common import dq_name, q_name
 from dramatiq.middleware import Middleware
 
+from backlane.core import worker_process
 from backlane.errors import QueueMismatch
 from backlane.messaging.broker_faults import refusal_of
 from backlane.messaging.links import probe
@@ -66,6 +69,7 @@ class ServiceLifecycle(Middleware):
     the worker boots its threads: check its queues; the worker shuts down: stop waiting for RabbitMQ."""
 
     def after_process_boot(self, broker: Broker) -> None:
+        worker_process.tie_to_parent()
         if _serves(broker):
             broker.serve()
             broker.check_access()

@@ -370,3 +370,7 @@ def test_the_systemd_unit_runs_the_worker_with_options_dramatiq_takes() -> None:
     assert all(option in help_text for option in option_names(argv)), (argv, help_text)
     assert service["KillSignal"] == "SIGTERM" and int(service["TimeoutStopSec"]) > 600, "longer than the time limit"
     assert service["Restart"] == "always"
+    assert service["KillMode"] == "mixed", (
+        "SIGTERM to the dramatiq parent only (it forwards it); SIGKILL to all at the end"
+    )
+    assert service["RestartPreventExitStatus"] == "78", "a bad setting stops with 78: no restart loop"
