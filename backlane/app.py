@@ -30,7 +30,7 @@ from dramatiq.middleware import (
 from periodiq import PeriodiqMiddleware
 
 from backlane.clients.storage import check_storage
-from backlane.core import log_format, log_limits, outcomes, startup
+from backlane.core import log_format, log_limits, log_repeats, outcomes, startup
 from backlane.core.clock import default_clock
 from backlane.core.registry import REGISTRY, Registry
 from backlane.core.runtime import Runtime, get_runtime, install, installed_runtime
@@ -203,6 +203,7 @@ def setup() -> BacklaneBroker:
         logging.getLogger("backlane").setLevel(settings.log_level)
         log_limits.install()
         log_format.apply(settings.log_format)
+        log_repeats.install(settings.log_repeat_seconds)
         _apply_worker_settings(settings)
         try:
             check_storage(settings.storage)  # kind s3 without its extra or its bucket

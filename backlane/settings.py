@@ -444,6 +444,11 @@ class Settings(BaseSettings):
     #: writes them) or ``json`` (one object per line: time, level, logger, message, and an item's
     #: pipeline, item, outcome, attempt and duration_ms; see docs/operating.md, "Logs").
     log_format: Literal["text", "json"] = "text"
+    #: Seconds in which a warning or error of one kind (logger, message, exception) is written
+    #: once: its repeats are counted and the next one written says how many were not shown, so
+    #: an outage is a line per kind per interval, not a traceback per attempt. 0 writes every one.
+    #: An item's outcome line is never held back.
+    log_repeat_seconds: float = Field(default=60.0, ge=0)
 
 
 def env_name(location: tuple[str | int, ...]) -> str:

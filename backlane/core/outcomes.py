@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from backlane.core import attempts, log_limits
+from backlane.core import attempts, log_limits, log_repeats
 from backlane.operations import metrics
 
 logger = logging.getLogger("backlane.outcome")
@@ -69,7 +69,7 @@ def record(
     for observer in observers:
         observer(fields)
     level = logging.WARNING if outcome == "failed" else logging.INFO
-    if logger.isEnabledFor(level):
+    if logger.isEnabledFor(level) and log_repeats.admit_outcome(fields):
         line = _encode(fields)
         handlers = logger.handlers
         batching = handlers[0] if len(handlers) == 1 and not logger.propagate and not logger.filters else None
