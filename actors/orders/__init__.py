@@ -14,10 +14,10 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from dramatiq.middleware import CurrentMessage
-from sqlalchemy import case, select
+from sqlalchemy import CursorResult, case, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -180,15 +180,10 @@ def order_by_request(
                 "updated_at": now,
                 **envelope,
             }
-            result = session.execute(insert(Order).values(**row).on_conflict_do_nothing(index_elements=["request_id"]))
-            created = bool(result.rowcount)
+            statement = insert(Order).values(**row).on_conflict_do_nothing(index_elements=["request_id"])
+            created = bool(cast(CursorResult[Any], session.execute(statement)).rowcount)
         found: int | None = session.scalar(select(Order.id).where(Order.request_id == event.request_id))
         return found, created
-
-
-#: The row's columns for the ids :func:`envelope_ids` keeps: all three are written on a claim, so
-#: a later message's ids never mix with an earlier one's.
-ENVELOPE_COLUMNS = tuple(f"mt_{key}" for key in conversation.KEPT_IDS)
 
 
 def envelope_ids() -> dict[str, str]:
@@ -211,8 +206,15 @@ def accept_order_created(ctx: OrdersContext, event: OrderCreated | OrderCreatedB
         order_id, named = event.order_id, str(event.order_id)
     claimed = ORDER_ROWS.claim_one(ctx, order_id) if order_id is not None else None
     if claimed and order_id is not None:
-        if envelope and not created:  # a row created by this message has them already
-            ORDER_ROWS.update(ctx, order_id, **{column: envelope.get(column) for column in ENVELOPE_COLUMNS})
+        if envelope and not created:  # a row created by this message has them already; all three
+            # are written, so a later message's ids never mix with an earlier one's
+            ORDER_ROWS.update(
+                ctx,
+                order_id,
+                mt_message_id=envelope.get("mt_message_id"),
+                mt_conversation_id=envelope.get("mt_conversation_id"),
+                mt_correlation_id=envelope.get("mt_correlation_id"),
+            )
         return [order_id]
     if claimed is not None:
         ctx.log.info("order %s is settled or already in flight; OrderCreated ignored", named)
