@@ -14,10 +14,10 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from dramatiq.middleware import CurrentMessage
-from sqlalchemy import case, select
+from sqlalchemy import CursorResult, case, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -37,7 +37,7 @@ from backlane import (
     register,
     row_id,
 )
-from backlane.messaging import masstransit_send
+from backlane.messaging import conversation, masstransit_send
 from backlane.messaging.broker import DISCOVER_QUEUE
 from contracts.orders import (
     ORDER_CREATED_ACTOR,
@@ -66,7 +66,7 @@ ORDER_ROWS = ItemTable(
         "failure_reason": None,
         "settled_at": None,
     },
-    search=(Order.request_id, Order.external_order_id),
+    search=(Order.request_id, Order.external_order_id, Order.mt_conversation_id),
     reason=Order.failure_reason,
 )
 
@@ -159,9 +159,13 @@ def parse_order_created(args: tuple[Any, ...], kwargs: dict[str, Any]) -> OrderC
     return OrderCreated.model_validate(args[0])
 
 
-def order_by_request(ctx: OrdersContext, event: OrderCreatedByRequest) -> int | None:
-    """The id of the order with the event's request id; with the order's content, the row is
-    created when absent (one row per request id: a repeat, or a race, creates nothing)."""
+def order_by_request(
+    ctx: OrdersContext, event: OrderCreatedByRequest, envelope: dict[str, str]
+) -> tuple[int | None, bool]:
+    """The id of the order with the event's request id, and whether this message created it:
+    with the order's content, the row is created when absent, keeping the message's
+    MassTransit ids (one row per request id: a repeat, or a race, creates nothing)."""
+    created = False
     with ctx.db.transaction() as session:
         if event.has_content:
             now = ctx.clock.now()
@@ -174,22 +178,43 @@ def order_by_request(ctx: OrdersContext, event: OrderCreatedByRequest) -> int | 
                 "status": OrderStatus.PENDING.value,
                 "created_at": now,
                 "updated_at": now,
+                **envelope,
             }
-            session.execute(insert(Order).values(**row).on_conflict_do_nothing(index_elements=["request_id"]))
+            statement = insert(Order).values(**row).on_conflict_do_nothing(index_elements=["request_id"])
+            created = bool(cast(CursorResult[Any], session.execute(statement)).rowcount)
         found: int | None = session.scalar(select(Order.id).where(Order.request_id == event.request_id))
-        return found
+        return found, created
+
+
+def envelope_ids() -> dict[str, str]:
+    """The row's columns for the MassTransit ids of the OrderCreated being handled (GUIDs only;
+    none for a message that was not MassTransit's)."""
+    found = conversation.of_message(CurrentMessage.get_current_message())
+    return {f"mt_{key}": value for key, value in conversation.envelope_ids(found).items()}
 
 
 def accept_order_created(ctx: OrdersContext, event: OrderCreated | OrderCreatedByRequest) -> list[int]:
     """Hand the order to the per-order actor, once: only a claim sends it. A row not visible
-    yet (its transaction not committed) is looked for again until the grace period ends."""
+    yet (its transaction not committed) is looked for again until the grace period ends. The
+    MassTransit ids of the message that created or claimed the order are kept on its row."""
     config = ctx.config
+    envelope, created = envelope_ids(), False
     if isinstance(event, OrderCreatedByRequest):
-        order_id, named = order_by_request(ctx, event), f"with request id {event.request_id!r}"
+        order_id, created = order_by_request(ctx, event, envelope)
+        named = f"with request id {event.request_id!r}"
     else:
         order_id, named = event.order_id, str(event.order_id)
     claimed = ORDER_ROWS.claim_one(ctx, order_id) if order_id is not None else None
     if claimed and order_id is not None:
+        if envelope and not created:  # a row created by this message has them already; all three
+            # are written, so a later message's ids never mix with an earlier one's
+            ORDER_ROWS.update(
+                ctx,
+                order_id,
+                mt_message_id=envelope.get("mt_message_id"),
+                mt_conversation_id=envelope.get("mt_conversation_id"),
+                mt_correlation_id=envelope.get("mt_correlation_id"),
+            )
         return [order_id]
     if claimed is not None:
         ctx.log.info("order %s is settled or already in flight; OrderCreated ignored", named)

@@ -39,6 +39,13 @@ class Order(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     settled_at: Mapped[datetime | None]
+    #: The MassTransit ids (messageId, conversationId, correlationId) of the OrderCreated that
+    #: created or claimed the order, so the dashboard shows where a .NET operator finds it; each
+    #: kept only when it is a GUID (backlane.messaging.conversation.envelope_ids). None for an
+    #: order discover claimed, or an OrderCreated that was not MassTransit's.
+    mt_message_id: Mapped[str | None] = mapped_column(String(36))
+    mt_conversation_id: Mapped[str | None] = mapped_column(String(36))
+    mt_correlation_id: Mapped[str | None] = mapped_column(String(36))
 
 
 #: The one definition of "an order with work left": ix_orders_due's predicate, and the
@@ -46,6 +53,7 @@ class Order(Base):
 ORDERS_DUE = literal_in(Order.status, UNSETTLED_ORDER_STATUSES)
 Index("ix_orders_due", Order.created_at, postgresql_where=ORDERS_DUE, sqlite_where=ORDERS_DUE)
 #: The dashboard's lookups: an order page by status, newest first, and status counts (index
-#: only); an order by the id the order API gave it.
+#: only); an order by the id the order API gave it, or by its MassTransit conversation.
 Index("ix_orders_status_id", Order.status, Order.id)
 Index("ix_orders_external_order_id", Order.external_order_id)
+Index("ix_orders_mt_conversation_id", Order.mt_conversation_id)

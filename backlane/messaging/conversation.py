@@ -149,3 +149,17 @@ def transferred(found: dict[str, Any]) -> dict[str, Any]:
         carried["source_address"] = found["input_address"]
     carried["headers"] = dict(found.get("headers") or {})
     return carried
+
+
+#: What :func:`envelope_ids` keeps of a consumed message: its own id, its conversation, its correlation.
+KEPT_IDS = ("message_id", "conversation_id", "correlation_id")
+
+
+def envelope_ids(found: dict[str, Any] | None) -> dict[str, str]:
+    """The ids of a consumed MassTransit message worth keeping beside the work it started (an
+    order's row shows them, so an operator can follow it into the .NET services): each only
+    when it is a GUID, lower-cased; an absent or forged one is left out."""
+    if not isinstance(found, dict):
+        return {}
+    kept = {key: guid(found.get(key)) for key in KEPT_IDS}
+    return {key: value for key, value in kept.items() if value is not None}

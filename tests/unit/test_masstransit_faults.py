@@ -8,6 +8,7 @@ the RabbitMQ transport's exchange name for Fault<T> and its AMQP properties."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
@@ -16,12 +17,15 @@ import pytest
 from dramatiq.message import Message
 
 from backlane.errors import UnknownItem
-from backlane.messaging import conversation
+from backlane.messaging import conversation, masstransit_send
 from backlane.messaging.masstransit import MassTransitInbox
 from backlane.messaging.masstransit_faults import Destination, build, destination, fault_exchange, named_entity
 from backlane.messaging.masstransit_send import HostInfo, json_datetime, round_trip
 from contracts.orders import ORDER_CREATED_MESSAGE_TYPE, order_created_from_masstransit
+from tests import docs
 from tests.unit.test_masstransit import readme_envelope
+
+PAGE = "docs/masstransit-faults.md"
 
 INBOX = MassTransitInbox("orders_inbox", "order_created", ORDER_CREATED_MESSAGE_TYPE, order_created_from_masstransit)
 HOST = HostInfo("worker-1", "dramatiq", 4242, "backlane", "0.1.0", "Python 3.11.2", None, "Linux 6.1.0-17-amd64")
@@ -278,3 +282,49 @@ def test_times_are_written_as_dotnet_writes_them() -> None:
     assert json_datetime(datetime(2024, 1, 26, 9, 14, 3, 120000, tzinfo=UTC)) == "2024-01-26T09:14:03.12Z"
     assert round_trip(datetime(2024, 1, 26, 9, 14, 3, tzinfo=UTC)) == "2024-01-26T09:14:03.0000000Z"
     assert named_entity("rabbitmq://h/vhost/name") == "name"
+
+
+def test_the_page_shows_the_fault_byte_for_byte() -> None:
+    assert docs.block(PAGE, "json", '"faultId": "5c1d0000-0000-4000-8000-00000000fa17"') == EXPECTED_BODY + "\n"
+    shown = docs.block(PAGE, "json", '"MT-Reason": "fault"')
+    assert json.loads(shown) == EXPECTED_PROPERTIES
+    assert list(json.loads(shown)["headers"]) == list(EXPECTED_PROPERTIES["headers"])  # type: ignore[call-overload]
+
+
+def test_publish_only_writes_order_created_as_the_page_shows_it() -> None:
+    """What the orders discover publishes in publish-only mode (dispatch: masstransit_send.publish,
+    from the discover queue), held against the page's example."""
+    properties, body = masstransit_send.published(
+        {"requestId": "5f0c6a52-1f0e-4c7e-9a55-0b8d3c1e2a41"},
+        ORDER_CREATED_MESSAGE_TYPE,
+        message_id="5c1d0000-0000-4000-8000-0000000000a1",
+        conversation_id="5c1d0000-0000-4000-8000-0000000000c1",
+        source_address=masstransit_send.address("discover"),
+        sent=NOW,
+        host=HOST,
+    )
+    shown = docs.block(PAGE, "json", '"destinationAddress": "rabbitmq://localhost/SharedContracts:OrderCreated"')
+    assert body == (shown.removesuffix("\n")).encode("utf-8")
+    assert properties == {
+        "content_type": "application/vnd.masstransit+json",
+        "delivery_mode": 2,
+        "message_id": "5c1d0000-0000-4000-8000-0000000000a1",
+        "headers": {},
+    }
+
+
+def test_only_guids_of_an_envelope_are_kept_beside_the_order() -> None:
+    found = origin_of(
+        readme_envelope().replace(
+            b'"messageType"',
+            b'"correlationId": "AAAAAAAA-BBBB-4CCC-8DDD-EEEEEEEEEEEE",\n  "requestId": "<b>x</b>",\n  "messageType"',
+        )
+    )
+    assert conversation.envelope_ids(found) == {
+        "message_id": "0a3b0000-5d8a-0015-2d49-08dc1f0b7a1f",
+        "conversation_id": "0a3b0000-5d8a-0015-2e11-08dc1f0b7a1f",
+        "correlation_id": "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee",
+    }
+    forged = {"message_id": "<script>" + "x" * 5000, "conversation_id": 7, "correlation_id": b"\xff" * 36}
+    assert conversation.envelope_ids(forged) == {}
+    assert conversation.envelope_ids(None) == {}
