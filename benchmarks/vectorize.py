@@ -122,7 +122,8 @@ def main() -> None:
         for n in counts:
             for kind in kinds:
                 for processes, threads in shapes:
-                    bound = processes * threads / (latency_ms / 1000)
+                    # --latency-ms=0: no bound from the API, the rate is the CPU-bound one.
+                    bound = processes * threads / (latency_ms / 1000) if latency_ms > 0 else float("inf")
                     load = h.load()
                     h.log(f"{kind}: {n} photos, {processes}x{threads}, bound {bound:,.0f}/s, load {load} ...")
                     rate, wall, cpu, failed = drain(infra, kind, n, processes, threads, latency_ms)
@@ -134,7 +135,7 @@ def main() -> None:
                             f"{processes}x{threads}",
                             bound,
                             rate,
-                            f"{rate / bound:.0%}",
+                            f"{rate / bound:.0%}" if latency_ms > 0 else "-",
                             wall,
                             f"{cpu:.2f}",
                             failed,
