@@ -59,8 +59,8 @@ def span(db: Database) -> tuple[datetime, datetime, int, int]:
 
 def drain(
     infra: h.Infra, kind: str, n: int, processes: int, threads: int, latency_ms: float
-) -> tuple[float, float, float, int]:
-    """(photos/s first to last vectorized, photos/s trigger to last, worker CPU ms per photo, failed)."""
+) -> tuple[float, float, dict[str, float], int]:
+    """(photos/s first to last vectorized, photos/s trigger to last, CPU ms per photo of each part, failed)."""
     from backlane.clients.storage import DirectoryStorage
     from devtools.sample import create_photos
 
@@ -79,14 +79,19 @@ def drain(
     )
     queues = h.Queues(infra.amqp_url)
     with h.stopping(stack):
-        _, url = stack.start_simulator(None, "--latency-ms", str(latency_ms))
+        simulator, url = stack.start_simulator(None, "--latency-ms", str(latency_ms))
         stack.env[f"BACKLANE_{PIPELINE.upper()}__BASE_URL"] = url
         create_photos(db, DirectoryStorage(storage), PIPELINE, n, datetime.now(UTC))
         worker = stack.start_worker(processes, threads)
         queues.wait_consumers(PIPELINE, processes, worker)
         queues.wait_consumers("discover", processes, worker)
-        assert worker.proc is not None
-        before = h.cpu_seconds(worker.proc.pid)
+        parts = {
+            "worker": worker.proc.pid if worker.proc else None,
+            "simulator": simulator.proc.pid if simulator.proc else None,
+            "database": infra.postgres_pid if kind == "postgresql" else None,
+            "rabbitmq": infra.rabbitmq.pid if infra.rabbitmq else None,
+        }
+        before = {name: h.cpu_seconds(pid) for name, pid in parts.items()}
         started = time.monotonic()
         subprocess.run(
             [sys.executable, "-m", "backlane.cli", "trigger", PIPELINE],
@@ -96,13 +101,13 @@ def drain(
             check=True,
         )
         done = h.wait_for(lambda: vectorized(db) >= n, timeout=TIMEOUT, interval=0.2, procs=[worker])
-        cpu = h.cpu_seconds(worker.proc.pid) - before
+        cpu = {name: (h.cpu_seconds(pid) - before[name]) * 1000 / n for name, pid in parts.items()}
         first, last, count, failed = span(db)
     queues.close()
     db.dispose()
     assert count == n, f"{count} photos vectorized, {n} expected"
     seconds = (last - first).total_seconds()
-    return (n - 1) / seconds, n / (done - started), cpu * 1000 / n, failed
+    return (n - 1) / seconds, n / (done - started), cpu, failed
 
 
 def main() -> None:
@@ -127,7 +132,7 @@ def main() -> None:
                     load = h.load()
                     h.log(f"{kind}: {n} photos, {processes}x{threads}, bound {bound:,.0f}/s, load {load} ...")
                     rate, wall, cpu, failed = drain(infra, kind, n, processes, threads, latency_ms)
-                    h.log(f"  {rate:,.1f} photos/s ({wall:,.1f} from the trigger), worker CPU {cpu:.2f} ms/photo")
+                    h.log(f"  {rate:,.1f} photos/s ({wall:,.1f} from the trigger), CPU ms/photo {cpu}")
                     rows.append(
                         [
                             kind,
@@ -137,7 +142,7 @@ def main() -> None:
                             rate,
                             f"{rate / bound:.0%}" if latency_ms > 0 else "-",
                             wall,
-                            f"{cpu:.2f}",
+                            " / ".join(f"{cpu[k]:.2f}" for k in ("worker", "simulator", "database", "rabbitmq")),
                             failed,
                             load,
                         ]
@@ -153,7 +158,7 @@ def main() -> None:
                 "backlane photos/s",
                 "of bound",
                 "photos/s from the trigger",
-                "worker CPU ms/photo",
+                "CPU ms/photo: worker / sim / db / broker",
                 "failed",
                 "load before",
             ],
@@ -165,7 +170,9 @@ def main() -> None:
                 f" --latency-ms {latency_ms:.0f}) -> database",
                 "backlane photos/s = (N - 1) / (last vectorized_at - first): the steady rate, without the"
                 " CLI's start-up and the first fetch; from the trigger: N / (N-th row seen - trigger started)",
-                "worker CPU: /proc utime + stime of the dramatiq process tree during the drain",
+                "CPU ms/photo: CPU time each part used during the drain, per photo (/proc utime + stime of"
+                " each process tree: the dramatiq workers, the simulator, PostgreSQL (0 for SQLite: in the"
+                " workers), the RabbitMQ node)",
                 "load before: the machine's 1-minute load average before each run (a shared machine)",
             ],
         )
