@@ -17,7 +17,9 @@ gives them the same hooks over one framework table (:class:`~backlane.db.models.
 * ``on_failure`` keeps the reason on the item's record, ``failed_reason`` reads it (a
   redelivery after that is dead-lettered again), ``reopen`` (a requeued dead letter) forgets it;
 * ``stats``: in flight (leased), done (the tally), failed (records with a reason); due is
-  not known without listing, so it is not counted.
+  not known without listing, so it is not counted;
+* ``failed_items``: the items that failed for good, newest first, each with its reason and
+  when, one bounded page at a time (the dashboard's pipeline page lists them).
 
 Declared as ``Pipeline(process=ITEMS.process(work), **ITEMS.hooks(), ...)``; the items are
 strings (``check`` validates each before it is claimed and again when its message comes).
@@ -43,6 +45,17 @@ if TYPE_CHECKING:
 
 #: Longest item text: an S3 key is at most 1,024 bytes.
 MAX_ITEM_CHARS = 1024
+#: Deepest page of failed items: OFFSET costs grow with it.
+MAX_FAILED_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class FailedItems:
+    """One page of the items that failed for good: ``rows`` of ``{"item", "reason", "failed_at"}``,
+    newest first; ``next_page``: the page to ask for next, None when this is the last."""
+
+    rows: list[dict[str, Any]]
+    next_page: int | None = None
 
 
 def item_hash(item: str) -> str:
@@ -75,6 +88,7 @@ class ListedItems:
             "failed_reason": self.failed_reason,
             "reopen": self.reopen,
             "stats": self.stats,
+            "failed_items": self.failed_items,
         }
 
     # --- discover -----------------------------------------------------------------------------
@@ -186,13 +200,28 @@ class ListedItems:
             tally = session.get(PipelineTally, ctx.pipeline.name)
         return {"in_flight": int(in_flight), "done": tally.done if tally is not None else 0, "failed": int(failed)}
 
-    def failures(self, ctx: Context[Any], limit: int = 50) -> list[dict[str, Any]]:
-        """The items that failed for good, latest first, with their reasons (the dashboard, tests)."""
+    def failed_items(self, ctx: Context[Any], limit: int = 50, page: int = 0, search: str = "") -> FailedItems:
+        """The items that failed for good, latest first, with their reasons: ``limit`` of them from
+        ``page`` (at most :data:`MAX_FAILED_PAGE`); ``search``: only the item that is exactly it.
+        Reads this pipeline's records only (the primary key's first column); the table holds
+        items in flight and failed, never those done."""
+        page = min(max(page, 0), MAX_FAILED_PAGE)
+        where = [ListedItem.pipeline == ctx.pipeline.name, ListedItem.failed_reason.is_not(None)]
+        if search.strip():
+            where.append(ListedItem.item_hash == item_hash(search.strip()))
+        query = (
+            select(ListedItem.item, ListedItem.failed_reason, ListedItem.failed_at)
+            .where(*where)
+            .order_by(ListedItem.failed_at.desc(), ListedItem.item_hash)
+            .offset(page * limit)
+            .limit(limit + 1)
+        )
         with ctx.db.transaction() as session:
-            rows = session.execute(
-                select(ListedItem.item, ListedItem.failed_reason, ListedItem.failed_at)
-                .where(ListedItem.pipeline == ctx.pipeline.name, ListedItem.failed_reason.is_not(None))
-                .order_by(ListedItem.failed_at.desc())
-                .limit(limit)
-            ).all()
-        return [{"item": item, "reason": reason, "failed_at": at} for item, reason, at in rows]
+            found = session.execute(query).all()
+        rows = [{"item": item, "reason": reason, "failed_at": at} for item, reason, at in found[:limit]]
+        more = len(found) > limit and page < MAX_FAILED_PAGE
+        return FailedItems(rows, page + 1 if more else None)
+
+    def failures(self, ctx: Context[Any], limit: int = 50) -> list[dict[str, Any]]:
+        """The items that failed for good, latest first, with their reasons (the first page)."""
+        return self.failed_items(ctx, limit).rows

@@ -26,6 +26,7 @@ from backlane.settings import PipelineSettings, Settings
 if TYPE_CHECKING:
     from backlane.core.clock import Clock
     from backlane.core.health import HealthRow
+    from backlane.core.listed import FailedItems
     from backlane.core.runtime import Runtime
     from backlane.core.table import ItemTable
     from backlane.db.engine import Database
@@ -106,6 +107,10 @@ class Pipeline(Generic[S]):
     failed_reason: Callable[[Context[S], Item], str | None] | None = None
     #: Counts for ``backlane status``: due, in_flight, done, failed (see backlane.db.claims.status_counts).
     stats: Callable[[Context[S]], dict[str, int]] | None = None
+    #: The items that failed for good, newest first, with their reasons, for a pipeline whose
+    #: items are not rows (:class:`~backlane.core.listed.ListedItems` gives it): ``(ctx, limit,
+    #: page, search)``, one bounded page; the dashboard's pipeline page lists them.
+    failed_items: Callable[[Context[S], int, int, str], FailedItems] | None = None
     #: Its health, one typed row per part (a section, an upstream API), for /health, status and
     #: the dashboard (see :class:`backlane.core.health.HealthRow`).
     health: Callable[[Context[S]], Sequence[HealthRow]] | None = None

@@ -124,6 +124,10 @@ def test_the_demo_shows_every_pipeline_and_explains_its_failures(shared_broker: 
         "products.jsonl written: 250 products",
         "staging: acme 8 completed, 1 failed",
         "globex 15 completed, 0 failed",
+        "photos most similar to product_photos photo",  # its own nearest first, else the demo fails
+        "photos most similar to delivery_photos photo",
+        "stale objects deleted under search-images/",
+        "beside the prefix kept",
         # every failure explained, and how to requeue it
         "escapes the storage root",
         "answered 422: a scrape batch needs a non-empty list of urls",

@@ -6,6 +6,7 @@ between them."""
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -15,15 +16,31 @@ import dramatiq
 import pytest
 
 from actors.cleanup import STALE_OBJECTS
+from backlane.app import App as LoadedApp
 from backlane.clients.s3 import S3Unavailable
 from backlane.clients.storage import DirectoryStorage, Storage, storage_from_settings
 from backlane.core.discovery import discover
 from backlane.core.registry import REGISTRY
+from backlane.operations.dashboard import create_app
+from backlane.settings import DashboardSettings
 from devtools.infra.s3 import S3Target
 from tests.integration.conftest import App
 from tests.waiting import wait_until
 
+with warnings.catch_warnings():  # Starlette >= 1.x would rather have httpx2; httpx is what backlane uses
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
 PREFIX = "search-images/"
+
+
+def dashboard(app: App, **settings: Any) -> TestClient:
+    """The dashboard's app in process, over this test's broker and database."""
+    return TestClient(
+        create_app(LoadedApp(REGISTRY, app.runtime), DashboardSettings(refresh_seconds=0, **settings)),
+        follow_redirects=False,
+        base_url="http://127.0.0.1",
+    )
 
 
 @pytest.fixture(params=["directory", "s3"])
@@ -173,3 +190,43 @@ def test_a_forged_message_outside_the_prefix_deletes_nothing(app: App, store: St
     assert store.exists("tracks/keep.mp3")
     assert any("not under BACKLANE_CLEANUP__PREFIX" in r for r in reasons()), reasons()
     assert any("escapes the storage root" in r for r in reasons()), reasons()
+
+
+def test_the_dashboard_page_lists_an_object_that_failed_for_good_with_its_reason(
+    app: App, s3: S3Target, s3_bucket: str, worker: Any
+) -> None:
+    """The cleanup page (a pipeline whose items are not rows) lists each key that failed for good,
+    with its reason and when, escaped, one bounded page at a time."""
+    if s3.reader is None:
+        pytest.fail("this test needs the bundled S3 server's read-only user (unset BACKLANE_TEST_S3_URL)")
+    app.configure("storage", **s3.settings(s3_bucket))
+    store = storage_from_settings(app.runtime.settings.storage)
+    hostile = f"{PREFIX}a&<b onmouseover=alert(1)>.jpg"
+    store.put(hostile, b"old")
+    app.clock.advance(hours=app.config("cleanup").max_age_hours + 1)
+    app.configure("storage", **s3.settings(s3_bucket, s3.reader))  # may list and read, not delete
+    cleanup = REGISTRY.get("cleanup")
+
+    assert discover(cleanup).enqueued == 1
+    wait_until(lambda: cleanup_stats()["failed"] == 1, timeout=30, what="the refused delete recorded")
+    app.clock.advance(seconds=5)
+    cleanup.process_actor.send("tracks/keep.mp3")  # a forged message: fails for good, deletes nothing
+    wait_until(lambda: cleanup_stats()["failed"] == 2, timeout=30, what="the forged key recorded")
+
+    with dashboard(app, page_size=1) as client:
+        first = client.get("/pipelines/cleanup")
+        assert first.status_code == 200, first.text
+        html = first.text
+        assert "Failed for good" in html
+        assert 'data-count="failed">2<' in html
+        # The newest first: the forged key, with its reason and when; one per page, then "Older".
+        assert "tracks/keep.mp3" in html and "not under BACKLANE_CLEANUP__PREFIX" in html
+        assert "page=1" in html and "Older" in html
+        older = client.get("/pipelines/cleanup?page=1").text
+        assert "AccessDenied" in older, older
+        assert "<b onmouseover" not in older and "a&amp;&lt;b onmouseover=alert(1)&gt;.jpg" in older
+        assert app.clock.now().strftime("%Y-%m-%d") in older
+        assert "page=2" not in older, "two failures, one per page: no third page"
+        found = client.get("/pipelines/cleanup", params={"q": hostile}).text
+        assert "AccessDenied" in found and "tracks/keep.mp3" not in found
+    assert store.exists(hostile)

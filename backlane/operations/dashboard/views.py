@@ -2,7 +2,8 @@
 
 The overview is ``backlane status`` (:func:`~backlane.operations.status.collect_status`) with
 RabbitMQ's answers cached, plus each pipeline's next tick and throughput; a pipeline's page
-is its counts and health rows (the same hooks) and its rows (:mod:`.items`); dead letters
+is its counts and health rows (the same hooks) and its rows (:mod:`.items`), or, for a pipeline
+whose items are not rows, those that failed for good (its ``failed_items`` hook); dead letters
 are :func:`~backlane.operations.dead_letters.list_dead_letters`; health is the broker and
 database checks of ``/health`` plus each worker's own ``/health``. Nothing here writes.
 """
@@ -23,7 +24,7 @@ from backlane.operations import dead_letters as admin
 from backlane.operations.dashboard.cache import Cached, Throughput
 from backlane.operations.dashboard.charts import pipeline_charts, pipeline_sparkline
 from backlane.operations.dashboard.history import History, Sampler
-from backlane.operations.dashboard.items import STATES, ItemPage, list_items
+from backlane.operations.dashboard.items import STATES, ItemPage, _cell, list_items
 from backlane.operations.health import HEALTHY, check_database
 from backlane.operations.status import collect_status, probe_broker, queue_row, read_queues
 from backlane.resilience.rate_limit import current_holds
@@ -210,7 +211,17 @@ class Views:
         result["description"] = registered.pipeline.description
         result["can_trigger_rows"] = registered.pipeline.trigger is not None
         result["charts"] = pipeline_charts(self.history, name)
-        if table is None or status["database"]["health"] != HEALTHY:
+        healthy = status["database"]["health"] == HEALTHY
+        if table is None:
+            # Items that are not rows (listed from a store): the ones that failed for good, with why.
+            failed_items = registered.pipeline.failed_items
+            result["listed"] = failed_items is not None
+            if failed_items is not None and healthy:
+                listing = failed_items(registered.context(), self.settings.page_size, page or 0, search)
+                rows = [{key: _cell(value) for key, value in row.items()} for row in listing.rows]
+                result["listed_failures"] = {"rows": rows, "next_page": listing.next_page}
+            return result
+        if not healthy:
             return result
         ctx = registered.context()
         state = state if state in STATES else ("all" if search else "")
