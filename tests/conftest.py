@@ -136,3 +136,14 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Target]:
 def s3_bucket(s3: S3Target) -> str:
     """A new, empty bucket on the session's S3 server."""
     return s3.new_bucket()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave ``by_hand`` tests (runs of minutes that a script runs whole) out of the default run,
+    as deselected, which pytest's summary counts; BACKLANE_TEST_BY_HAND=1 keeps them."""
+    if os.environ.get("BACKLANE_TEST_BY_HAND") == "1":
+        return
+    by_hand = [item for item in items if item.get_closest_marker("by_hand")]
+    if by_hand:
+        config.hook.pytest_deselected(items=by_hand)
+        items[:] = [item for item in items if not item.get_closest_marker("by_hand")]

@@ -108,6 +108,7 @@ def catalog_system(rabbitmq: Any, database_url: str, tmp_path: Path) -> Iterator
     db.dispose()
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # the limits live in RabbitMQ, not the database
 def test_two_workers_keep_each_endpoint_limit_apart_and_honour_its_wait(catalog_system: CatalogSystem) -> None:
     system = catalog_system
     system.stack.start_worker(processes=1, threads=4)

@@ -186,6 +186,7 @@ def test_confirmed_publishes_survive_the_leader_being_killed(infra: ClusterInfra
     infra.wait_cluster_whole()
 
 
+@pytest.mark.by_hand  # 3 minutes: scripts/cluster-faults runs it, and BACKLANE_TEST_BY_HAND=1 here
 def test_a_node_killed_mid_run_loses_nothing_and_places_nothing_twice(infra: ClusterInfra) -> None:
     """Transient API failures (retries through the .DQ delay queues) and orders the API rejects
     for good (failed rows, dead letters in the quorum .XQ) too, while the orders leader dies."""

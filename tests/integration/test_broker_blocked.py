@@ -139,7 +139,9 @@ def test_the_clock_sends_again_a_tick_rabbitmq_held_so_the_worker_does_not_skip_
         finally:
             connection.close()
         assert len(stamps) == 2, stamps
-        assert max(stamps) >= built_at.add(seconds=broker_module.TICK_RESEND_AFTER), f"one copy stamped when it left, not {stamps}"
+        assert max(stamps) >= built_at.add(seconds=broker_module.TICK_RESEND_AFTER), (
+            f"one copy stamped when it left, not {stamps}"
+        )
     finally:
         broker.flush(queue)
         broker.close()

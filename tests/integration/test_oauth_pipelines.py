@@ -89,6 +89,7 @@ def export_runs(app: App, export_id: int) -> list[ExportRun]:
         return list(session.scalars(select(ExportRun).where(ExportRun.export_id == export_id)))
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # CI cost; the others run on SQLite
 def test_orders_and_an_export_across_token_expiries_one_token_request_each(
     app: App, worker: Any, protected: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -133,7 +134,7 @@ def test_orders_and_an_export_across_token_expiries_one_token_request_each(
     assert leaked == []
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the 2,000-order run covers both
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the 2,000-order run is on PostgreSQL
 def test_a_rejected_client_waits_named_in_one_line_and_loses_nothing(
     app: App, worker: Any, protected: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -157,7 +158,7 @@ def test_a_rejected_client_waits_named_in_one_line_and_loses_nothing(
     wait_until(lambda: order_statuses(app)["succeeded"] == 5, timeout=60, what="the orders placed once fixed")
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the 2,000-order run covers both
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the 2,000-order run is on PostgreSQL
 def test_an_identity_server_down_is_transient_and_counted_by_the_export_breaker(
     app: App, worker: Any, protected: Path
 ) -> None:
@@ -181,7 +182,7 @@ def test_an_identity_server_down_is_transient_and_counted_by_the_export_breaker(
     assert breaker() == "closed" and identity_stats(app)["issued"] == {"backlane-exports": 1}
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the 2,000-order run covers both
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the 2,000-order run is on PostgreSQL
 def test_catalog_sources_and_vendors_take_their_own_client_credentials(app: App, worker: Any) -> None:
     """Each catalog source and each staging vendor has its own ``oauth`` section."""
     from actors.catalog.sections import section_spec
