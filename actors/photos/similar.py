@@ -66,6 +66,8 @@ def most_similar(db: Database, photo_id: int, limit: int = 5, owner: str | None 
                 statement = statement.where(Photo.id > after)
             rows = session.execute(statement.order_by(Photo.id).limit(PAGE)).all()
         for row_id, vector, row_norm, subject, key in rows:
+            if vector is None:  # not possible for a vectorized photo; a hand-edited row is passed over
+                continue
             score = cosine(query, query_norm, unpack(vector), row_norm or 0.0)
             # Ties (a duplicate image): the photo itself first, then the oldest.
             entry = (score, row_id == photo_id, -row_id, Neighbour(row_id, score, subject, key))

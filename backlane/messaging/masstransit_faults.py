@@ -191,7 +191,7 @@ def build(
     headers: dict[str, Any] = dict(transferred["headers"])
     if retry_count > 0:
         headers["MT-Fault-RetryCount"] = retry_count
-    event = {
+    event: dict[str, Any] = {
         "faultId": fault_id,
         "faultedMessageId": conversation.guid(found.get("message_id")),
         "timestamp": json_datetime(now),

@@ -119,7 +119,7 @@ def envelope_bytes(
     *,
     message_id: str,
     conversation_id: str,
-    source_address: str,
+    source_address: str | None,
     destination_address: str,
     sent: datetime,
     host: HostInfo,
