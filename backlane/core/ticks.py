@@ -12,12 +12,18 @@ calls :func:`install`) and:
   (capped backoff, one warning per outage), stamped with the time it leaves so
   the worker's PeriodiqMiddleware does not skip it as stale;
 * after an outage, sends once every actor whose tick fell while it was waiting
-  (periodiq alone only looks at the minute it wakes up in).
+  (periodiq alone only looks at the minute it wakes up in);
+* between ticks, checks every :data:`ACCESS_CHECK_SECONDS` that RabbitMQ still accepts its
+  credentials (:class:`AccessWatch`): a rotated password ends the clock within seconds, with
+  the same one line and status 78 as at start-up, as the workers do, instead of at its next
+  tick, up to a minute (or a whole schedule's period) later.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -49,6 +55,9 @@ class OutageProofScheduler(periodiq.Scheduler):  # type: ignore[misc]
             # Every pipeline's section was read when the discover actors were declared.
             database = get_runtime().settings.database
             startup.check_database(database.url.get_secret_value(), database.connect_timeout, startup.CLOCK)
+            for broker in brokers.values():
+                if hasattr(broker, "faults"):
+                    AccessWatch(broker).start()
 
     def send_actors(self, actors: list[Any], now: Any) -> None:
         due = list(actors)
@@ -65,6 +74,37 @@ class OutageProofScheduler(periodiq.Scheduler):  # type: ignore[misc]
                 continue  # a tick that waited out an outage left during this minute: it stands for this one
             super().send_actors([actor], now)  # waits for RabbitMQ however long (the broker serves)
             self._sent[actor.actor_name] = self.now()
+
+
+#: How often the clock checks, between ticks, that RabbitMQ still accepts its credentials.
+ACCESS_CHECK_SECONDS = 5.0
+
+
+class AccessWatch(threading.Thread):
+    """Opens (and closes) one connection every :data:`ACCESS_CHECK_SECONDS`; a refusal ends the
+    process through the broker's own refusal path (one line, status 78). RabbitMQ away is not a
+    refusal: the ticks wait it out as they always do."""
+
+    def __init__(self, broker: Any, interval: float = ACCESS_CHECK_SECONDS) -> None:
+        super().__init__(name="backlane-access-watch", daemon=True)
+        self.broker = broker
+        self.interval = interval
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        from backlane.messaging.links import probe
+
+        url = self.broker.faults.url
+        logger.info("the clock checks every %g s that RabbitMQ still accepts its credentials", self.interval)
+        while not self.stopped.wait(self.interval):
+            try:
+                connection = probe(url, self.broker.faults.refused)
+            except Exception:  # never the clock's end: its ticks report what is wrong
+                logger.debug("access check failed", exc_info=True)
+                continue
+            if connection is not None:
+                with contextlib.suppress(Exception):
+                    connection.close()
 
 
 def _ticked_between(spec: Any, after: Any, until: Any) -> bool:
