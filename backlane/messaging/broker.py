@@ -76,6 +76,11 @@ TICK_RESEND_AFTER = 10.0
 
 #: Queue every discover actor runs on, so a per-item backlog never delays a tick.
 DISCOVER_QUEUE = "discover"
+#: Ticks a worker process holds at once (basic.qos of its ``discover`` consumer), whatever its
+#: threads: a tick is cheap to start and rare, and a process that cannot run it (frozen by a
+#: GC pause, SIGSTOP or a debugger; every thread stuck) must not sit on the ticks its live
+#: siblings would run. Dramatiq's default is 2 x threads.
+DISCOVER_PREFETCH = 1
 
 
 class BacklaneBroker(RabbitmqBroker):
@@ -246,6 +251,8 @@ class BacklaneBroker(RabbitmqBroker):
             thread_logger = logging.getLogger(f"dramatiq.worker.ConsumerThread({queue_name})")
             if not any(isinstance(f, QuietConsumerRestarts) for f in thread_logger.filters):
                 thread_logger.addFilter(QuietConsumerRestarts(self.outage))
+        if queue_name == DISCOVER_QUEUE:
+            prefetch = min(prefetch, DISCOVER_PREFETCH)
         parent = super().consume
         return self.with_reconnect(lambda: parent(queue_name, prefetch, timeout), f"consume {queue_name}")
 

@@ -9,6 +9,7 @@ import pytest
 
 from backlane.messaging.broker import BacklaneBroker
 from backlane.messaging.publishing import Outgoing, UnroutableMessages
+from tests.waiting import wait_until
 
 
 def queue_info(rabbitmq: Any, name: str) -> dict[str, Any]:
@@ -49,3 +50,21 @@ def test_a_message_nobody_can_route_is_an_error_not_a_silent_drop(rabbitmq: Any)
             broker.publish([Outgoing("no_such_queue_anywhere", b"{}", "lost-1")])
     finally:
         broker.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_worker_process_holds_one_tick_at_a_time(app: Any, worker: Any) -> None:
+    """A frozen process must not sit on the ticks its siblings would run (issue 27): its discover
+    consumer's prefetch is 1 whatever its threads, the work queues keep Dramatiq's 2 x threads."""
+    from backlane.messaging.broker import DISCOVER_PREFETCH, DISCOVER_QUEUE
+
+    auth = ("guest", "guest")
+
+    def prefetch_of() -> dict[str, int]:
+        consumers = httpx.get(f"{app.rabbitmq.management_url}/api/consumers", auth=auth, timeout=10).json()
+        return {c["queue"]["name"]: c["prefetch_count"] for c in consumers}
+
+    wait_until(lambda: DISCOVER_QUEUE in prefetch_of(), timeout=30, what="the discover consumer")
+    counts = prefetch_of()
+    assert counts[DISCOVER_QUEUE] == DISCOVER_PREFETCH == 1
+    assert counts["orders"] == 16, counts
