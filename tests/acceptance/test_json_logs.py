@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 import httpx
+import pytest
 
 from devtools.infra.ports import free_port
 from tests.acceptance.conftest import System
@@ -86,6 +87,7 @@ def _run(system: System, log_format: str, orders: int) -> tuple[list[int], str, 
     return ids, worker.log_path.read_text(), clock.log_path.read_text(), command.stderr
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # the database URL with a password
 def test_no_secret_in_any_text_line(system: System) -> None:
     orders, worker_log, clock_log, command_log = _run(system, "text", 5)
     for text in (worker_log, clock_log, command_log):
@@ -94,6 +96,7 @@ def test_no_secret_in_any_text_line(system: System) -> None:
     assert "[DEBUG]" in command_log or " DEBUG " in command_log, "-v wrote its debug lines"
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # the database URL with a password
 def test_every_line_of_the_worker_clock_and_a_command_is_json_with_the_outcomes_fields(system: System) -> None:
     orders, worker_log, clock_log, command_log = _run(system, "json", 20)
     for text in (worker_log, clock_log, command_log):

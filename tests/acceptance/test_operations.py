@@ -38,6 +38,7 @@ def db_counts(system: System) -> Counter[str]:
     return Counter(status for status, _ in rows)
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # status on SQLite: tests/integration
 def test_status_json_agrees_with_rabbitmq_and_the_database(system: System) -> None:
     system.sim("/_admin/config", {"latency_ms": 200})  # slow enough that the backlog stays visible
     system.create_orders(300)
@@ -69,6 +70,7 @@ def test_status_json_agrees_with_rabbitmq_and_the_database(system: System) -> No
     assert orders["queue_depth"]["dead_lettered"] == 0
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the requeue is RabbitMQ's
 def test_a_requeued_dead_letter_completes_once_its_cause_is_fixed(system: System) -> None:
     system.stack.env["BACKLANE_ORDERS__CREATED_GRACE_SECONDS"] = "1"
     system.stack.env["BACKLANE_ORDERS__CREATED_RECHECK_SECONDS"] = "0.2"
@@ -101,6 +103,7 @@ def test_a_requeued_dead_letter_completes_once_its_cause_is_fixed(system: System
     assert json.loads(system.cli("dead-letters", "list", "--json").stdout) == []
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # SQLite: test_worker_supervision
 def test_sigterm_during_a_run_loses_nothing_and_duplicates_nothing(system: System) -> None:
     system.sim("/_admin/config", {"latency_ms": 30})
     system.create_orders(300)
