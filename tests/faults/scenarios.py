@@ -378,7 +378,7 @@ SCENARIOS = [
     Entry("api_slow_past_timeout", api_slow_past_timeout, False),
     Entry("rate_limited_429", rate_limited_429, False),
     Entry("order_created_x10", order_created_x10, True),
-    Entry("malformed_messages", malformed_messages, True),
+    Entry("malformed_messages", malformed_messages, False),  # CI: test_poison_messages, test_forged_messages
     Entry("work_queue_deleted", work_queue_deleted, False),
     Entry("two_clocks_three_workers", two_clocks_three_workers, False),
     Entry("sigterm_mid_run", sigterm_mid_run, False),  # CI: test_operations, test_worker_supervision
