@@ -228,6 +228,16 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
+def process_parts(worker: Any, simulator: Any, infra: Infra, database_kind: str) -> dict[str, int | None]:
+    """The PID of each part of a run whose CPU a benchmark reports (None: not this run's)."""
+    return {
+        "worker": worker.proc.pid if worker.proc else None,
+        "simulator": simulator.proc.pid if simulator.proc else None,
+        "database": infra.postgres_pid if database_kind == "postgresql" else None,
+        "rabbitmq": infra.rabbitmq.pid if infra.rabbitmq else None,
+    }
+
+
 def cpu_seconds(pid: int | None) -> float:
     """CPU time (user + system) used so far by ``pid`` and its descendants, living or reaped."""
     if pid is None:

@@ -81,12 +81,7 @@ def backlane(infra: h.Infra, kind: str, n: int, processes: int, threads: int) ->
         worker = stack.start_worker(processes, threads)
         queues.wait_consumers("orders", processes, worker)
         queues.wait_consumers("discover", processes, worker)
-        parts = {
-            "worker": worker.proc.pid if worker.proc else None,
-            "simulator": simulator.proc.pid if simulator.proc else None,
-            "database": infra.postgres_pid if kind == "postgresql" else None,
-            "rabbitmq": infra.rabbitmq.pid if infra.rabbitmq else None,
-        }
+        parts = h.process_parts(worker, simulator, infra, kind)
         before = {name: h.cpu_seconds(pid) for name, pid in parts.items()}
         started = time.monotonic()
         REGISTRY.get("orders").discover_actor.send()
