@@ -46,6 +46,8 @@ UNAVAILABLE = "unavailable"
 RETRIES_LOGGER = "dramatiq.middleware.retries.Retries"
 RETRYING = "Retrying message %r in %d milliseconds."
 _DIGIT = re.compile(r"[0-9]")
+#: The record's attribute that keeps the decision, so each record counts once whatever the handlers.
+_DECIDED = "_backlane_repeat_admitted"
 
 Kind = tuple[str, str, str, tuple[str, ...]]
 
@@ -100,12 +102,16 @@ class RepeatedFailures(logging.Filter):
         return self.repeats.interval
 
     def filter(self, record: logging.LogRecord) -> bool:
+        decided = getattr(record, _DECIDED, None)
+        if decided is not None:  # another handler's filter counted this record already
+            return bool(decided)
         kind = _kind_of(record)
-        if kind is None:
-            return True
-        admitted, dropped, elapsed = self.repeats.admit(kind)
-        if admitted and dropped:
-            _say_dropped(record, dropped, elapsed)
+        admitted = True
+        if kind is not None:
+            admitted, dropped, elapsed = self.repeats.admit(kind)
+            if admitted and dropped:
+                _say_dropped(record, dropped, elapsed)
+        setattr(record, _DECIDED, admitted)
         return admitted
 
 

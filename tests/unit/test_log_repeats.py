@@ -130,3 +130,15 @@ def test_an_outage_holds_back_unavailable_outcomes_and_dramatiq_retry_lines(
     assert log_repeats.admit_outcome(later) and later["not_shown"] == 99
     retries.info(log_repeats.RETRYING, "a-1", 300)
     assert handler.lines[-1].endswith("(99 more like this in the last 61 s, not shown)")
+
+
+def test_a_record_is_counted_once_whatever_the_number_of_handlers() -> None:
+    repeats = Repeats(60, clock=lambda: 0.0)
+    console, file = Lines(), Lines()
+    for handler in (console, file):
+        handler.addFilter(RepeatedFailures(repeats))
+    logger = logging.getLogger("tests.log_repeats.two_handlers")
+    logger.handlers, logger.propagate = [console, file], False
+    for _ in range(3):
+        logger.error("the database is away")
+    assert console.lines == file.lines == ["the database is away"]
