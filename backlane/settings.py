@@ -448,7 +448,7 @@ class Settings(BaseSettings):
     #: once: its repeats are counted and the next one written says how many were not shown, so
     #: an outage is a line per kind per interval, not a traceback per attempt. 0 writes every one.
     #: An item's outcome line is never held back.
-    log_repeat_seconds: float = Field(default=60.0, ge=0)
+    log_repeat_seconds: float = Field(default=60.0, ge=0, le=24 * 3600, allow_inf_nan=False)
 
 
 def env_name(location: tuple[str | int, ...]) -> str:

@@ -34,6 +34,9 @@ def test_nested_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) 
         ("BACKLANE_ORDERS__TICK", "every minute"),
         ("BACKLANE_BROKER__QUEUE_TYPE", "fast"),
         ("BACKLANE_RETRIES__MIN_BACKOFF_MS", "soon"),
+        ("BACKLANE_LOG_REPEAT_SECONDS", "-1"),
+        ("BACKLANE_LOG_REPEAT_SECONDS", "1e400"),  # inf: every kind written once, for ever
+        ("BACKLANE_LOG_REPEAT_SECONDS", "nan"),
     ],
 )
 def test_a_bad_setting_names_its_variable(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> None:
