@@ -418,6 +418,23 @@ class TracingSettings(Section):
     service_name: str | None = None
 
 
+class ControlSettings(Section):
+    """What operators change while the system runs (pauses, runtime settings, the audit trail;
+    see docs/operating.md, "Changing a running system")."""
+
+    #: How often a worker and the clock read the pauses and runtime settings, seconds: a pause
+    #: or a change takes effect on every process within about this long.
+    refresh_seconds: float = Field(default=2.0, ge=0.1, le=300, allow_inf_nan=False)
+    #: A queued item of a paused pipeline is looked at again after this long at most, seconds
+    #: (the wait grows from 1 s to it): after a resume, every item waiting runs within about this long.
+    paused_recheck_seconds: float = Field(default=15.0, ge=1, le=3600, allow_inf_nan=False)
+    #: A pause older than this is reported (status, /health, the dashboard) as one that may be
+    #: forgotten, hours; a pause is never by itself unhealthy.
+    pause_warn_hours: float = Field(default=24.0, gt=0, le=366 * 24, allow_inf_nan=False)
+    #: Operator actions and catalog refresh runs are kept this long, days.
+    audit_keep_days: float = Field(default=400.0, gt=0, le=100 * 366, allow_inf_nan=False)
+
+
 class Settings(BaseSettings):
     """Everything backlane reads from its environment."""
 
@@ -436,6 +453,7 @@ class Settings(BaseSettings):
     dashboard: DashboardSettings = DashboardSettings()
     messages: MessageSettings = MessageSettings()
     tracing: TracingSettings = TracingSettings()
+    controls: ControlSettings = ControlSettings()
     #: The application: module(s) whose import registers the pipelines (what `dramatiq` is given).
     app: str = "scheduler"
     #: Logging level of backlane's loggers.

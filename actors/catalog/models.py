@@ -124,3 +124,28 @@ class CatalogRecord(Base):
         UniqueConstraint("section", "external_id", name="uq_catalog_records_section_external"),
         Index("ix_catalog_records_retention", "section", "occurred_at"),
     )
+
+
+class CatalogRun(Base):
+    """One refresh of one section, kept as history: the data lineage the refresher promised
+    (when, from which source, what it read and changed, how it ended and why)."""
+
+    __tablename__ = "catalog_runs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    section: Mapped[str] = mapped_column(String(50))
+    #: The source it was fetched from and the URL asked.
+    source: Mapped[str] = mapped_column(String(100))
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime]
+    #: succeeded, failed (for good), retrying or waiting (this attempt; the item goes on).
+    outcome: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    #: Rows the source sent, and what the refresh wrote (None when it failed before).
+    rows_read: Mapped[int | None] = mapped_column(Integer)
+    inserted: Mapped[int | None] = mapped_column(Integer)
+    updated: Mapped[int | None] = mapped_column(Integer)
+    removed: Mapped[int | None] = mapped_column(Integer)
+    pruned: Mapped[int | None] = mapped_column(Integer)
+
+    __table_args__ = (Index("ix_catalog_runs_section_started", "section", "started_at"),)
