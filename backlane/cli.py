@@ -127,10 +127,11 @@ def _pipelines(args: argparse.Namespace) -> int:
 
 
 def _trigger(args: argparse.Namespace) -> int:
-    from backlane.operations.actions import trigger
+    from backlane.operations.audit import cli_actor
+    from backlane.operations.controls import audited_trigger
 
     app = _app(args)
-    say(trigger(app.registry, app.runtime, args.pipeline, args.target))
+    say(audited_trigger(app.registry, app.runtime, cli_actor(), args.pipeline, args.target))
     return 0
 
 
@@ -387,6 +388,10 @@ def build_parser(registry: Registry | None = None, names: list[str] | None = Non
     trigger.add_argument("pipeline", help="the pipeline's name (see `backlane pipelines`)")
     trigger.add_argument("target", nargs="?", help="handed to the pipeline's own trigger")
     trigger.set_defaults(func=_trigger)
+
+    from backlane.cli_controls import add_control_commands
+
+    add_control_commands(command, _app)
 
     status = command(
         "status",

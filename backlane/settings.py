@@ -199,6 +199,9 @@ class PipelineSettings(Section):
     #: former variables (field -> former variable without ``BACKLANE_``: ``{"base_url":
     #: "ORDER_API__BASE_URL"}``) when the section's own variable is not set.
     env_aliases: ClassVar[Mapping[str, str]] = {}
+    #: The fields an operator may change while the system runs (``backlane settings set``), as
+    #: dotted paths, ``*`` for any key of a mapping (``limiters.*.calls``); a subclass adds its own.
+    runtime_fields: ClassVar[tuple[str, ...]] = ("tick", "max_items", "max_retries", "min_backoff_ms", "max_backoff_ms")
 
     _cron = field_validator("tick")(_validate_cron)
 

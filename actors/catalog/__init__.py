@@ -23,6 +23,7 @@ from dramatiq.middleware.time_limit import TimeLimitExceeded
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from actors.catalog import runs
 from actors.catalog.claims import (
     SECTION_BUSY,
     SECTION_PUBLISH,
@@ -67,10 +68,12 @@ def plans(config: CatalogSettings) -> dict[str, tuple[bool, timedelta]]:
 
 def fetch(ctx: CatalogContext, limit: int) -> list[dict[str, str]]:
     config = ctx.config
+    # A paused section is not claimed; it stays due, and is claimed again once resumed.
+    running = {name: (enabled and ctx.paused(name) is None, every) for name, (enabled, every) in plans(config).items()}
     with ctx.db.transaction() as session:
         return claim_due_sections(
             session,
-            plans=plans(config),
+            plans=running,
             now=ctx.clock.now(),
             max_concurrent=min(config.max_concurrent, limit),
             lease=timedelta(seconds=config.lease_seconds),
@@ -86,6 +89,12 @@ def _parse(item: Any) -> tuple[str, str]:
 def process(ctx: CatalogContext, item: Any) -> None:
     name, token = _parse(item)
     config = ctx.config
+    if ctx.paused(name) is not None:
+        # Paused after it was claimed: give its slot back now (not when the lease ends); it
+        # stays due, and discover claims it again once it is resumed.
+        _release(ctx, name, token)
+        ctx.log.info("catalog %s is paused; its refresh waits for it to be resumed", name)
+        return
     with ctx.db.transaction() as session:
         verdict = start_section_refresh(
             session,
@@ -107,10 +116,19 @@ def process(ctx: CatalogContext, item: Any) -> None:
     _publish_and_release(ctx, name, token)
 
 
+def _release(ctx: CatalogContext, name: str, token: str) -> None:
+    with ctx.db.transaction() as session:
+        row = _claimed_row(session, name, token)
+        if row is not None:
+            row.lease_until = row.lease_token = None
+            row.updated_at = ctx.clock.now()
+
+
 def _refresh(ctx: CatalogContext, name: str, token: str) -> None:
     config = ctx.config
     spec = SECTIONS[name]
     started = time.monotonic()
+    started_at = ctx.clock.now()
     retention = config.sections[name].retention_days
     try:
         items = fetch_section(ctx.db, ctx.clock, config, spec)
@@ -120,6 +138,8 @@ def _refresh(ctx: CatalogContext, name: str, token: str) -> None:
             counts = apply_section(
                 session, spec, items, now=now, retention=timedelta(days=retention) if retention else None
             )
+            runs.record(session, spec, started_at, now, "succeeded", rows_read=len(items), counts=counts)
+            runs.prune(session, name, now - timedelta(days=ctx.settings.controls.audit_keep_days))
             row.last_success_at = row.updated_at = now
             row.last_duration_ms = round((time.monotonic() - started) * 1000, 1)
             row.last_outcome, row.last_error, row.last_counts = "succeeded", None, counts.as_dict()
@@ -127,7 +147,7 @@ def _refresh(ctx: CatalogContext, name: str, token: str) -> None:
             if row.requested_at is not None and row.claimed_at is not None and row.requested_at <= row.claimed_at:
                 row.requested_at = None
     except (Exception, TimeLimitExceeded) as exc:
-        _record_attempt(ctx, name, token, exc, time.monotonic() - started)
+        _record_attempt(ctx, name, token, exc, time.monotonic() - started, started_at)
         raise
     ctx.log.info("catalog %s refreshed: %s", name, counts.as_dict())
 
@@ -146,7 +166,9 @@ def _claimed_row(session: Session, name: str, token: str) -> CatalogSection | No
     return row if row is not None and row.lease_token == token else None
 
 
-def _record_attempt(ctx: CatalogContext, name: str, token: str, exc: BaseException, elapsed: float) -> None:
+def _record_attempt(
+    ctx: CatalogContext, name: str, token: str, exc: BaseException, elapsed: float, started_at: datetime
+) -> None:
     """Give the slot back and say why; discover leaves the section to its retry until ``hold_until``."""
     error = TransientError("time limit exceeded") if isinstance(exc, TimeLimitExceeded) else classify(exc)
     if isinstance(error, DelayedRetry):
@@ -162,6 +184,7 @@ def _record_attempt(ctx: CatalogContext, name: str, token: str, exc: BaseExcepti
         row.lease_until, row.hold_until = None, now + timedelta(seconds=hold)
         row.last_outcome, row.last_error = outcome, f"[{error.kind}] {error.reason}"[:2000]
         row.last_duration_ms, row.updated_at = round(elapsed * 1000, 1), now
+        runs.record(session, SECTIONS[name], started_at, now, outcome, reason=row.last_error)
         if not isinstance(error, DelayedRetry):
             row.consecutive_failures += 1
 
@@ -202,6 +225,7 @@ def on_failure(ctx: CatalogContext, item: Any, reason: str) -> None:
         row.lease_until = row.lease_token = None
         row.hold_until = now + timedelta(minutes=ctx.config.sections[name].interval_minutes)
         row.last_outcome, row.last_error, row.updated_at = "failed", reason[:2000], now
+        runs.settle_last(session, name, reason)
 
 
 def health(ctx: CatalogContext) -> list[HealthRow]:
@@ -279,6 +303,8 @@ CATALOG = register(
         description="refresh each catalog section from its source on its own interval",
         trigger=trigger_section,
         trigger_when=trigger_when,
+        parts=lambda _ctx: list(SECTIONS),
+        history=lambda ctx, section, limit: runs.history(ctx.db, section, limit),
         actor_options=lambda config: {"time_limit": int(config.refresh_time_limit_seconds * 1000)},
         events=lambda config: [event_topology(config)],
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -135,6 +135,17 @@ class CatalogSettings(PipelineSettings):
         default_factory=lambda: {
             k: CatalogLimiterSettings.model_validate(v) for k, v in CATALOG_LIMITER_DEFAULTS.items()
         }
+    )
+
+    #: Changed at runtime (`backlane settings set`) besides the common ones: its own limits.
+    runtime_fields: ClassVar[tuple[str, ...]] = (
+        *PipelineSettings.runtime_fields,
+        "max_concurrent",
+        "breaker_failure_threshold",
+        "breaker_open_seconds",
+        "limiters.*.calls",
+        "limiters.*.window_seconds",
+        "sections.*.interval_minutes",
     )
 
     _sections = field_validator("sections", mode="before")(_merge_defaults(CATALOG_SECTION_DEFAULTS, "sections"))

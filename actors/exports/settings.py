@@ -39,6 +39,12 @@ class ExportsSettings(TableSettings, ApiSettings):
     breaker_failure_threshold: int = Field(default=3, ge=1)
     #: ... for this many seconds.
     breaker_open_seconds: float = Field(default=30.0, gt=0, le=24 * 3600)
+    #: Changed at runtime (`backlane settings set`) besides the common ones: its own limits.
+    runtime_fields: ClassVar[tuple[str, ...]] = (
+        *TableSettings.runtime_fields,
+        "breaker_failure_threshold",
+        "breaker_open_seconds",
+    )
     #: The health check (GET /health) gives up after this many seconds and counts as down.
     health_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
     #: Products per page requested from the product API.

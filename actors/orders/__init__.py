@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any, cast
 
 from dramatiq.middleware import CurrentMessage
-from sqlalchemy import CursorResult, case, select
+from sqlalchemy import CursorResult, case, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -68,6 +68,10 @@ ORDER_ROWS = ItemTable(
     },
     search=(Order.request_id, Order.external_order_id, Order.mt_conversation_id),
     reason=Order.failure_reason,
+    # Only an order not yet placed can be cancelled here: one placed is the order API's to cancel.
+    cancel=lambda why, now: {"status": OrderStatus.CANCELLED.value, "failure_reason": why, "settled_at": now},
+    cancellable=Order.external_order_id.is_(None),
+    cancelled=Order.status == OrderStatus.CANCELLED.value,
 )
 
 
@@ -117,15 +121,39 @@ def process(ctx: OrdersContext, item: Any) -> None:
         if remote.status != "pending":
             raise PermanentError(f"order API reports unknown status {remote.status!r} for {remote.external_id}")
         lease_until = ctx.clock.now() + timedelta(seconds=config.status_poll_seconds + config.lease_seconds)
-        ORDER_ROWS.update(ctx, order_id, status=OrderStatus.PLACED.value, lease_until=lease_until, **placed_now)
+        placed = ORDER_ROWS.update(
+            ctx, order_id, status=OrderStatus.PLACED.value, lease_until=lease_until, **placed_now
+        )
+        if not placed and placed_now:
+            _placed_while_cancelled(ctx, order_id, placed_now["external_order_id"])
+            return
         raise NotReady(f"order {remote.external_id} is still pending", config.status_poll_seconds)
-    ORDER_ROWS.update(
+    settled = ORDER_ROWS.update(
         ctx,
         order_id,
         status=final.value,
         settled_at=ctx.clock.now(),
         failure_reason=None if final is OrderStatus.SUCCEEDED else "rejected by the order API",
         **placed_now,
+    )
+    if not settled and placed_now:
+        _placed_while_cancelled(ctx, order_id, placed_now["external_order_id"])
+
+
+def _placed_while_cancelled(ctx: OrdersContext, order_id: int, external_id: str) -> None:
+    """An operator cancelled the order while this worker was placing it (the call was already
+    on its way): keep the order API's id on the cancelled row and say so, loudly, for the
+    order is placed there and only the order API can cancel it now."""
+    with ctx.db.transaction() as session:
+        session.execute(
+            update(Order)
+            .where(Order.id == order_id, Order.status == OrderStatus.CANCELLED.value)
+            .values(external_order_id=external_id, updated_at=ctx.clock.now())
+        )
+    ctx.log.warning(
+        "order %s was cancelled while it was being placed: it is placed at the order API as %s; cancel it there",
+        order_id,
+        external_id,
     )
 
 

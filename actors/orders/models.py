@@ -17,6 +17,7 @@ class OrderStatus(StrEnum):
     PLACED = "placed"  # placed; following its status at the API
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # by an operator before it was placed (backlane orders cancel)
 
 
 #: Orders discover still has work for.

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
@@ -42,6 +42,12 @@ class PhotosSettings(TableSettings, ApiSettings):
     breaker_failure_threshold: int = Field(default=5, ge=1)
     #: ... for this many seconds.
     breaker_open_seconds: float = Field(default=60.0, gt=0, le=24 * 3600)
+    #: Changed at runtime (`backlane settings set`) besides the common ones: its own limits.
+    runtime_fields: ClassVar[tuple[str, ...]] = (
+        *TableSettings.runtime_fields,
+        "breaker_failure_threshold",
+        "breaker_open_seconds",
+    )
     #: Sent as ``Ocp-Apim-Subscription-Key`` (azure) or ``Authorization: Bearer`` (openai) when set.
     api_key: SecretStr | None = None
 

@@ -39,6 +39,10 @@ def discover(registered: Registered) -> TickResult:
     if not config.enabled:
         logger.info("pipeline %s is disabled; discover does nothing", registered.name)
         return TickResult(registered.name, 0, 0, 0.0)
+    pause = ctx.paused()
+    if pause is not None:
+        logger.info("pipeline %s is paused by %s; discover does nothing", registered.name, pause.paused_by)
+        return TickResult(registered.name, 0, 0, 0.0)
     limit = config.max_items
     fetch = registered.pipeline.fetch
     assert fetch is not None  # the registry refuses a pipeline without one

@@ -11,6 +11,9 @@ FAILURES_OPTION = "backlane_failures"
 WAITS_OPTION = "backlane_waits"
 #: Message option holding a final failure whose row could not be written yet: {"kind", "reason"}.
 PENDING_FAILURE_OPTION = "backlane_pending_failure"
+#: Message option counting how many times in a row the item found its pipeline paused, so its
+#: wait grows (1 s, 2 s, 4 s ... up to controls.paused_recheck_seconds).
+PAUSED_OPTION = "backlane_paused"
 #: Message option set on a dead letter an operator requeued.
 REQUEUED_OPTION = "backlane_requeued"
 #: Message option holding backlane's signature over the envelope (backlane.messaging.signing):

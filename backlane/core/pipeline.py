@@ -25,6 +25,7 @@ from backlane.settings import PipelineSettings, Settings
 
 if TYPE_CHECKING:
     from backlane.core.clock import Clock
+    from backlane.core.controls import PauseState
     from backlane.core.health import HealthRow
     from backlane.core.listed import FailedItems
     from backlane.core.runtime import Runtime
@@ -105,12 +106,23 @@ class Pipeline(Generic[S]):
     #: The reason an item's row already failed for good with, None while it has not: a message
     #: redelivered after that failure is dead-lettered again (its first letter may be lost).
     failed_reason: Callable[[Context[S], Item], str | None] | None = None
+    #: Settle items as cancelled by an operator: ``(ctx, items, "cancelled by WHO: WHY")``, the
+    #: items it cancelled (those with work left that may still be cancelled); the table gives it.
+    cancel: Callable[[Context[S], Sequence[Item], str], list[Item]] | None = None
+    #: Make cancelled items due again: ``(ctx, items, why)``, the items reopened.
+    uncancel: Callable[[Context[S], Sequence[Item], str], list[Item]] | None = None
     #: Counts for ``backlane status``: due, in_flight, done, failed (see backlane.db.claims.status_counts).
     stats: Callable[[Context[S]], dict[str, int]] | None = None
     #: The items that failed for good, newest first, with their reasons, for a pipeline whose
     #: items are not rows (:class:`~backlane.core.listed.ListedItems` gives it): ``(ctx, limit,
     #: page, search)``, one bounded page; the dashboard's pipeline page lists them.
     failed_items: Callable[[Context[S], int, int, str], FailedItems] | None = None
+    #: Its parts an operator may pause on their own (``backlane pause catalog stock``): their
+    #: names; the pipeline's own code looks at ``ctx.paused(part)`` (see :meth:`Context.paused`).
+    parts: Callable[[Context[S]], Sequence[str]] | None = None
+    #: The recorded runs of one of its parts, newest first, at most ``limit`` (catalog: a section's
+    #: refreshes, what each read and wrote): plain values, shown on the part's dashboard page.
+    history: Callable[[Context[S], str, int], Sequence[Mapping[str, Any]]] | None = None
     #: Its health, one typed row per part (a section, an upstream API), for /health, status and
     #: the dashboard (see :class:`backlane.core.health.HealthRow`).
     health: Callable[[Context[S]], Sequence[HealthRow]] | None = None
@@ -183,3 +195,9 @@ class Context(Generic[S]):
     @property
     def log(self) -> logging.Logger:
         return logging.getLogger(f"backlane.pipeline.{self.pipeline.name}")
+
+    def paused(self, part: str = "") -> PauseState | None:
+        """This pipeline's pause (``part``: one of its parts, e.g. a catalog section, or
+        ``"@inbox"``), as this process last read it (every ``controls.refresh_seconds``); None
+        while it runs."""
+        return self.runtime.controls.state().paused(self.pipeline.name, part)

@@ -33,6 +33,7 @@ from dramatiq.middleware.time_limit import TimeLimitExceeded
 from backlane.core import outcomes
 from backlane.core.options import (  # re-exported: the options' names live there
     FAILURES_OPTION,
+    PAUSED_OPTION,
     PENDING_FAILURE_OPTION,
     REQUEUED_OPTION,  # noqa: F401 - imported from here by registry and the dead-letter tools
     SIGNATURE_OPTION,
@@ -48,6 +49,7 @@ from backlane.errors import (
     classify,
     delay_ms,
 )
+from backlane.operations import metrics
 
 #: Message option counting consecutive named waits (rate limited, breaker open, not ready): a
 #: wait is never a try, yet an item fails for good after ``RetryPolicy.max_waits`` in a row.
@@ -62,6 +64,7 @@ ATTEMPT_OPTIONS = (
     WAITS_OPTION,
     DELAYS_OPTION,
     PENDING_FAILURE_OPTION,
+    PAUSED_OPTION,
     "traceback",
     "requeue_timestamp",
     "eta",
@@ -130,6 +133,7 @@ def run_item(
             )
             return
 
+    options.pop(PAUSED_OPTION, None)
     try:
         work()
     except (Exception, TimeLimitExceeded) as exc:
@@ -156,6 +160,20 @@ def run_item(
         _retry(name, item, "retry", attempt, elapsed, err, policy.backoff_ms(failures), exc)
     options.pop(WAITS_OPTION, None)
     outcomes.record(name, item, "succeeded", attempt=attempt, duration_s=time.monotonic() - started)
+
+
+def wait_while_paused(name: str, what: str, max_delay_s: float) -> NoReturn:
+    """Put the current message back for later, its item untouched: ``what`` is paused. Not an
+    attempt (no outcome, no budget spent, no wait counted against ``max_waits``); the wait grows
+    1 s, 2 s, 4 s ... up to ``max_delay_s``, so a long pause costs a message a look every
+    ``max_delay_s`` and a resume is seen within about that long."""
+    message = CurrentMessage.get_current_message()
+    options: dict[str, Any] = message.options if message is not None else {}
+    looks = _count(options.get(PAUSED_OPTION))
+    options[PAUSED_OPTION] = looks + 1
+    delay_s = min(2.0 ** min(looks, 20), max_delay_s)
+    metrics.observe_outcome(name, "paused", None, 0.0)  # counted, never logged per item
+    raise dramatiq.Retry(f"{what} is paused", delay=int(delay_s * 1000))
 
 
 def _count(value: Any) -> int:

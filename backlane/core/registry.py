@@ -18,9 +18,10 @@ from dramatiq.middleware import CurrentMessage
 
 from backlane.core.log_limits import cut
 from backlane.core.pipeline import Context, Inbox, Item, Pipeline, Purpose, S
-from backlane.core.processing import REQUEUED_OPTION, RetryPolicy, run_item
+from backlane.core.processing import REQUEUED_OPTION, RetryPolicy, run_item, wait_while_paused
 from backlane.core.runtime import get_runtime
 from backlane.db import locations
+from backlane.db.models.controls import INBOX_PART
 from backlane.errors import FailedEarlier, FinalFailure, MalformedMessage, RegistrationError
 
 logger = logging.getLogger("backlane.registry")
@@ -81,6 +82,9 @@ class Registered(Generic[S]):
         item = args[0]
         pipeline = self.pipeline
         message = CurrentMessage.get_current_message()
+        pause = ctx.paused()
+        if pause is not None:
+            wait_while_paused(self.name, pause.what, ctx.settings.controls.paused_recheck_seconds)
 
         def work() -> None:
             requeued = message is not None and bool(message.options.get(REQUEUED_OPTION))
@@ -114,6 +118,9 @@ class Registered(Generic[S]):
         ctx = self.context()
 
         message = CurrentMessage.get_current_message()
+        pause = ctx.paused(INBOX_PART)
+        if pause is not None:
+            wait_while_paused(inbox.actor_name, pause.what, ctx.settings.controls.paused_recheck_seconds)
         origin = _origin(message)
 
         def work() -> None:

@@ -7,6 +7,7 @@ install them with :func:`install`. The core reads it with :func:`get_runtime`.
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ import dramatiq
 from backlane.core import startup
 from backlane.core.clock import Clock
 from backlane.core.config import load_section
+from backlane.core.controls import Controls, apply_overrides
 from backlane.db.engine import Database
 from backlane.errors import SetupError, set_delay_ceiling
 from backlane.messaging import signing
@@ -24,6 +26,8 @@ from backlane.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     from backlane.core.pipeline import Pipeline
+
+logger = logging.getLogger("backlane.runtime")
 
 
 @dataclass
@@ -34,17 +38,49 @@ class Runtime:
     _database: Database | None = None
     #: Each pipeline's settings section by name, read from the environment on first use.
     configs: dict[str, Any] = field(default_factory=dict)
+    #: Each pipeline's section with its runtime overrides: (base, overrides read, effective).
+    _effective: dict[str, tuple[Any, Any, Any]] = field(default_factory=dict, repr=False)
+    _controls: Controls | None = field(default=None, repr=False)
 
     def config(self, pipeline: Pipeline) -> Any:
-        """``pipeline``'s settings section (tests may put their own in ``configs``)."""
-        if pipeline.name not in self.configs:
+        """``pipeline``'s settings section (tests may put their own in ``configs``), with the
+        operators' runtime overrides (``backlane settings set``) over the environment's values."""
+        base = self.configs.get(pipeline.name)
+        if base is None:
             try:
-                self.configs[pipeline.name] = load_section(pipeline.name, pipeline.config, pipeline.defaults)
+                base = self.configs[pipeline.name] = load_section(pipeline.name, pipeline.config, pipeline.defaults)
             except SettingsError as exc:
                 if startup.process_role() is not None:  # a worker or the clock: one line, no traceback
                     startup.refuse(str(exc))
                 raise
-        return self.configs[pipeline.name]
+        overrides = self.controls.state().overrides_of(pipeline.name)
+        if not overrides:
+            return base
+        cached = self._effective.get(pipeline.name)
+        if cached is not None and cached[0] is base and (cached[1] is overrides or cached[1] == overrides):
+            return cached[2]
+        try:
+            effective = apply_overrides(pipeline.name, base, {key: o.value for key, o in overrides.items()})
+        except SettingsError as exc:
+            # Validated when set; refused now only if this release's bounds differ: the environment's values.
+            logger.warning("runtime settings of %s not applied (%s); the environment's stand", pipeline.name, exc)
+            effective = base
+        self._effective[pipeline.name] = (base, overrides, effective)
+        return effective
+
+    @property
+    def controls(self) -> Controls:
+        """Pauses and runtime settings (:mod:`backlane.core.controls`), read every few seconds."""
+        if self._controls is None:
+            self._controls = Controls(self._controls_database, self.settings.controls.refresh_seconds)
+        return self._controls
+
+    def _controls_database(self) -> Database | None:
+        """A worker or the clock reads the controls from the start; anything else (a command, a
+        test) only once it has opened the database, so reading them never creates one."""
+        if self._database is None and startup.process_role() is not None:
+            return self.database
+        return self._database
 
     @property
     def database_url(self) -> str:

@@ -23,7 +23,20 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import Field
-from sqlalchemy import ColumnElement, CursorResult, Row, and_, bindparam, false, literal, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Row,
+    and_,
+    bindparam,
+    false,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+    update,
+)
 
 from backlane.core.items import is_row_id
 from backlane.db import claims
@@ -79,6 +92,13 @@ class ItemTable:
     search: Sequence[Any] = ()
     #: The column holding a failed row's reason, shown beside it (the dashboard).
     reason: Any = None
+    #: What an operator's cancel writes to a row with work left, given "cancelled by WHO: WHY"
+    #: and the time (it settles the row: no longer due); None: its items cannot be cancelled.
+    cancel: Callable[[str, datetime], Mapping[str, Any]] | None = None
+    #: Rows with work left that may still be cancelled (orders: not yet placed at the API).
+    cancellable: ColumnElement[bool] = field(default_factory=true)
+    #: Rows an operator cancelled: reopening one writes ``reopened`` and lets discover take it.
+    cancelled: ColumnElement[bool] = field(default_factory=false)
     #: The per-item statements (load, update), built once per shape and registration instead of
     #: once per item: building and keying them cost a per-order actor more CPU than its
     #: database round trips (benchmarks/compare.py).
@@ -92,6 +112,10 @@ class ItemTable:
             given["failed_reason"] = self.failed_reason
         if self.reopened is not None:
             given["reopen"] = self.reopen
+        if self.cancel is not None:
+            given["cancel"] = self.cancel_rows
+            if self.reopened is not None:
+                given["uncancel"] = self.reopen_cancelled
         return given
 
     # -- conditions --------------------------------------------------------------
@@ -258,6 +282,47 @@ class ItemTable:
             failed_row = and_(self.model.id == item, self.failed, self.mine(ctx))
             lease = {self.lease_column: ctx.clock.now() + self.lease(ctx)}
             self._update(ctx, failed_row, {**self.reopened, **lease})
+
+    def cancel_rows(self, ctx: Context, ids: Sequence[Any], why: str) -> list[Any]:
+        """Settle rows ``ids`` as cancelled (``why``: "cancelled by WHO: WHY") where they still
+        have work left and may be cancelled, in one statement; the ids it cancelled. A message
+        for one of them that arrives later finds its row settled and does nothing."""
+        if self.cancel is None or not ids:
+            return []
+        now = ctx.clock.now()
+        where = and_(self.model.id.in_(list(ids)), self.due, self.mine(ctx), self.cancellable)
+        values = {**self._touched(now), **self.cancel(why, now), self.lease_column: None}
+        statement = update(self.model).where(where).values(values).returning(self.model.id)
+        with ctx.db.transaction() as session:
+            return list(session.scalars(statement))
+
+    def reopen_cancelled(self, ctx: Context, ids: Sequence[Any], _why: str = "") -> list[Any]:
+        """Make cancelled rows ``ids`` due again (discover takes them at its next tick); the ids reopened."""
+        if self.reopened is None or not ids:
+            return []
+        where = and_(self.model.id.in_(list(ids)), self.cancelled, self.mine(ctx))
+        values = {**self._touched(ctx.clock.now()), **self.reopened, self.lease_column: None}
+        statement = update(self.model).where(where).values(values).returning(self.model.id)
+        with ctx.db.transaction() as session:
+            return list(session.scalars(statement))
+
+    def matching(self, text: str) -> ColumnElement[bool]:
+        """Rows whose id, or one of the table's searchable columns, is exactly ``text``."""
+        text = text.strip()
+        matches = [column == text for column in self.search]
+        if text.isascii() and text.isdigit() and len(text) < 19:
+            matches.append(self.model.id == int(text))
+        return or_(*matches) if matches else not_(true())
+
+    def cancellable_ids(self, ctx: Context, search: str, *, after: Any = None, limit: int = 500) -> list[Any]:
+        """Ids of rows matching ``search`` that a cancel would settle, by id, after ``after``:
+        a selection walked a page at a time, in bounded memory, however large."""
+        where = [self.due, self.mine(ctx), self.cancellable, self.matching(search)]
+        if after is not None:
+            where.append(self.model.id > after)
+        statement = select(self.model.id).where(*where).order_by(self.model.id).limit(limit)
+        with ctx.db.transaction() as session:
+            return list(session.scalars(statement))
 
     # -----------------------------------------------------------------------------
 

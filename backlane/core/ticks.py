@@ -29,6 +29,7 @@ from typing import Any
 
 import pendulum
 import periodiq
+from periodiq import cron
 
 from backlane.core import startup
 from backlane.core.runtime import get_runtime
@@ -51,13 +52,38 @@ class OutageProofScheduler(periodiq.Scheduler):  # type: ignore[misc]
             if hasattr(broker, "serve"):
                 broker.serve()
                 broker.check_access()
+        #: The pipeline behind each discover actor, and the tick its schedule was built from.
+        self._pipelines = _pipelines_of(actors)
+        self._ticks = {name: reg.context().config.tick for name, reg in self._pipelines.items()}
         if startup.process_role() == startup.CLOCK:
             # Every pipeline's section was read when the discover actors were declared.
-            database = get_runtime().settings.database
+            runtime = get_runtime()
+            database = runtime.settings.database
             startup.check_database(database.url.get_secret_value(), database.connect_timeout, startup.CLOCK)
             for broker in brokers.values():
                 if hasattr(broker, "faults"):
                     AccessWatch(broker).start()
+            TickWatch(self, runtime.settings.controls.refresh_seconds).start()
+
+    def refresh_ticks(self) -> bool:
+        """Apply each pipeline's tick as it is now (an operator's ``backlane settings set NAME tick
+        SPEC`` included) to its actor's schedule; whether any changed."""
+        changed = False
+        for name, registered in self._pipelines.items():
+            tick = registered.context().config.tick
+            if tick == self._ticks.get(name):
+                continue
+            actor = next(a for a in self.actors if a.actor_name == name)
+            try:
+                actor.options["periodic"] = cron(tick)
+            except Exception as exc:  # validated when set; a spec this periodiq refuses keeps the old one
+                logger.warning("%s: tick %r not applied (%s); it keeps %r", name, tick, exc, self._ticks.get(name))
+                self._ticks[name] = tick
+                continue
+            logger.info("%s ticks on %r from now on (was %r)", name, tick, self._ticks.get(name))
+            self._ticks[name] = tick
+            changed = True
+        return changed
 
     def send_actors(self, actors: list[Any], now: Any) -> None:
         due = list(actors)
@@ -105,6 +131,38 @@ class AccessWatch(threading.Thread):
             if connection is not None:
                 with contextlib.suppress(Exception):
                     connection.close()
+
+
+class TickWatch(threading.Thread):
+    """Every ``interval`` seconds, applies changed ticks (:meth:`OutageProofScheduler.refresh_ticks`)
+    and wakes the clock, which then sleeps until the next tick of the new schedule rather than
+    the one it was sleeping towards (a tick already sent this minute is not sent again)."""
+
+    def __init__(self, scheduler: OutageProofScheduler, interval: float) -> None:
+        super().__init__(name="backlane-tick-watch", daemon=True)
+        self.scheduler = scheduler
+        self.interval = interval
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            try:
+                if self.scheduler.refresh_ticks():
+                    self.scheduler.alarm_q.put_nowait(True)
+            except Exception:  # never the clock's end: the old schedule stands
+                logger.warning("could not apply the pipelines' ticks", exc_info=True)
+
+
+def _pipelines_of(actors: list[Any]) -> dict[str, Any]:
+    """Each discover actor's registered pipeline, by the actor's name."""
+    from backlane.core.registry import REGISTRY
+
+    names = {actor.actor_name for actor in actors}
+    return {
+        reg.discover_actor.actor_name: reg
+        for reg in REGISTRY
+        if reg.discover_actor is not None and reg.discover_actor.actor_name in names
+    }
 
 
 def _ticked_between(spec: Any, after: Any, until: Any) -> bool:

@@ -39,6 +39,7 @@ from dramatiq.message import Message
 from backlane.core.log_limits import cut
 from backlane.core.options import (
     FAILURES_OPTION,
+    PAUSED_OPTION,
     PENDING_FAILURE_OPTION,
     REQUEUED_OPTION,
     SIGNATURE_OPTION,
@@ -59,6 +60,7 @@ CONTROLLED_OPTIONS = frozenset(
         FAILURES_OPTION,
         WAITS_OPTION,
         PENDING_FAILURE_OPTION,
+        PAUSED_OPTION,
         REQUEUED_OPTION,
         "backlane_delays",  # processing's count of named waits in a row (retries.max_waits)
         carrier.FIRST_ATTEMPT,  # the tracing middleware's link from a retry to its first attempt

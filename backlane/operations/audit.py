@@ -23,6 +23,7 @@ from sqlalchemy import delete, func, or_, select
 
 from backlane.db.engine import Database
 from backlane.db.models import AuditEvent
+from backlane.db.schema import sqlite_path
 from backlane.errors import Problem
 
 logger = logging.getLogger("backlane.audit")
@@ -57,6 +58,9 @@ def record(
     keep_days: float | None = None,
 ) -> None:
     """Write one action; with ``keep_days``, also drop what is older than that (one indexed delete)."""
+    path = sqlite_path(db.url)
+    if path is not None and not path.exists():
+        return  # nothing to write into, and no empty database file to leave behind
     try:
         with db.transaction() as session:
             session.add(
@@ -72,8 +76,9 @@ def record(
             )
             if keep_days is not None:
                 session.execute(delete(AuditEvent).where(AuditEvent.at < now - timedelta(days=keep_days)))
-    except Exception:
-        logger.warning("could not record %s %s by %s in the audit trail", action, target, actor, exc_info=True)
+    except Exception as exc:
+        cause = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        logger.warning("%s %s by %s not recorded in the audit trail: %s", action, target, actor, cause)
 
 
 @contextmanager

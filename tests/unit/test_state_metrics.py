@@ -87,7 +87,7 @@ def _registered(enabled: bool, sent: list[Any]) -> Any:
     runtime = SimpleNamespace(broker=SimpleNamespace(enqueue_many=sent.extend))
     return SimpleNamespace(
         name="greetings",
-        context=lambda: SimpleNamespace(config=config, runtime=runtime),
+        context=lambda: SimpleNamespace(config=config, runtime=runtime, paused=lambda part="": None),
         pipeline=SimpleNamespace(fetch=lambda _ctx, _limit: [1, 2, 3], dispatch=None),
         process_actor=SimpleNamespace(message=lambda item: item),
     )

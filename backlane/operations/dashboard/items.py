@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, ColumnElement, LargeBinary, and_, not_, or_, select, true
+from sqlalchemy import JSON, ColumnElement, LargeBinary, and_, not_, select
 
 from backlane.core.clock import as_utc
 from backlane.core.log_limits import cut
@@ -66,11 +66,7 @@ def state_condition(table: ItemTable, ctx: Context[Any], state: str, now: dateti
 
 def search_condition(table: ItemTable, text: str) -> ColumnElement[bool]:
     """Rows whose id, or one of the table's searchable columns, is exactly ``text``."""
-    text = text.strip()
-    matches = [column == text for column in table.search]
-    if text.isascii() and text.isdigit() and len(text) < 19:
-        matches.append(table.model.id == int(text))
-    return or_(*matches) if matches else not_(true())
+    return table.matching(text)
 
 
 def shown_columns(table: ItemTable) -> list[Any]:
