@@ -24,6 +24,7 @@ class Health(StrEnum):
     DEGRADED = "degraded"
     UNHEALTHY = "unhealthy"
     DISABLED = "disabled"
+    PAUSED = "paused"  # by an operator (backlane pause): expected to do nothing until resumed
 
 
 #: Worst last: the overall status is the worst of its parts.
@@ -32,9 +33,9 @@ SEVERITY = {Health.HEALTHY: 0, Health.DEGRADED: 1, Health.UNHEALTHY: 2}
 
 def worst(statuses: list[str | None]) -> Health | None:
     """The worst of ``statuses``: unhealthy beats unknown (None) beats degraded beats healthy;
-    disabled parts do not count, and nothing at all is healthy. A word outside the vocabulary
+    disabled and paused parts do not count, and nothing at all is healthy. A word outside the vocabulary
     counts as unhealthy: a typo must not pass for health."""
-    counted = [s for s in statuses if s != Health.DISABLED]
+    counted = [s for s in statuses if s not in (Health.DISABLED, Health.PAUSED)]
     if Health.UNHEALTHY in counted or any(s is not None and s not in SEVERITY for s in counted):
         return Health.UNHEALTHY
     if None in counted:

@@ -130,7 +130,7 @@ class Endpoint:
         try:
             if self._database_check()["health"] == HEALTHY:
                 breakers = _breakers(self.runtime)
-                rows = pipeline_rows(self.registry)
+                rows = pipeline_rows(self.registry, self.runtime)
         except Exception as exc:
             logger.warning("/metrics: breakers and health rows unreadable: %s", exc.__class__.__name__)
         try:

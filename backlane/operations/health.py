@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
-from backlane.core.health import SEVERITY, Health, HealthRow, unknown, worst
+from backlane.core.health import SEVERITY, Health, HealthRow, ago, unknown, worst
 from backlane.core.registry import Registry
 from backlane.core.runtime import Runtime
 
@@ -187,9 +187,11 @@ def check_database(runtime: Runtime, timeout: float | None = None, *, engine: En
     return {"health": UNHEALTHY, "state": state, "error": found.problem.line}
 
 
-def pipeline_rows(registry: Registry) -> dict[str, list[HealthRow]]:
+def pipeline_rows(registry: Registry, runtime: Runtime | None = None) -> dict[str, list[HealthRow]]:
     """Each pipeline's health rows: ``disabled`` for one switched off, its hook's rows otherwise
-    (one row of unknown health naming the error when the hook fails)."""
+    (one row of unknown health naming the error when the hook fails), with its pauses (given
+    ``runtime``, read from the database now)."""
+    state = pauses_now(runtime)
     report: dict[str, list[HealthRow]] = {}
     for registered in registry:
         ctx = registered.context()
@@ -197,13 +199,72 @@ def pipeline_rows(registry: Registry) -> dict[str, list[HealthRow]]:
             report[registered.name] = [HealthRow(registered.name, Health.DISABLED)]
             continue
         hook = registered.pipeline.health
-        if hook is None:
-            continue
-        try:
-            report[registered.name] = list(hook(ctx))
-        except Exception as exc:
-            report[registered.name] = [unknown(registered.name, f"{exc.__class__.__name__}: {exc}"[:300])]
+        rows: list[HealthRow] = []
+        if hook is not None:
+            try:
+                rows = list(hook(ctx))
+            except Exception as exc:
+                rows = [unknown(registered.name, f"{exc.__class__.__name__}: {exc}"[:300])]
+        rows = with_pauses(registered.name, rows, state, runtime)
+        if rows:
+            report[registered.name] = rows
     return report
+
+
+def pauses_now(runtime: Runtime | None) -> Any:
+    if runtime is None:
+        return None
+    from backlane.core.controls import read_state
+
+    try:
+        return read_state(runtime.database)
+    except Exception:  # a schema without the controls (a release before): nothing is paused
+        return None
+
+
+def with_pauses(name: str, rows: list[HealthRow], state: Any, runtime: Runtime | None) -> list[HealthRow]:
+    """``rows`` as the pauses make them: a paused pipeline is one ``paused`` row (its parts
+    do nothing, so their staleness says nothing), a paused part's row is ``paused``, a paused
+    inbox a row of its own; a pause older than ``controls.pause_warn_hours`` is ``degraded``,
+    so a pause forgotten after the 3 a.m. incident does not stay silent."""
+    if state is None or runtime is None:
+        return rows
+    from datetime import timedelta
+
+    from backlane.core.clock import as_utc
+    from backlane.db.models.controls import INBOX_PART, WHOLE_PIPELINE
+
+    now = runtime.clock.now()
+    warn = timedelta(hours=runtime.settings.controls.pause_warn_hours)
+
+    def row(row_name: str, pause: Any, base: HealthRow | None = None) -> HealthRow:
+        age = max(now - as_utc(pause.paused_at), timedelta(0))
+        old = age > warn
+        why = f": {pause.reason}" if pause.reason else ""
+        summary = f"paused by {pause.paused_by} {ago(age.total_seconds())}{why}"
+        if old:
+            summary += " (older than controls.pause_warn_hours: forgotten?)"
+        details = {
+            **(base.details if base else {}),
+            "paused": {"by": pause.paused_by, "at": as_utc(pause.paused_at).isoformat(), "reason": pause.reason},
+        }
+        return HealthRow(
+            row_name,
+            Health.DEGRADED if old else Health.PAUSED,
+            summary=summary,
+            columns={**(base.columns if base else {}), "paused": summary} if base else {"paused": summary},
+            details=details,
+            trigger_target=base.trigger_target if base else None,
+        )
+
+    whole = state.paused(name, WHOLE_PIPELINE)
+    if whole is not None:
+        return [row(name, whole)]
+    shown = [row(r.name, state.paused(name, r.name), r) if state.paused(name, r.name) else r for r in rows]
+    inbox = state.paused(name, INBOX_PART)
+    if inbox is not None:
+        shown.append(row("inbox", inbox))
+    return shown
 
 
 def overall_health(
@@ -218,7 +279,7 @@ def overall_health(
     settings = runtime.settings
     broker = broker_check() if broker_check else check_broker(settings.broker.url.get_secret_value())
     database = database_check() if database_check else check_database(runtime)
-    pipelines = pipeline_rows(registry) if database["health"] == HEALTHY else {}
+    pipelines = pipeline_rows(registry, runtime) if database["health"] == HEALTHY else {}
     parts: list[str | None] = [broker["health"], database["health"]]
     parts += [row.health for rows in pipelines.values() for row in rows]
     shown = {name: [row.as_json() for row in rows] for name, rows in pipelines.items()}

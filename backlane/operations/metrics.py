@@ -128,7 +128,7 @@ def observe_tick(pipeline: str) -> None:
 
 #: The values of ``backlane_health_row``'s ``health`` label: one series each per row, 1 for the
 #: row's health now and 0 for the others (``unknown``: the row's health could not be read).
-HEALTH_STATES = ("healthy", "degraded", "unhealthy", "disabled", "unknown")
+HEALTH_STATES = ("healthy", "degraded", "unhealthy", "disabled", "paused", "unknown")
 
 
 def state_metrics(

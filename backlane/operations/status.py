@@ -27,7 +27,15 @@ from backlane.core.health import HealthRow
 from backlane.core.registry import Registry
 from backlane.core.runtime import Runtime
 from backlane.errors import named_cause as _one_line
-from backlane.operations.health import DISABLED, HEALTHY, check_broker, check_database, worst
+from backlane.operations.health import (
+    DISABLED,
+    HEALTHY,
+    check_broker,
+    check_database,
+    pauses_now,
+    with_pauses,
+    worst,
+)
 from backlane.operations.management import ManagementClient, QueueDepth
 from backlane.problems import management_problem
 from backlane.resilience.breaker import all_breaker_states
@@ -97,6 +105,7 @@ def collect_status(
     if not management_state["reachable"]:
         errors.append(management_state["error"] + " (queue depths unknown)")
 
+    pauses = pauses_now(runtime) if readable else None
     pipelines = []
     for registered in registry:
         if only is not None and registered.name != only:
@@ -119,7 +128,12 @@ def collect_status(
             try:
                 row["items"] = hooks.stats(ctx) if hooks.stats else {}
                 row["health_rows"] = list(hooks.health(ctx)) if hooks.health and config.enabled else []
+                if config.enabled:
+                    row["health_rows"] = with_pauses(registered.name, row["health_rows"], pauses, runtime)
                 row["health"] = worst([r.health for r in row["health_rows"]])
+                whole = pauses.paused(registered.name) if pauses is not None else None
+                if whole is not None:
+                    row["health"] = row["health_rows"][0].health
             except Exception as exc:
                 errors.append(f"{registered.name}: its rows cannot be read ({_one_line(exc)})")
         if not config.enabled:

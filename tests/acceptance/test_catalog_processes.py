@@ -199,3 +199,42 @@ def _held_until(system: CatalogSystem, limiter: str) -> datetime | None:
             return None
         held = as_utc(row.held_until)
     return held if held > system.clock.now() else None
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_runtime_change_of_the_catalog_limiter_holds_on_two_workers_without_a_restart(
+    catalog_system: CatalogSystem,
+) -> None:
+    """The environment allows brands' endpoint 2 calls an hour; an operator lowers it to 1 while
+    two workers run: at 31 min brands is held (on whichever worker takes it), categories is not;
+    the audit trail names who changed it, and `unset` reverts to the environment's value."""
+    system = catalog_system
+    system.stack.env["BACKLANE_CONTROLS__REFRESH_SECONDS"] = "0.5"
+    system.stack.start_worker(processes=1, threads=4)
+    system.stack.start_worker(processes=1, threads=4)
+    assert "1 (over BACKLANE_CATALOG__LIMITERS__CATALOG__CALLS)" in system.cli(
+        "settings", "set", "catalog", "limiters.catalog.calls", "1"
+    ).stdout
+    start = system.clock.now()
+    system.drive(lambda: system.succeeded_since(start, *_ALL), "every section's first refresh")
+    assert system.requests("catalog.brands") == 1
+
+    system.clock.advance(31 * MINUTE)
+    t31 = system.clock.now()
+    system.drive(
+        lambda: system.succeeded_since(t31, "categories") and _held_until(system, "catalog") is not None,
+        "categories refreshed and brands held by its lowered limit",
+    )
+    for _ in range(3):  # whichever worker takes it, nobody calls brands' endpoint again this hour
+        system.cli("trigger", "catalog", "brands")
+        time.sleep(0.5)
+    assert (system.requests("catalog.brands"), system.requests("catalog.categories")) == (1, 2)
+    assert system.refused().get("catalog", 0) == 0, "held by our own limit, not refused by the provider"
+
+    shown = system.cli("settings", "show", "catalog").stdout
+    assert "limiters.catalog.calls" in shown and "runtime, by cli:" in shown and "over 2" in shown
+    system.cli("settings", "unset", "catalog", "limiters.catalog.calls")
+    line = next(x for x in system.cli("settings", "show", "catalog").stdout.splitlines() if "catalog.calls" in x)
+    assert " 2 " in line and "default" in line
+    trail = system.cli("audit", "--search", "limiters.catalog.calls").stdout
+    assert trail.count("cli:") == 2 and " set " in trail and " unset " in trail
