@@ -98,10 +98,11 @@ def pause(
     """Pause a pipeline (its discover and its per-item work), one of its parts or its inbox.
     Items already queued wait, unworked and not failed, until it is resumed."""
     reg = registered(registry, pipeline)
-    stored = pause_part(reg, part, inbox)
-    what = _what(reg.name, stored)
     require_schema(runtime)
-    with _audited(runtime, actor, "pause", what, reason[:MAX_REASON]) as answer:
+    asked = " ".join(x for x in (reg.name, part or "", "inbox" if inbox else "") if x)
+    with _audited(runtime, actor, "pause", asked, reason[:MAX_REASON]) as answer:
+        stored = pause_part(reg, part, inbox)
+        what = _what(reg.name, stored)
         with runtime.database.transaction() as session:
             existing = session.get(Pause, (reg.name, stored))
             if existing is not None:
@@ -126,10 +127,11 @@ def resume(
     registry: Registry, runtime: Runtime, actor: str, pipeline: str, part: str | None = None, *, inbox: bool = False
 ) -> str:
     reg = registered(registry, pipeline)
-    stored = pause_part(reg, part, inbox)
-    what = _what(reg.name, stored)
     require_schema(runtime)
-    with _audited(runtime, actor, "resume", what) as answer:
+    asked = " ".join(x for x in (reg.name, part or "", "inbox" if inbox else "") if x)
+    with _audited(runtime, actor, "resume", asked) as answer:
+        stored = pause_part(reg, part, inbox)
+        what = _what(reg.name, stored)
         with runtime.database.transaction() as session:
             removed = session.execute(delete(Pause).where(Pause.pipeline == reg.name, Pause.part == stored)).rowcount  # type: ignore[attr-defined]
         if removed:
@@ -310,17 +312,17 @@ def cancel(
     :data:`MAX_CANCEL_AT_ONCE`; a larger selection is a bulk job). A cancelled item is settled
     as "cancelled by WHO: WHY"; its queued message does nothing when it arrives."""
     reg = registered(registry, pipeline)
-    hook = reg.pipeline.cancel
-    if hook is None:
-        raise Problem(f"pipeline {reg.name}'s items cannot be cancelled", EXIT_USAGE)
-    if bool(ids) == bool(search.strip()):
-        raise Problem("name the items to cancel: ids, or --search TEXT (not both)", EXIT_USAGE)
-    if not reason.strip():
-        raise Problem("say why (--reason): it is kept on each cancelled item", EXIT_USAGE)
     require_schema(runtime)
     why = f"cancelled by {actor}: {reason.strip()[:MAX_REASON]}"
-    selection = f"ids {', '.join(ids)}" if ids else f"search {search!r}"
+    selection = f"ids {', '.join(ids)[:500]}" if ids else f"search {search!r}"
     with _audited(runtime, actor, "cancel", reg.name, f"{selection}; {reason[:MAX_REASON]}") as answer:
+        hook = reg.pipeline.cancel
+        if hook is None:
+            raise Problem(f"pipeline {reg.name}'s items cannot be cancelled", EXIT_USAGE)
+        if bool(ids) == bool(search.strip()):
+            raise Problem("name the items to cancel: ids, or --search TEXT (not both)", EXIT_USAGE)
+        if not reason.strip():
+            raise Problem("say why (--reason): it is kept on each cancelled item", EXIT_USAGE)
         ctx = reg.context()
         wanted = _item_ids(ids) if ids else _search_ids(reg, search)
         done = hook(ctx, wanted, why)

@@ -31,9 +31,9 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from backlane.errors import Problem
-from backlane.operations import actions
 from backlane.operations import dead_letters as admin
-from backlane.operations.dashboard import security
+from backlane.operations.controls import audited_trigger
+from backlane.operations.dashboard import controls_pages, security
 from backlane.operations.dashboard.items import STATES, parse_before
 from backlane.operations.dashboard.views import Views
 
@@ -75,6 +75,7 @@ def create_app(app: App | None = None, settings: DashboardSettings | None = None
         Route("/pipelines/{name}/trigger", dashboard.guard(dashboard.trigger, action=True), methods=["POST"]),
         Route("/dead-letters/requeue", dashboard.guard(dashboard.requeue, action=True), methods=["POST"]),
         Route("/dead-letters/purge", dashboard.guard(dashboard.purge, action=True), methods=["POST"]),
+        *controls_pages.routes(dashboard),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     return Starlette(routes=routes, lifespan=dashboard.lifespan)
@@ -221,7 +222,8 @@ class _Dashboard:
             before=parse_before(query.get("before")),
             page=parse_before(query.get("page")),
         )
-        context = {"page": page, "title": name, "states": STATES, "q": search}
+        held = await run_in_threadpool(controls_pages.pipeline_controls, self, name)
+        context = {"page": page, "title": name, "states": STATES, "q": search, "controls": held}
         return self._page(request, "pipeline.html", context)
 
     async def dead_letters(self, request: Request) -> Response:
@@ -241,7 +243,9 @@ class _Dashboard:
         known = name in [r.name for r in self.app.registry]
         back = f"/pipelines/{name}" if form.get("back") == "pipeline" and known else "/"
         try:
-            said = await run_in_threadpool(actions.trigger, self.app.registry, self.app.runtime, name, target)
+            said = await run_in_threadpool(
+                audited_trigger, self.app.registry, self.app.runtime, controls_pages.actor_of(self), name, target
+            )
         except Problem as problem:
             said = f"not done: {problem.line}"
         return self._back(request, back, said)
