@@ -212,9 +212,10 @@ def test_a_runtime_change_of_the_catalog_limiter_holds_on_two_workers_without_a_
     system.stack.env["BACKLANE_CONTROLS__REFRESH_SECONDS"] = "0.5"
     system.stack.start_worker(processes=1, threads=4)
     system.stack.start_worker(processes=1, threads=4)
-    assert "1 (over BACKLANE_CATALOG__LIMITERS__CATALOG__CALLS)" in system.cli(
-        "settings", "set", "catalog", "limiters.catalog.calls", "1"
-    ).stdout
+    assert (
+        "1 (over BACKLANE_CATALOG__LIMITERS__CATALOG__CALLS)"
+        in system.cli("settings", "set", "catalog", "limiters.catalog.calls", "1").stdout
+    )
     start = system.clock.now()
     system.drive(lambda: system.succeeded_since(start, *_ALL), "every section's first refresh")
     assert system.requests("catalog.brands") == 1

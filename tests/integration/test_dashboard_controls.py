@@ -4,6 +4,7 @@ hostile values shown as text; every action a guarded POST."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,9 +15,15 @@ from backlane.core.controls import read_state
 from backlane.operations import audit
 from devtools.sample import create_orders
 from tests.integration.conftest import App
-from tests.integration.test_dashboard_app import HOSTILE, client, csrf_of, dashboard  # noqa: F401 - client: a fixture
+from tests.integration.test_dashboard_app import HOSTILE, csrf_of, dashboard
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+@pytest.fixture
+def client(app: App) -> Iterator[Any]:
+    with dashboard(app) as client:
+        yield client
 
 
 def test_pause_and_resume_from_the_pipeline_page_as_the_dashboards_user(app: App) -> None:
