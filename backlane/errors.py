@@ -98,6 +98,19 @@ class NotReady(DelayedRetry):
     kind = "not_ready"
 
 
+class Paused(BacklaneError):
+    """What the item belongs to is paused by an operator (``backlane pause``): the item waits,
+    untouched and spending none of its retries, until it is resumed (see
+    :func:`backlane.core.processing.wait_while_paused`). Raised by ``ctx.hold_while_paused``."""
+
+    kind = "paused"
+
+    def __init__(self, what: str, max_delay_s: float) -> None:
+        super().__init__(f"{what} is paused")
+        self.what = what
+        self.max_delay_s = max_delay_s
+
+
 class Unavailable(TransientError):
     """Our own database or broker is unreachable: wait, without spending the item's retries.
 

@@ -89,12 +89,9 @@ def _parse(item: Any) -> tuple[str, str]:
 def process(ctx: CatalogContext, item: Any) -> None:
     name, token = _parse(item)
     config = ctx.config
-    if ctx.paused(name) is not None:
-        # Paused after it was claimed: give its slot back now (not when the lease ends); it
-        # stays due, and discover claims it again once it is resumed.
-        _release(ctx, name, token)
-        ctx.log.info("catalog %s is paused; its refresh waits for it to be resumed", name)
-        return
+    # Paused after it was claimed: the refresh waits (its slot is held at most until its lease
+    # ends; discover claims no paused section) and runs once the section is resumed.
+    ctx.hold_while_paused(name)
     with ctx.db.transaction() as session:
         verdict = start_section_refresh(
             session,
@@ -114,14 +111,6 @@ def process(ctx: CatalogContext, item: Any) -> None:
     if verdict != SECTION_PUBLISH:
         _refresh(ctx, name, token)
     _publish_and_release(ctx, name, token)
-
-
-def _release(ctx: CatalogContext, name: str, token: str) -> None:
-    with ctx.db.transaction() as session:
-        row = _claimed_row(session, name, token)
-        if row is not None:
-            row.lease_until = row.lease_token = None
-            row.updated_at = ctx.clock.now()
 
 
 def _refresh(ctx: CatalogContext, name: str, token: str) -> None:

@@ -201,3 +201,12 @@ class Context(Generic[S]):
         ``"@inbox"``), as this process last read it (every ``controls.refresh_seconds``); None
         while it runs."""
         return self.runtime.controls.state().paused(self.pipeline.name, part)
+
+    def hold_while_paused(self, part: str = "") -> None:
+        """Raise :class:`~backlane.errors.Paused` when ``part`` is paused: the item waits and
+        comes back, none of its retries spent (a catalog section's refresh)."""
+        pause = self.paused(part)
+        if pause is not None:
+            from backlane.errors import Paused
+
+            raise Paused(pause.what, self.settings.controls.paused_recheck_seconds)

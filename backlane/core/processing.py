@@ -43,6 +43,7 @@ from backlane.errors import (
     BacklaneError,
     DelayedRetry,
     FinalFailure,
+    Paused,
     PermanentError,
     TransientError,
     Unavailable,
@@ -133,9 +134,10 @@ def run_item(
             )
             return
 
-    options.pop(PAUSED_OPTION, None)
     try:
         work()
+    except Paused as paused:  # the work found its part paused: a wait, not an attempt
+        wait_while_paused(name, paused.what, paused.max_delay_s)
     except (Exception, TimeLimitExceeded) as exc:
         err = TransientError("time limit exceeded") if isinstance(exc, TimeLimitExceeded) else classify(exc)
         elapsed = time.monotonic() - started
@@ -159,6 +161,7 @@ def run_item(
         options[FAILURES_OPTION] = failures + 1
         _retry(name, item, "retry", attempt, elapsed, err, policy.backoff_ms(failures), exc)
     options.pop(WAITS_OPTION, None)
+    options.pop(PAUSED_OPTION, None)
     outcomes.record(name, item, "succeeded", attempt=attempt, duration_s=time.monotonic() - started)
 
 

@@ -245,3 +245,44 @@ def test_a_page_on_another_site_cannot_act_even_in_a_logged_in_browser(
     assert response.status == 403, response.status
     assert "another site" in response.text()
     hostile.close()
+
+
+def test_an_operator_pauses_a_section_and_a_pipeline_and_finds_it_all_in_the_audit_trail(
+    system: System, dashboard: str, page: Page
+) -> None:
+    system.stack.start_worker(processes=1, threads=4)
+    # A catalog section paused from its own page: shown paused on the pipeline's page.
+    page.goto(f"{dashboard}/pipelines/catalog/parts/erp_stock")
+    page.get_by_label("Reason").fill("ERP maintenance tonight")
+    page.get_by_role("button", name="Pause erp_stock").click()
+    expect(page.locator(".notice")).to_contain_text("catalog erp_stock paused")
+    page.goto(f"{dashboard}/pipelines/catalog")
+    expect(page.locator('tr[data-row="erp_stock"] .health')).to_have_text("paused")
+    # Resumed and refreshed now: its refresh is a run on its page.
+    page.goto(f"{dashboard}/pipelines/catalog/parts/erp_stock")
+    page.get_by_role("button", name="Resume erp_stock").click()
+    expect(page.locator(".notice")).to_contain_text("catalog erp_stock resumed")
+    page.goto(f"{dashboard}/pipelines/catalog")
+    page.locator('tr[data-row="erp_stock"]').get_by_role("button", name="Trigger now").click()
+    expect(page.locator('tr[data-row="erp_stock"] .health')).to_have_text("healthy", timeout=30_000)
+    page.goto(f"{dashboard}/pipelines/catalog/parts/erp_stock")
+    expect(page.locator('table.runs tr[data-outcome="succeeded"]')).to_have_count(1)
+    shoot(page, "part")
+
+    # The whole orders pipeline, with a reason holding HTML: shown as text.
+    page.goto(f"{dashboard}/pipelines/orders")
+    page.locator("section.controls").get_by_label("Reason").fill(HOSTILE)
+    page.get_by_role("button", name="Pause", exact=True).click()
+    expect(page.locator('p.paused[data-paused="orders"]')).to_contain_text("paused by dashboard:backlane")
+    expect(page.locator('p.paused[data-paused="orders"]')).to_contain_text(HOSTILE)
+    expect(page.locator("h1 .health")).to_have_text("paused")
+    shoot(page, "pause")
+    page.get_by_role("button", name="Resume", exact=True).click()
+    expect(page.locator(".notice")).to_contain_text("orders resumed")
+
+    page.goto(f"{dashboard}/audit")
+    actions = page.locator("table.audit tbody tr")
+    expect(actions).to_have_count(5)  # pause, resume, trigger of erp_stock, pause, resume
+    expect(page.locator('tr[data-action="pause"]').first).to_contain_text("dashboard:backlane")
+    expect(page.locator('tr[data-action="trigger"]')).to_contain_text("catalog erp_stock")
+    shoot(page, "audit")
