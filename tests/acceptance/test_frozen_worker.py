@@ -131,7 +131,7 @@ def test_frozen_worker_dropped_within_heartbeats_and_nothing_twice(system: Syste
         timeout=30,
         what="the first worker holding unacked orders",
     )
-    assert frozen.proc is not None
+    assert held and frozen.proc is not None
     os.killpg(frozen.proc.pid, signal.SIGSTOP)
     stopped = time.monotonic()
     try:
