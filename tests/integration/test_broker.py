@@ -110,3 +110,39 @@ def test_every_connection_asks_for_the_heartbeat_a_url_of_its_own_wins(rabbitmq:
             probed.close()
         broker.close()
         own.close()
+
+
+def test_a_publisher_dropped_for_missed_heartbeats_while_idle_publishes_again_quietly(
+    rabbitmq: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A thread's publishing connections run no I/O between publishes (pika's BlockingConnection),
+    so RabbitMQ drops them after two or three silent heartbeats: the clock's between its ticks, an
+    idle worker thread's. The next enqueue (a tick, a retry) and the next batch open new ones at
+    once, send, and log nothing above INFO."""
+    from dramatiq.message import Message
+
+    broker = BacklaneBroker(url=rabbitmq.amqp_url, middleware=[], heartbeat=2, reconnect_timeout=5)
+
+    def ours() -> list[int]:  # this broker's connections: the only ones asking for 2 s
+        return [port for port, timeout in _heartbeats_by_port(rabbitmq).items() if timeout == 2]
+
+    def message(name: str) -> Message[Any]:
+        return Message(queue_name="idle_probe", actor_name="idle", args=(name,), kwargs={}, options={})
+
+    try:
+        broker.declare_queue("idle_probe", ensure=True)
+        broker.flush("idle_probe")
+        broker.enqueue(message("before"))
+        broker.publish([Outgoing("idle_probe", b"{}", "before")])
+        wait_until(lambda: len(ours()) == 2, timeout=10, what="the enqueueing and the batch connections")
+        wait_until(lambda: not ours(), timeout=15, what="RabbitMQ dropping both, idle")
+        caplog.clear()
+        with caplog.at_level("INFO"):
+            broker.enqueue(message("after"))
+            broker.publish([Outgoing("idle_probe", b"{}", "after")])
+        assert broker.get_queue_message_counts("idle_probe")[0] == 4
+        loud = [r for r in caplog.records if r.levelno > 20]
+        assert not loud, [r.getMessage() for r in loud]
+    finally:
+        broker.flush("idle_probe")
+        broker.close()
