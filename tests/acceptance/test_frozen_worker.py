@@ -46,8 +46,10 @@ def _group(pid: int) -> list[int]:
     return members
 
 
-def _local_ports(pids: list[int]) -> set[int]:
-    """The local TCP ports of the sockets ``pids`` hold (their ends of their AMQP connections)."""
+def _sockets(pids: list[int]) -> set[tuple[int, int]]:
+    """(local port, remote port) of each TCP socket ``pids`` hold: with the remote port, a
+    connection of theirs to RabbitMQ is told from another process's that got the same local
+    port for another destination."""
     inodes = set()
     for pid in pids:
         try:
@@ -60,7 +62,7 @@ def _local_ports(pids: list[int]) -> set[int]:
                     inodes.add(target[8:-1])
         except (FileNotFoundError, ProcessLookupError):
             continue
-    ports = set()
+    found = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
@@ -69,8 +71,8 @@ def _local_ports(pids: list[int]) -> set[int]:
         for line in lines:
             fields = line.split()
             if fields[9] in inodes:
-                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
+                found.add((int(fields[1].rsplit(":", 1)[1], 16), int(fields[2].rsplit(":", 1)[1], 16)))
+    return found
 
 
 def _management(system: System, path: str) -> Any:
@@ -82,8 +84,8 @@ def _management(system: System, path: str) -> Any:
 def _connections_of(system: System, worker: ManagedProcess) -> set[str]:
     """Names of the AMQP connections ``worker``'s processes hold now."""
     assert worker.proc is not None
-    ports = _local_ports(_group(worker.proc.pid))
-    return {c["name"] for c in _management(system, "connections") if c.get("peer_port") in ports}
+    sockets = _sockets(_group(worker.proc.pid))
+    return {c["name"] for c in _management(system, "connections") if (c.get("peer_port"), c.get("port")) in sockets}
 
 
 def _unacked_on(system: System, connections: set[str], queue: str) -> int:
@@ -138,7 +140,7 @@ def test_frozen_worker_dropped_within_heartbeats_and_nothing_twice(system: Syste
         system.sim("/_admin/config", {"latency_ms": 20})  # the calls made from now on are quick
         wait_until(
             lambda: not (held & {c["name"] for c in _management(system, "connections")}),
-            timeout=3 * HEARTBEAT + 3,
+            timeout=3 * HEARTBEAT + 5,
             interval=0.2,
             what="RabbitMQ closing the frozen worker's connections",
         )
