@@ -6,7 +6,8 @@ orders at a slowed order API; this checkout's ``backlane migrate`` runs while th
 on settling orders on the new schema, and an N-1 worker started now (a supervisor restarting
 one mid-rollout) boots on it; N's worker starts; both N-1 workers get SIGTERM with orders
 in flight (theirs, and their status checks waiting in ``orders.DQ``, written by N-1 and run by
-N). Every order is placed exactly once, none is lost, nothing is dead-lettered.
+N); N-1's clock is replaced by N's. Every order is placed exactly once, none is lost, nothing
+is dead-lettered.
 
 N-1 runs with this checkout's interpreter and dependencies, its own tree first on the path
 (:mod:`devtools.upgrade`). A clone without N-1's commit (shallow) fails with the fix; it never
@@ -122,7 +123,7 @@ def test_previous_release_and_this_one_across_a_migration(old_system: System, pr
     # N-1 at work: its worker and its clock, orders in flight at a slow order API.
     system.sim("/_admin/config", {"latency_ms": 300})
     old = system.stack.start_worker(processes=1, threads=4, source=previous)
-    system.stack.start_clock(source=previous)
+    old_clock = system.stack.start_clock(source=previous)
     wait_until(lambda: _booted(old), timeout=60, what="N-1's worker booted")
     _ok(_old(system, previous, "-m", "backlane.cli", "trigger", "orders"))
     wait_until(lambda: system.sim("/_admin/stats")["orders"]["created"] >= 4, timeout=30, what="N-1 placing orders")
@@ -151,10 +152,15 @@ def test_previous_release_and_this_one_across_a_migration(old_system: System, pr
         worker.stop()
     assert (old.proc.returncode, restarted.proc.returncode) == (0, 0), old.log_tail(60) + restarted.log_tail(60)
     system.sim("/_admin/config", {"latency_ms": 20})
+    # Then the clock: N's may tick actors N-1's workers do not know (docs/upgrades.md).
+    old_clock.stop()  # periodiq ends on the signal itself (status -15): it holds no work
+    assert not old_clock.alive
+    clock = system.stack.start_clock()
+    wait_until(lambda: "Scheduling Actor(discover_orders)" in clock.log_tail(400), timeout=30, what="N's clock ticking")
 
     wait_until(lambda: system.settled() == ORDERS, timeout=60, what="every order settled by N's worker")
     assert system.creations() == [1] * ORDERS
     assert _statuses(system.db) == {"succeeded": ORDERS}
     assert _dead_letters(system) == {}
-    assert new.alive, new.log_tail(60)
+    assert new.alive and clock.alive, new.log_tail(60) + clock.log_tail(60)
     assert "signature" not in new.log_tail(2000), new.log_tail(60)
