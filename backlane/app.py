@@ -149,6 +149,7 @@ def build_broker(settings: Settings) -> BacklaneBroker:
         connect_timeout=settings.broker.command_timeout / 2 if _command else None,
         signing_key=signing.key_of(settings),
         max_body_bytes=settings.broker.max_body_bytes,
+        heartbeat=settings.broker.heartbeat_seconds,
     )
 
 

@@ -175,10 +175,13 @@ def _dead_letters(args: argparse.Namespace) -> int:
     runtime = _app(args).runtime
     url = runtime.settings.broker.url.get_secret_value()
     timeout = runtime.settings.broker.command_timeout
+    heartbeat = runtime.settings.broker.heartbeat_seconds
     missing_ok = not args.queue  # every queue: one never declared has no dead letters; a named one must exist
     queues = admin.select_queues(runtime.broker, args.queue)
     if args.action == "list":
-        listings = admin.list_dead_letters(url, queues, args.limit, missing_ok=missing_ok, timeout=timeout)
+        listings = admin.list_dead_letters(
+            url, queues, args.limit, missing_ok=missing_ok, timeout=timeout, heartbeat=heartbeat
+        )
         return _list_dead_letters(args, listings)
     if args.action == "requeue":
         report = admin.requeue(
@@ -203,7 +206,7 @@ def _dead_letters(args: argparse.Namespace) -> int:
         if answer.strip() != "purge":
             say("nothing purged")
             return 1
-    for queue, count in admin.purge(url, queues, missing_ok=missing_ok, timeout=timeout).items():
+    for queue, count in admin.purge(url, queues, missing_ok=missing_ok, timeout=timeout, heartbeat=heartbeat).items():
         say(f"purged {count} from {queue}.XQ")
     return 0
 

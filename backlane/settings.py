@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pydantic_settings
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -80,6 +80,11 @@ def _validate_amqp_urls(value: SecretStr) -> SecretStr:
             split = None
         if split is None or split.scheme not in ("amqp", "amqps") or not split.hostname:
             raise ValueError("not an AMQP URL; expected amqp://user:password@host:5672/%2F (';' between several)")
+        if any(v.strip().isdigit() and int(v) == 0 for v in parse_qs(split.query).get("heartbeat", [])):
+            raise ValueError(
+                "heartbeat=0 turns RabbitMQ's heartbeats off, so a frozen worker would keep its messages "
+                "until TCP gives up; remove it (BACKLANE_BROKER__HEARTBEAT_SECONDS sets the interval)"
+            )
     return value
 
 
@@ -138,6 +143,13 @@ class BrokerSettings(Section):
     #: Largest message body a worker reads, bytes: a larger delivery is dead-lettered as it came,
     #: unread (a publisher's mistake must not cost every worker its memory). 1 MiB by default.
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    #: AMQP heartbeat asked for on every connection backlane opens, seconds (RabbitMQ's own default
+    #: is 60). RabbitMQ closes a connection silent for one to two of these, and gives what its
+    #: consumers held to the live ones: a frozen worker process (SIGSTOP, a long GC pause, a
+    #: suspended VM) holds its messages for at most about twice this. A worker's consumer threads
+    #: answer heartbeats however long an item runs. A URL's own ``heartbeat=`` wins for that URL
+    #: (``heartbeat=0``, no heartbeats at all, is refused).
+    heartbeat_seconds: int = Field(default=15, ge=1, le=600)
 
     _url = field_validator("url")(_validate_amqp_urls)
     _management_url = field_validator("management_url")(_validate_http_url)

@@ -56,6 +56,8 @@ class ManagedProcess:
     proc: subprocess.Popen[bytes] | None = None
     #: The host it runs on, for a multi-host run (:mod:`devtools.cluster`); "" = this machine.
     host: str = ""
+    #: Its working directory (None: the caller's).
+    cwd: Path | None = None
 
     def start(self) -> ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -63,6 +65,7 @@ class ManagedProcess:
             self.proc = subprocess.Popen(
                 self.argv,
                 env=self.env,
+                cwd=self.cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -109,14 +112,22 @@ class Stack:
     processes: list[ManagedProcess] = field(default_factory=list)
 
     def _spawn(
-        self, name: str, argv: list[str], extra_env: dict[str, str] | None = None, on: Placement | None = None
+        self,
+        name: str,
+        argv: list[str],
+        extra_env: dict[str, str] | None = None,
+        on: Placement | None = None,
+        source: Path | None = None,
     ) -> ManagedProcess:
+        """``source``: run another checkout's code (e.g. the previous release, :mod:`devtools.upgrade`)
+        with this interpreter: that tree first on the path and as the working directory."""
         env = {**os.environ, **self.env, **(extra_env or {}), "PYTHONUNBUFFERED": "1"}
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SOURCE_ROOT), env.get("PYTHONPATH", "")) if p)
+        root = str(source or SOURCE_ROOT)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
         index = sum(1 for p in self.processes if p.name.startswith(name))
         prefix, host = (on.prefix, on.host) if on is not None else ([], "")
         log = self.workdir / f"{name}-{index}.log"
-        proc = ManagedProcess(f"{name}-{index}", [*prefix, *argv], env, log, host=host).start()
+        proc = ManagedProcess(f"{name}-{index}", [*prefix, *argv], env, log, host=host, cwd=source).start()
         self.processes.append(proc)
         return proc
 
@@ -137,11 +148,14 @@ class Stack:
         threads: int = 8,
         extra_env: dict[str, str] | None = None,
         on: Placement | None = None,
+        source: Path | None = None,
     ) -> ManagedProcess:
-        return self._spawn("worker", worker_command(processes, threads), extra_env, on)
+        return self._spawn("worker", worker_command(processes, threads), extra_env, on, source)
 
-    def start_clock(self, extra_env: dict[str, str] | None = None, on: Placement | None = None) -> ManagedProcess:
-        return self._spawn("clock", clock_command(), extra_env, on)
+    def start_clock(
+        self, extra_env: dict[str, str] | None = None, on: Placement | None = None, source: Path | None = None
+    ) -> ManagedProcess:
+        return self._spawn("clock", clock_command(), extra_env, on, source)
 
     def start_dashboard(
         self, port: int | None = None, extra_env: dict[str, str] | None = None

@@ -124,7 +124,7 @@ class AccessWatch(threading.Thread):
         logger.info("the clock checks every %g s that RabbitMQ still accepts its credentials", self.interval)
         while not self.stopped.wait(self.interval):
             try:
-                connection = probe(url, self.broker.faults.refused)
+                connection = probe(url, self.broker.faults.refused, getattr(self.broker, "heartbeat", None))
             except Exception:  # never the clock's end: its ticks report what is wrong
                 logger.debug("access check failed", exc_info=True)
                 continue

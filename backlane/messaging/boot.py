@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 def check_access(broker: BacklaneBroker) -> None:
     """Open one connection now and close it; a refusal is the broker's :meth:`refused`."""
-    connection = probe(broker.url, broker.faults.refused)
+    connection = probe(broker.url, broker.faults.refused, broker.heartbeat)
     if connection is not None:
         with contextlib.suppress(Exception):
             connection.close()
@@ -45,7 +45,7 @@ def check_access(broker: BacklaneBroker) -> None:
 
 def check_queues(broker: BacklaneBroker, queue_names: Iterable[str]) -> None:
     """Declare ``queue_names`` (with their delay and dead-letter queues) on a connection of their own."""
-    connection = probe(broker.url, broker.faults.refused)
+    connection = probe(broker.url, broker.faults.refused, broker.heartbeat)
     if connection is None:
         return
     try:

@@ -95,11 +95,14 @@ class BacklaneBroker(RabbitmqBroker):
         connect_timeout: float | None = None,
         signing_key: bytes | None = None,
         max_body_bytes: int = 1024 * 1024,
+        heartbeat: int | None = None,
     ) -> None:
         self.signals = Signals(self)  # first: emit_before and emit_after go through it
         super().__init__(url=url, confirm_delivery=True, middleware=middleware)
         self.url = url
-        self.links = Links(self, connect_timeout)
+        #: The AMQP heartbeat every connection of this broker asks for, seconds (None: RabbitMQ's).
+        self.heartbeat = heartbeat
+        self.links = Links(self, connect_timeout, heartbeat)
         self.topology = Topology(queue_type, dead_letter_ttl_ms)
         #: Whether RabbitMQ blocks this process's publishers (a memory or disk alarm), and why.
         self.blocks = Blocks(url)

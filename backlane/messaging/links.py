@@ -21,7 +21,7 @@ import contextlib
 import logging
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, NoReturn
 
 import pika
@@ -41,9 +41,10 @@ PROBE_TIMEOUT = 5
 class Links:
     """The node list and the per-thread connection of one broker."""
 
-    def __init__(self, broker: RabbitmqBroker, connect_timeout: float | None) -> None:
+    def __init__(self, broker: RabbitmqBroker, connect_timeout: float | None, heartbeat: int | None = None) -> None:
         self.broker = broker
         self._lock = threading.Lock()
+        ask_heartbeat(self._parameters(), heartbeat)
         if connect_timeout is not None:  # a command: one attempt must not take pika's 10 s + DNS
             for param in self._parameters():
                 param.socket_timeout = param.stack_timeout = connect_timeout
@@ -94,11 +95,29 @@ class Links:
                     resource.close()
 
 
-def probe(url: str, refused: Callable[[Problem], NoReturn]) -> Any:
+def ask_heartbeat(parameters: Iterable[Any], heartbeat: int | None) -> None:
+    """Have each of pika's ``parameters`` ask RabbitMQ for a ``heartbeat`` of that many seconds,
+    unless its URL named its own (``heartbeat=``: that URL's wins). None: leave them as they are
+    (pika then takes RabbitMQ's proposal, 60 s by default)."""
+    if heartbeat is None:
+        return
+    for param in parameters:
+        if param.heartbeat is None:
+            param.heartbeat = heartbeat
+
+
+def url_parameters(url: str, heartbeat: int | None = None) -> list[Any]:
+    """pika's parameters for each URL of ``url`` (';'-separated), asking for ``heartbeat``
+    (:func:`ask_heartbeat`)."""
+    parameters = [pika.URLParameters(u.strip()) for u in url.split(";") if u.strip()]
+    ask_heartbeat(parameters, heartbeat)
+    return parameters
+
+
+def probe(url: str, refused: Callable[[Problem], NoReturn], heartbeat: int | None = None) -> Any:
     """One connection attempt per URL of ``url`` (';'-separated, :data:`PROBE_TIMEOUT` each): the
     connection, or None when no node answers. A refusal (credentials, vhost, permission) is ``refused``."""
-    for one in (u for u in url.split(";") if u):
-        params = pika.URLParameters(one)
+    for params in url_parameters(url, heartbeat):
         params.connection_attempts = 1
         params.socket_timeout = PROBE_TIMEOUT
         try:

@@ -80,7 +80,9 @@ class Endpoint:
     def __init__(self, registry: Registry, runtime: Runtime) -> None:
         self.registry, self.runtime = registry, runtime
         settings = runtime.settings
-        self.broker = BrokerProbe(settings.broker.url.get_secret_value(), BROKER_TIMEOUT)
+        self.broker = BrokerProbe(
+            settings.broker.url.get_secret_value(), BROKER_TIMEOUT, heartbeat=settings.broker.heartbeat_seconds
+        )
         #: Long enough for both checks to time out and say so (a reachable world answers in ms).
         wait = BROKER_TIMEOUT + settings.database.connect_timeout + 1.0
         self.health = SingleFlight(

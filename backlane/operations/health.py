@@ -33,14 +33,12 @@ __all__ = ["DEGRADED", "DISABLED", "HEALTHY", "SEVERITY", "UNHEALTHY", "worst"]
 
 
 def _broker_parameters(url: str, timeout: float, heartbeat: int | None = None) -> list[Any]:
-    import pika
+    from backlane.messaging.links import url_parameters
 
-    params = [pika.URLParameters(u) for u in url.split(";") if u.strip()]
+    params = url_parameters(url, heartbeat)
     for param in params:
         param.connection_attempts = 1
         param.socket_timeout = param.stack_timeout = timeout
-        if heartbeat is not None:
-            param.heartbeat = heartbeat
     return params
 
 

@@ -68,3 +68,81 @@ def test_a_worker_process_holds_one_tick_at_a_time(app: Any, worker: Any) -> Non
     counts = prefetch_of()
     assert counts[DISCOVER_QUEUE] == DISCOVER_PREFETCH == 1
     assert counts["orders"] == 16, counts
+
+
+def _heartbeats_by_port(rabbitmq: Any) -> dict[int, int]:
+    """The heartbeat RabbitMQ agreed with each of its connections, by the client's port."""
+    response = httpx.get(f"{rabbitmq.management_url}/api/connections", auth=("guest", "guest"), timeout=10)
+    response.raise_for_status()
+    return {c["peer_port"]: c["timeout"] for c in response.json()}
+
+
+def test_every_connection_asks_for_the_heartbeat_a_url_of_its_own_wins(rabbitmq: Any) -> None:
+    """BACKLANE_BROKER__HEARTBEAT_SECONDS reaches the broker's publishing and consuming connections
+    (RabbitMQ proposes 60 s, and took it from pika before the setting); a URL's ``heartbeat=`` wins."""
+    from backlane.messaging.links import probe
+
+    broker = BacklaneBroker(url=rabbitmq.amqp_url, middleware=[], heartbeat=7)
+    separator = "&" if "?" in rabbitmq.amqp_url else "?"
+    own = BacklaneBroker(url=f"{rabbitmq.amqp_url}{separator}heartbeat=5", middleware=[], heartbeat=7)
+    consumer = None
+    probed = None
+    try:
+        broker.declare_queue("heartbeat_probe", ensure=True)
+        publishing = broker.connection
+        consumer = broker.consume("heartbeat_probe", prefetch=1, timeout=100)
+        probed = probe(broker.url, lambda problem: pytest.fail(str(problem)), broker.heartbeat)
+        own_connection = own.connection
+
+        def port(connection: Any) -> int:
+            return int(connection._impl._transport._sock.getsockname()[1])
+
+        wanted = {port(publishing): 7, port(consumer.connection): 7, port(probed): 7, port(own_connection): 5}
+        wait_until(
+            lambda: {p: _heartbeats_by_port(rabbitmq).get(p) for p in wanted} == wanted,
+            timeout=10,
+            what=f"RabbitMQ's heartbeats {wanted}",
+        )
+    finally:
+        if consumer is not None:
+            consumer.close()
+        if probed is not None:
+            probed.close()
+        broker.close()
+        own.close()
+
+
+def test_a_publisher_dropped_for_missed_heartbeats_while_idle_publishes_again_quietly(
+    rabbitmq: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A thread's publishing connections run no I/O between publishes (pika's BlockingConnection),
+    so RabbitMQ drops them after two or three silent heartbeats: the clock's between its ticks, an
+    idle worker thread's. The next enqueue (a tick, a retry) and the next batch open new ones at
+    once, send, and log nothing above INFO."""
+    from dramatiq.message import Message
+
+    broker = BacklaneBroker(url=rabbitmq.amqp_url, middleware=[], heartbeat=2, reconnect_timeout=5)
+
+    def ours() -> list[int]:  # this broker's connections: the only ones asking for 2 s
+        return [port for port, timeout in _heartbeats_by_port(rabbitmq).items() if timeout == 2]
+
+    def message(name: str) -> Message[Any]:
+        return Message(queue_name="idle_probe", actor_name="idle", args=(name,), kwargs={}, options={})
+
+    try:
+        broker.declare_queue("idle_probe", ensure=True)
+        broker.flush("idle_probe")
+        broker.enqueue(message("before"))
+        broker.publish([Outgoing("idle_probe", b"{}", "before")])
+        wait_until(lambda: len(ours()) == 2, timeout=10, what="the enqueueing and the batch connections")
+        wait_until(lambda: not ours(), timeout=15, what="RabbitMQ dropping both, idle")
+        caplog.clear()
+        with caplog.at_level("INFO"):
+            broker.enqueue(message("after"))
+            broker.publish([Outgoing("idle_probe", b"{}", "after")])
+        assert broker.get_queue_message_counts("idle_probe")[0] == 4
+        loud = [r for r in caplog.records if r.levelno > 20]
+        assert not loud, [r.getMessage() for r in loud]
+    finally:
+        broker.flush("idle_probe")
+        broker.close()

@@ -37,6 +37,9 @@ def test_nested_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) 
         ("BACKLANE_LOG_REPEAT_SECONDS", "-1"),
         ("BACKLANE_LOG_REPEAT_SECONDS", "1e400"),  # inf: every kind written once, for ever
         ("BACKLANE_LOG_REPEAT_SECONDS", "nan"),
+        ("BACKLANE_BROKER__HEARTBEAT_SECONDS", "0"),  # no heartbeats: a frozen worker holds its messages
+        ("BACKLANE_BROKER__HEARTBEAT_SECONDS", "601"),
+        ("BACKLANE_BROKER__URL", "amqp://guest:guest@127.0.0.1:5672/%2F?heartbeat=0"),
     ],
 )
 def test_a_bad_setting_names_its_variable(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> None:
@@ -45,6 +48,16 @@ def test_a_bad_setting_names_its_variable(monkeypatch: pytest.MonkeyPatch, varia
         load_settings()
         load_section("orders", PipelineSettings)  # a pipeline's section: read by its name
     assert variable in str(raised.value)
+
+
+def test_the_heartbeat_is_asked_for_unless_a_url_names_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    from backlane.messaging.links import url_parameters
+
+    monkeypatch.delenv("BACKLANE_BROKER__HEARTBEAT_SECONDS", raising=False)
+    assert load_settings().broker.heartbeat_seconds == 15
+    one, two = url_parameters("amqp://a/%2F?heartbeat=5;amqp://b/%2F", 15)
+    assert (one.heartbeat, two.heartbeat) == (5, 15)
+    assert url_parameters("amqp://a/%2F")[0].heartbeat is None  # None: RabbitMQ's proposal
 
 
 def test_secrets_do_not_print(monkeypatch: pytest.MonkeyPatch) -> None:

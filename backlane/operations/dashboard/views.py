@@ -249,7 +249,12 @@ class Views:
         try:
             for queue in queues:
                 listings = admin.list_dead_letters(
-                    url, [queue], self.settings.dead_letter_limit, missing_ok=True, timeout=timeout
+                    url,
+                    [queue],
+                    self.settings.dead_letter_limit,
+                    missing_ok=True,
+                    timeout=timeout,
+                    heartbeat=runtime.settings.broker.heartbeat_seconds,
                 )
                 for listing in listings:
                     letters = [_letter_row(letter, owners.get(queue)) for letter in listing.letters]

@@ -294,7 +294,10 @@ class _Dashboard:
             url = runtime.settings.broker.url.get_secret_value()
             # Every queue: those not declared yet have nothing to purge (as the page lists them).
             every = not queue
-            counts = admin.purge(url, queues, missing_ok=every, timeout=runtime.settings.broker.command_timeout)
+            broker = runtime.settings.broker
+            counts = admin.purge(
+                url, queues, missing_ok=every, timeout=broker.command_timeout, heartbeat=broker.heartbeat_seconds
+            )
             return "; ".join(f"purged {count} from {name}.XQ" for name, count in counts.items()) or "nothing to purge"
 
         try:

@@ -57,12 +57,13 @@ def list_dead_letters(
     *,
     missing_ok: bool = False,
     timeout: float | None = None,
+    heartbeat: int | None = None,
 ) -> list[Listing]:
     """At most ``limit`` dead letters over ``queues``, with how many each queue holds; consumes nothing.
 
     A queue whose .XQ does not exist is skipped when ``missing_ok``, else a :class:`Problem`."""
     listings: list[Listing] = []
-    with connect(amqp_url, timeout) as connection:
+    with connect(amqp_url, timeout, heartbeat) as connection:
         channel = connection.channel()
         remaining = max(limit, 0)
         for queue in queues:
@@ -178,7 +179,7 @@ def requeue(
     """
     run = _Run(broker, matches, first_only, missing_ok)
     try:
-        with connect(amqp_url, timeout) as connection:
+        with connect(amqp_url, timeout, getattr(broker, "heartbeat", None)) as connection:
             channel = connection.channel()
             try:
                 run.over(connection, channel, queues)
@@ -196,11 +197,16 @@ def requeue(
 
 
 def purge(
-    amqp_url: str, queues: list[str], *, missing_ok: bool = False, timeout: float | None = None
+    amqp_url: str,
+    queues: list[str],
+    *,
+    missing_ok: bool = False,
+    timeout: float | None = None,
+    heartbeat: int | None = None,
 ) -> dict[str, int]:
     """Empty the .XQ of each of ``queues``: how many letters each held."""
     counts = {}
-    with connect(amqp_url, timeout) as connection:
+    with connect(amqp_url, timeout, heartbeat) as connection:
         for queue in queues:
             if count_letters(connection, queue, missing_ok) is None:
                 continue

@@ -20,17 +20,21 @@ import pika.exceptions
 from dramatiq.common import q_name, xq_name
 
 from backlane.errors import EXIT_UNAVAILABLE, EXIT_USAGE, Problem, redact_url
+from backlane.messaging.links import url_parameters
 from backlane.operations.dead_letters.letter import DeadLetter, parse
 from backlane.problems import BROKER_URL, broker_cause, broker_problem, broker_unreachable
 
 
 @contextmanager
-def connect(amqp_url: str, timeout: float | None = None) -> Iterator[pika.BlockingConnection]:
+def connect(
+    amqp_url: str, timeout: float | None = None, heartbeat: int | None = None
+) -> Iterator[pika.BlockingConnection]:
     """A connection to RabbitMQ whose failures come out as one-line :class:`Problem`;
-    ``timeout`` bounds each connection attempt, seconds."""
+    ``timeout`` bounds each connection attempt, seconds; ``heartbeat``: the AMQP heartbeat it
+    asks for (:func:`backlane.messaging.links.ask_heartbeat`)."""
     setting = f"{BROKER_URL} ({redact_url(amqp_url)})"
     try:
-        params = [pika.URLParameters(url.strip()) for url in amqp_url.split(";") if url.strip()]
+        params = url_parameters(amqp_url, heartbeat)
     except ValueError as exc:
         raise Problem(f"{setting} is not a valid AMQP URL: {exc}", EXIT_USAGE) from None
     for param in params:
