@@ -35,9 +35,9 @@ def add_control_commands(command: Command, app: Callable[[argparse.Namespace], A
         "pause a pipeline, one of its parts or its inbox, on every process, without a restart",
         "Discover stops claiming and queued items wait (none is failed or lost) until `backlane resume`.\n"
         "Every worker and the clock see it within BACKLANE_CONTROLS__REFRESH_SECONDS; it survives restarts.\n\n"
-        "  backlane pause orders --reason 'order API misbehaving'\n"
-        "  backlane pause catalog stock        (one catalog section)\n"
-        "  backlane pause orders --inbox       (what other services publish to it)",
+        "  backlane pause PIPELINE --reason 'its API misbehaves'\n"
+        "  backlane pause PIPELINE PART        (one of its parts, e.g. a section)\n"
+        "  backlane pause PIPELINE --inbox     (what other services publish to it)",
     )
     _target_arguments(pause)
     pause.add_argument("--reason", default="", help="why: shown with the pause and kept in the audit trail")
@@ -52,13 +52,13 @@ def add_control_commands(command: Command, app: Callable[[argparse.Namespace], A
         "show, set or revert a pipeline's runtime settings (tick, max items, limits)",
         "A runtime setting overrides its environment variable on every process within seconds,\n"
         "validated as the variable is; `unset` reverts to the environment's value.\n\n"
-        "  backlane settings show catalog\n"
-        "  backlane settings set catalog limiters.catalog.calls 100\n"
-        "  backlane settings unset catalog limiters.catalog.calls",
+        "  backlane settings show PIPELINE\n"
+        "  backlane settings set PIPELINE max_items 100\n"
+        "  backlane settings unset PIPELINE max_items",
     )
     settings.add_argument("action", choices=["show", "set", "unset"], help="what to do")
     settings.add_argument("pipeline", help="the pipeline's name")
-    settings.add_argument("key", nargs="?", help="set/unset: the setting, dotted (max_items, limiters.catalog.calls)")
+    settings.add_argument("key", nargs="?", help="set/unset: the setting, dotted (max_items, or a pipeline's own: limiters.NAME.calls)")
     settings.add_argument("value", nargs="?", help="set: the value (JSON: 5, 2.5, true, null; else text)")
     settings.add_argument("--json", action="store_true", help="show: print JSON")
     settings.set_defaults(func=run(_settings))
@@ -67,9 +67,9 @@ def add_control_commands(command: Command, app: Callable[[argparse.Namespace], A
         "cancel",
         "cancel items (by id or search) so they are never worked; `reopen` undoes it",
         "A cancelled item is settled as 'cancelled by WHO: WHY'; its queued message does nothing when it\n"
-        "arrives. Only items with work left that may still be cancelled are (an order not yet placed).\n\n"
-        "  backlane cancel orders 17 18 --reason 'duplicate'\n"
-        "  backlane cancel orders --search REQ-123 --reason 'customer cancelled'",
+        "arrives. Only items with work left that may still be cancelled are (e.g. not yet sent out).\n\n"
+        "  backlane cancel PIPELINE 17 18 --reason 'duplicate'\n"
+        "  backlane cancel PIPELINE --search KEY --reason 'customer cancelled'",
     )
     cancel.add_argument("pipeline", help="the pipeline's name")
     cancel.add_argument("ids", nargs="*", help="item ids")
@@ -96,7 +96,7 @@ def add_control_commands(command: Command, app: Callable[[argparse.Namespace], A
 
 def _target_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pipeline", help="the pipeline's name (see `backlane pipelines`)")
-    parser.add_argument("part", nargs="?", help="one of its parts (a catalog section), not the whole pipeline")
+    parser.add_argument("part", nargs="?", help="one of its parts (e.g. a section), not the whole pipeline")
     parser.add_argument("--inbox", action="store_true", help="its inbox (messages other services publish to it)")
 
 
