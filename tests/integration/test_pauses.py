@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
+
 from backlane.core.discovery import discover
 from backlane.core.health import Health
 from backlane.core.registry import REGISTRY
@@ -16,6 +18,8 @@ from devtools.sample import create_orders
 from tests.integration.conftest import App
 from tests.integration.test_orders_pipeline import creations_per_order, dead_letters, publish_raw, statuses
 from tests.waiting import wait_until
+
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # CI time
 
 
 def _fast(app: App) -> None:
