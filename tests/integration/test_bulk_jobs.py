@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 
 import pika
@@ -233,3 +234,26 @@ def test_detach_hands_the_job_to_the_workers_queue_and_prints_its_id(app: App) -
     job_id = int(done.stdout.strip())
     assert get_job(app.db, job_id).status == "queued" and depth(app, XQ) == 3
     assert depth(app, OPERATIONS_QUEUE) == 1, "the job's message waits for a worker"
+
+
+def test_repeats_are_left_in_place_counted_and_never_stall_the_run(app: App) -> None:
+    declare(app)
+    connection = pika.BlockingConnection(pika.URLParameters(app.rabbitmq.amqp_url))
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        for n in range(1000):  # 1,000 copies of one message (more than the reader's window), then 10 others
+            message_id = "the-same" if n < 990 else uuid.uuid4().hex
+            props = pika.BasicProperties(delivery_mode=2, message_id=message_id)
+            channel.basic_publish("", XQ, dead_letter(message_id, {"version": 1, "order_id": n}), props)
+    finally:
+        connection.close()
+    wait_until(lambda: depth(app, XQ) == 1000, timeout=30, what="1,000 dead letters")
+    job_id = create_job(app.db, app.clock.now(), "requeue", {"queue": ORDER_CREATED_QUEUE}, "cli:tester")
+    started = time.monotonic()
+    outcome = run_job(app.runtime, job_id)
+    assert time.monotonic() - started < 10, "held letters must not stall the consumer"
+    job = get_job(app.db, job_id)
+    assert (job.status, job.done, job.skipped) == ("done", 11, 989), outcome.line
+    assert "989 left in place whose message id this run had already requeued" in job.report
+    assert depth(app, XQ) == 989 and len(drain_ids(app, ORDER_CREATED_QUEUE)) == 11

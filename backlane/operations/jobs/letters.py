@@ -18,7 +18,7 @@ Memory is bounded by the batch (its letters' bodies) plus that set of hashes.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from dramatiq.common import q_name, xq_name
@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 #: Letters published together, their confirms waited on once, before each is acked in .XQ.
 BATCH = 200
+#: A consumer of an .XQ that gets nothing for this long takes it as empty, seconds.
+EMPTY_AFTER = 2.0
 
 
 def _queues(runtime: Runtime, params: Mapping[str, Any]) -> tuple[list[str], bool]:
@@ -66,6 +68,41 @@ def _where(in_queue: dict[str, int]) -> str:
     return ", ".join(f"{name}: {count:,}" for name, count in in_queue.items() if count) or "none"
 
 
+class _Reader:
+    """The letters of an .XQ as RabbitMQ pushes them (``basic.consume``: one round trip per
+    window of letters, not one per letter as ``basic.get`` takes), at most ``window`` of them
+    read ahead. A letter left in place stays unacked (held) until the run ends, and holds one of
+    the consumer's prefetch slots: when enough are held, the consumer is made again with room
+    for them, so held letters never stall it."""
+
+    def __init__(self, channel: Any, xq: str, window: int) -> None:
+        self.channel, self.xq, self.window = channel, xq, window
+        self.held = self._held_at_start = 0
+        self._deliveries: Iterator[tuple[Any, Any, Any]] | None = None
+
+    def _subscribe(self) -> None:
+        self.close()  # the letters read ahead and not yet handed out go back, unread
+        self.channel.basic_qos(prefetch_count=self.window + self.held)
+        self._deliveries = self.channel.consume(self.xq, auto_ack=False, inactivity_timeout=EMPTY_AFTER)
+        self._held_at_start = self.held
+
+    def next(self) -> tuple[Any, Any, bytes] | None:
+        """The next letter (method, properties, body); None once the .XQ has none."""
+        if self._deliveries is None or self.held - self._held_at_start >= max(1, self.window // 4):
+            self._subscribe()
+        assert self._deliveries is not None
+        method, props, body = next(self._deliveries)
+        return None if method is None else (method, props, body)
+
+    def hold(self) -> None:
+        self.held += 1
+
+    def close(self) -> None:
+        if self._deliveries is not None:
+            self.channel.cancel()
+            self._deliveries = None
+
+
 def run_requeue(runtime: Runtime, params: Mapping[str, Any], progress: Progress) -> str:
     """Requeue every dead letter the job's .XQ held at the start of this run; the report line."""
     queues, missing_ok = _queues(runtime, params)
@@ -88,24 +125,30 @@ def run_requeue(runtime: Runtime, params: Mapping[str, Any], progress: Progress)
                     continue
                 xq = xq_name(q_name(queue))
                 in_queue[xq] = total
+                if not total:
+                    continue
+                reader = _Reader(channel, xq, 2 * batch_size)
                 read = 0
                 while read < total and not progress.should_stop():
                     progress.pace(rate)
                     batch: list[tuple[int, Outgoing]] = []
                     while len(batch) < batch_size and read < total:
-                        method, props, raw = channel.basic_get(xq, auto_ack=False)
-                        if method is None:
+                        delivery = reader.next()
+                        if delivery is None:  # fewer than counted: another reader took some
                             read = total
                             break
+                        method, props, raw = delivery
                         read += 1
                         letter = parse(queue, raw, props)
                         id_key = _id_key(letter.message_id)
                         if id_key is not None and id_key in seen:
                             repeated += 1
+                            reader.hold()
                             progress.advance(skipped=1)
                             continue
                         if letter.truncated is not None:
                             truncated += 1
+                            reader.hold()
                             progress.advance(skipped=1)
                             continue
                         if id_key is not None:
@@ -118,6 +161,7 @@ def run_requeue(runtime: Runtime, params: Mapping[str, Any], progress: Progress)
                             channel.basic_ack(tag)  # only once the message is safely back on its queue
                         requeued += len(batch)
                         progress.advance(done=len(batch))
+                reader.close()  # read ahead beyond the count (letters that came after the start): back, unread
         finally:
             return_all(channel)  # the ones left in place, explicitly
     text = f"requeued {requeued:,} message(s) of {sum(in_queue.values()):,} dead letter(s) ({_where(in_queue)})"
