@@ -94,9 +94,9 @@ def request_stop(db: Database, now: datetime, job_id: int) -> str:
         if job.status in (STOPPED, DONE, FAILED):
             raise Problem(f"job {job_id} is {job.status} already; nothing to stop", EXIT_USAGE)
         job.stop_requested = True
-        job.updated_at = now
         if job.status in (RUNNING, STOPPING) and lease_alive(job, now):
             job.status = STOPPING
+            job.updated_at = now
             return f"job {job_id}: asked to stop; it stops before its next item (`backlane jobs show {job_id}`)"
         # Queued (no runner yet) or its runner is gone: stopped now, nothing of it runs.
         job.status = STOPPED
@@ -122,12 +122,12 @@ def reopen(db: Database, now: datetime, job_id: int) -> BulkJob:
                 "nothing to resume",
                 EXIT_USAGE,
             )
+        # updated_at stays the last run's last write: the time it was active counts for its rate.
         job.status = QUEUED
         job.stop_requested = False
         job.lease_until = None
         job.finished_at = None
         job.report = ""
-        job.updated_at = now
         session.flush()
         session.expunge(job)
     return job
