@@ -257,3 +257,35 @@ def test_repeats_are_left_in_place_counted_and_never_stall_the_run(app: App) -> 
     assert (job.status, job.done, job.skipped) == ("done", 11, 989), outcome.line
     assert "989 left in place whose message id this run had already requeued" in job.report
     assert depth(app, XQ) == 989 and len(drain_ids(app, ORDER_CREATED_QUEUE)) == 11
+
+
+def test_the_workers_actor_takes_over_from_a_dead_runner_once_its_lease_ends(app: App) -> None:
+    """A worker killed mid-job: RabbitMQ gives its message to another worker, whose actor finds the
+    lease held, looks again once it ends (a delayed message), and then takes the job over; a lease
+    renewed meanwhile (its runner alive) is left alone."""
+    from backlane.operations.jobs import OPERATIONS_QUEUE
+    from backlane.operations.jobs.actor import run_bulk_job
+
+    fill_xq(app, 10)
+    job_id = create_job(app.db, app.clock.now(), "requeue", {"queue": ORDER_CREATED_QUEUE}, "dashboard:ops")
+    taken = runner.acquire(app.runtime, job_id)  # the runner that dies
+    assert taken is not None
+    _job, lease = taken
+    app.broker.declare_queue(OPERATIONS_QUEUE, ensure=True)
+    delayed = f"{OPERATIONS_QUEUE}.DQ"
+
+    run_bulk_job(job_id)  # the redelivered message: the lease holds, so only a later look is sent
+    assert depth(app, XQ) == 10 and get_job(app.db, job_id).done == 0
+    wait_until(lambda: depth(app, delayed) == 1, timeout=10, what="the delayed look at the lease's end")
+
+    app.clock.advance(seconds=runner.LEASE_SECONDS + 1)
+    run_bulk_job(job_id, lease.isoformat())  # that look: the lease ended unrenewed, the job is taken over
+    assert get_job(app.db, job_id).status == "done" and depth(app, XQ) == 0
+
+    fill_xq(app, 5)
+    alive = create_job(app.db, app.clock.now(), "requeue", {"queue": ORDER_CREATED_QUEUE}, "dashboard:ops")
+    held = runner.acquire(app.runtime, alive)
+    assert held is not None
+    run_bulk_job(alive, "2000-01-01T00:00:00+00:00")  # a lease other than the one seen: its runner renewed it
+    assert get_job(app.db, alive).status == "running" and depth(app, XQ) == 5
+    assert depth(app, delayed) == 1, "no further look: a live runner finishes its job"

@@ -12,7 +12,6 @@ A worker shutting down stops its job between two items and queues it again for a
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 import dramatiq
@@ -62,7 +61,7 @@ def run_bulk_job(job_id: int, seen_lease: str | None = None) -> None:
     if seen_lease is not None and seen_lease != lease.isoformat():
         logger.info("job %s: its runner is alive (it renewed its lease); nothing to take over", job_id)
         return
-    wait = max(0.0, (lease - datetime.now(UTC)).total_seconds()) + TAKEOVER_MARGIN
+    wait = max(0.0, (lease - runtime.clock.now()).total_seconds()) + TAKEOVER_MARGIN
     job_actor(runtime.broker).send_with_options(args=(job_id, lease.isoformat()), delay=int(wait * 1000))
 
 
