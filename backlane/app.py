@@ -214,6 +214,9 @@ def setup() -> BacklaneBroker:
                 startup.refuse(exc)
             raise
         runtime = install(Runtime(settings=settings, broker=broker, clock=default_clock()))
+    from backlane.operations.jobs import declare_job_actor
+
+    declare_job_actor(runtime.broker)  # the framework's own actor: bulk jobs on the ``operations`` queue
     return runtime.broker
 
 

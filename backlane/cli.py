@@ -183,6 +183,11 @@ def _dead_letters(args: argparse.Namespace) -> int:
             url, queues, args.limit, missing_ok=missing_ok, timeout=timeout, heartbeat=heartbeat
         )
         return _list_dead_letters(args, listings)
+    if args.action == "requeue" and args.all:  # any number of letters: a job (backlane/operations/jobs)
+        from backlane.operations.jobs.commands import dead_letters_job
+
+        params = {"queue": queues[0] if args.queue else None, "rate": args.rate}
+        return dead_letters_job(runtime, "requeue", params, detach=args.detach)
     if args.action == "requeue":
         report = admin.requeue(
             runtime.broker,
@@ -206,9 +211,15 @@ def _dead_letters(args: argparse.Namespace) -> int:
         if answer.strip() != "purge":
             say("nothing purged")
             return 1
-    for queue, count in admin.purge(url, queues, missing_ok=missing_ok, timeout=timeout, heartbeat=heartbeat).items():
-        say(f"purged {count} from {queue}.XQ")
-    return 0
+    from backlane.operations.jobs.commands import dead_letters_job
+
+    return dead_letters_job(runtime, "purge", {"queue": queues[0] if args.queue else None}, detach=args.detach)
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    from backlane.operations.jobs.commands import jobs_command
+
+    return jobs_command(args, _app(args).runtime)
 
 
 def _list_dead_letters(args: argparse.Namespace, listings: list[Listing]) -> int:
@@ -422,8 +433,10 @@ def build_parser(registry: Registry | None = None, names: list[str] | None = Non
         "Dead letters are in each queue's .XQ with the reason they failed.\n\n"
         "  backlane dead-letters list [--queue Q] [--limit N] [--json]\n"
         "  backlane dead-letters requeue --message-id ID [--queue Q]\n"
-        "  backlane dead-letters requeue --all [--queue Q]\n"
-        "  backlane dead-letters purge [--queue Q] [--yes]\n\n"
+        "  backlane dead-letters requeue --all [--queue Q] [--rate N] [--detach]\n"
+        "  backlane dead-letters purge [--queue Q] [--yes] [--detach]\n\n"
+        "requeue --all and purge run as a job (progress on stderr, Ctrl-C stops it, resumable;\n"
+        "--detach hands it to the workers): see `backlane jobs`.\n"
         "Fix the cause before requeueing: a requeued message runs again with fresh retries.",
     )
     dead.add_argument("action", choices=["list", "requeue", "purge"], help="what to do")
@@ -435,7 +448,25 @@ def build_parser(registry: Registry | None = None, names: list[str] | None = Non
         "--limit", type=int, default=100, metavar="N", help="list: show at most N dead letters (default 100)"
     )
     dead.add_argument("--json", action="store_true", help="list: print JSON for scripts")
+    dead.add_argument("--detach", action="store_true", help="requeue --all, purge: hand the job to the workers")
+    dead.add_argument("--rate", type=float, metavar="N", help="requeue --all: at most N letters a second")
     dead.set_defaults(func=_dead_letters)
+
+    jobs = command(
+        "jobs",
+        "list, follow, stop and resume bulk jobs (requeue --all, purge)",
+        "Bulk actions run as jobs with progress, stoppable and resumable (docs/operating.md).\n\n"
+        "  backlane jobs list [--json]\n"
+        "  backlane jobs show ID [--json]\n"
+        "  backlane jobs stop ID\n"
+        "  backlane jobs resume ID [--detach]",
+    )
+    jobs.add_argument("action", choices=["list", "show", "stop", "resume"], help="what to do")
+    jobs.add_argument("id", nargs="?", type=int, help="show, stop, resume: the job's id (see `backlane jobs list`)")
+    jobs.add_argument("--json", action="store_true", help="list, show: print JSON for scripts")
+    jobs.add_argument("--limit", type=int, default=50, metavar="N", help="list: the newest N jobs (default 50)")
+    jobs.add_argument("--detach", action="store_true", help="resume: hand it to the workers, not run it here")
+    jobs.set_defaults(func=_jobs)
 
     dashboard = command(
         "dashboard",

@@ -58,7 +58,9 @@ def add_control_commands(command: Command, app: Callable[[argparse.Namespace], A
     )
     settings.add_argument("action", choices=["show", "set", "unset"], help="what to do")
     settings.add_argument("pipeline", help="the pipeline's name")
-    settings.add_argument("key", nargs="?", help="set/unset: the setting, dotted (max_items, or a pipeline's own: limiters.NAME.calls)")
+    settings.add_argument(
+        "key", nargs="?", help="set/unset: the setting, dotted (max_items, limiters.NAME.calls)"
+    )
     settings.add_argument("value", nargs="?", help="set: the value (JSON: 5, 2.5, true, null; else text)")
     settings.add_argument("--json", action="store_true", help="show: print JSON")
     settings.set_defaults(func=run(_settings))

@@ -13,7 +13,7 @@ from typing import Any
 import pika
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 with warnings.catch_warnings():  # Starlette >= 1.x would rather have httpx2; httpx is what backlane uses
     warnings.simplefilter("ignore")
@@ -23,7 +23,9 @@ from actors.orders.models import Order
 from backlane.app import App as LoadedApp
 from backlane.core import attempts
 from backlane.core.registry import REGISTRY
+from backlane.db.models import AuditEvent
 from backlane.operations.dashboard import create_app
+from backlane.operations.jobs import OPERATIONS_QUEUE, create_job, run_job
 from backlane.settings import DashboardSettings
 from contracts.orders import ORDER_CREATED_QUEUE
 from devtools.sample import create_orders
@@ -264,17 +266,75 @@ def test_requeue_selected_then_all_and_purge_only_when_confirmed(app: App, clien
     assert "requeued+2+message%28s%29+of+5" in selected.headers["location"], selected.headers["location"]
     assert depth(app, xq) == 3
     purge_queue(app, ORDER_CREATED_QUEUE)  # nobody works them here: keep the requeued ones out of the way
+    # Requeue all and purge are jobs handed to the workers: the browser goes to the job's page at once.
     everything = client.post("/dead-letters/requeue", data={**form, "all": "1"})
-    assert "requeued+3+message%28s%29+of+3" in everything.headers["location"]
+    job_id = job_at(everything.headers["location"])
+    assert depth(app, xq) == 3 and depth(app, OPERATIONS_QUEUE) == 1, "nothing done in the request"
+    run_job(app.runtime, job_id)  # what the worker that takes the message does
+    assert client.get(f"/jobs/{job_id}/progress").json()["report"].startswith("requeued 3 message(s) of 3")
     assert depth(app, xq) == 0
 
     publish(app, xq, dead_letter(str(uuid.uuid4()), {"version": 1, "order_id": 999}))
     unconfirmed = client.post("/dead-letters/purge", data=form)
     assert "nothing+purged" in unconfirmed.headers["location"] and depth(app, xq) == 1
     purged = client.post("/dead-letters/purge", data={**form, "confirm": "purge"})
-    assert "purged+1+from+orders_inbox.XQ" in purged.headers["location"] and depth(app, xq) == 0
+    run_job(app.runtime, job_at(purged.headers["location"]))
+    assert client.get(f"/jobs/{job_at(purged.headers['location'])}/progress").json()["report"] == (
+        "purged 1 from orders_inbox.XQ"
+    )
+    assert depth(app, xq) == 0
     unknown = client.post("/dead-letters/purge", data={**form, "queue": "nope", "confirm": "purge"})
     assert "not+done" in unknown.headers["location"]
+
+
+def job_at(location: str) -> int:
+    """The job id of a redirect to its page (``/jobs/12?notice=...``)."""
+    found = re.search(r"/jobs/(\d+)\?", location)
+    assert found, location
+    return int(found.group(1))
+
+
+def test_a_job_page_shows_progress_and_stops_and_resumes_it_with_the_users_name(app: App) -> None:
+    declare(app)
+    xq = f"{ORDER_CREATED_QUEUE}.XQ"
+    for _ in range(4):
+        publish(app, xq, dead_letter(str(uuid.uuid4()), {"version": 1, "order_id": 999}))
+    login = {"Authorization": "Basic " + base64.b64encode(b"ops-anna:" + b"a-long-password-1").decode()}
+    with dashboard(app, user="ops-anna", password=SecretStr("a-long-password-1")) as client:
+        client.headers.update(login)
+        token = csrf_of(client, "/dead-letters")
+        started = client.post("/dead-letters/requeue", data={"csrf": token, "queue": ORDER_CREATED_QUEUE, "all": "1"})
+        job_id = job_at(started.headers["location"])
+        page = client.get(f"/jobs/{job_id}")
+        assert page.status_code == 200 and "queued" in page.text and f"/jobs/{job_id}/stop" in page.text
+        stopped = client.post(f"/jobs/{job_id}/stop", data={"csrf": token})
+        assert "stopped" in stopped.headers["location"]
+        assert client.get(f"/jobs/{job_id}/progress").json()["status"] == "stopped"
+        assert f"/jobs/{job_id}/resume" in client.get(f"/jobs/{job_id}").text
+        forged = client.post(f"/jobs/{job_id}/resume", data={"csrf": "forged"})
+        assert forged.status_code == 403
+        resumed = client.post(f"/jobs/{job_id}/resume", data={"csrf": token})
+        assert "resumed" in resumed.headers["location"]
+        assert run_job(app.runtime, job_id).status == "done"
+        shown = client.get(f"/jobs/{job_id}/progress").json()
+        assert (shown["status"], shown["done"], shown["total"], shown["percent"]) == ("done", 4, 4, 100.0)
+        listing = client.get("/jobs")
+        assert listing.status_code == 200 and f'href="/jobs/{job_id}"' in listing.text
+        assert client.get("/jobs/999999").status_code == 404
+    with app.db.transaction() as session:
+        rows = [(r.actor, r.action) for r in session.scalars(select(AuditEvent).order_by(AuditEvent.id))]
+    assert rows[:3] == [
+        ("dashboard:ops-anna", "requeue"),
+        ("dashboard:ops-anna", "job-stop"),
+        ("dashboard:ops-anna", "job-resume"),
+    ], rows
+
+
+def test_a_job_page_escapes_what_it_shows(app: App, client: TestClient) -> None:
+    job_id = create_job(app.db, app.clock.now(), "requeue", {"queue": HOSTILE}, HOSTILE)
+    page = client.get(f"/jobs/{job_id}")
+    assert page.status_code == 200 and HOSTILE not in page.text and "&lt;script&gt;" in page.text
+    assert HOSTILE not in client.get("/jobs").text
 
 
 def test_mounted_in_an_operators_own_app_its_links_follow_the_mount(app: App) -> None:

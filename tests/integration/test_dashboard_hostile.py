@@ -7,9 +7,10 @@ import uuid
 
 import pytest
 
+from backlane.operations.jobs import run_job
 from contracts.orders import ORDER_CREATED_QUEUE
 from tests.integration.conftest import App
-from tests.integration.test_dashboard_app import csrf_of, dashboard
+from tests.integration.test_dashboard_app import csrf_of, dashboard, job_at
 from tests.integration.test_dead_letter_admin import dead_letter, declare, depth, publish
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -53,7 +54,9 @@ def test_a_purge_must_name_its_queue(app: App) -> None:
             data={"csrf": token, "confirm": "purge", "queue": ORDER_CREATED_QUEUE},
             headers=same_origin,
         )
-        assert named.status_code == 303 and depth(app, xq) == 0
+        assert named.status_code == 303 and depth(app, xq) == 1, "a job: handed to the workers"
+        run_job(app.runtime, job_at(named.headers["location"]))
+        assert depth(app, xq) == 0
 
 
 def test_a_forged_token_or_another_logins_token_is_refused(app: App) -> None:
@@ -94,7 +97,9 @@ def test_purge_all_is_its_own_confirmed_action(app: App) -> None:
         assert "nothing+purged" in mixed.headers["location"] and depth(app, xq) == 1
         same_origin = {"Origin": "http://127.0.0.1", "Sec-Fetch-Site": "same-origin"}
         done = client.post("/dead-letters/purge", data={"csrf": token, "confirm": "purge-all"}, headers=same_origin)
-        assert done.status_code == 303 and "purged+1+from+orders_inbox.XQ" in done.headers["location"]
+        assert done.status_code == 303 and "purge+of+every+queue" in done.headers["location"]
+        assert depth(app, xq) == 1, "a job on the workers: nothing done in the request"
+        assert "purged 1 from orders_inbox.XQ" in run_job(app.runtime, job_at(done.headers["location"])).line
         assert depth(app, xq) == 0
 
 

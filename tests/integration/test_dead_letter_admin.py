@@ -36,7 +36,8 @@ def cli(app: App, *args: str, timeout: float = 60, **env: str) -> subprocess.Com
         **os.environ,
         "BACKLANE_BROKER__URL": app.rabbitmq.amqp_url,
         "BACKLANE_BROKER__MANAGEMENT_URL": app.rabbitmq.management_url,
-        "BACKLANE_DATABASE__URL": "sqlite://",  # dead-letters never touches the database
+        # requeue --all and purge run as jobs, kept in the database (the test's, migrated)
+        "BACKLANE_DATABASE__URL": app.db.url,
         **env,
     }
     try:

@@ -19,6 +19,7 @@ import pytest
 
 from backlane.core.discovery import discover
 from backlane.core.registry import REGISTRY
+from backlane.db.migrate import upgrade
 from contracts.orders import ORDER_CREATED_QUEUE, OrderCreated
 from devtools.sample import create_orders
 from tests.integration.conftest import App
@@ -56,6 +57,9 @@ def test_a_requeued_order_created_gets_a_fresh_grace_period(app: App, worker: An
     # The first life: the grace period runs out and the message is dead-lettered.
     wait_until(lambda: dead_letters(app, ORDER_CREATED_QUEUE), timeout=30, what="the first dead letter")
 
+    # requeue --all runs as a job kept in the command's database: its default file in tmp_path (the
+    # test's own on SQLite), migrated; the default URL is also what the worker derives its signing key from.
+    upgrade(f"sqlite:///{tmp_path / 'backlane.db'}")
     requeued = subprocess.run(
         [sys.executable, "-m", "backlane.cli", "dead-letters", "requeue", "--all", "--queue", ORDER_CREATED_QUEUE],
         env=dict(os.environ),

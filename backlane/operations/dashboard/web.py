@@ -25,7 +25,7 @@ import jinja2
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
@@ -36,6 +36,8 @@ from backlane.operations.controls import audited_trigger
 from backlane.operations.dashboard import controls_pages, security
 from backlane.operations.dashboard.items import STATES, parse_before
 from backlane.operations.dashboard.views import Views
+from backlane.operations.jobs import operations as jobs
+from backlane.operations.jobs import store as job_store
 
 if TYPE_CHECKING:
     from backlane.app import App
@@ -76,6 +78,11 @@ def create_app(app: App | None = None, settings: DashboardSettings | None = None
         Route("/dead-letters/requeue", dashboard.guard(dashboard.requeue, action=True), methods=["POST"]),
         Route("/dead-letters/purge", dashboard.guard(dashboard.purge, action=True), methods=["POST"]),
         *controls_pages.routes(dashboard),
+        Route("/jobs", dashboard.guard(dashboard.jobs)),
+        Route("/jobs/{job_id:int}", dashboard.guard(dashboard.job)),
+        Route("/jobs/{job_id:int}/progress", dashboard.guard(dashboard.job_progress)),
+        Route("/jobs/{job_id:int}/stop", dashboard.guard(dashboard.job_stop, action=True), methods=["POST"]),
+        Route("/jobs/{job_id:int}/resume", dashboard.guard(dashboard.job_resume, action=True), methods=["POST"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     return Starlette(routes=routes, lifespan=dashboard.lifespan)
@@ -260,6 +267,8 @@ class _Dashboard:
         if not every and not ids:
             return self._back(request, "/dead-letters", "nothing requeued: select dead letters first")
         runtime = self.app.runtime
+        if every:  # any number of letters: a job on the workers, followed on its own page
+            return await self._start_job(request, "requeue", queue)
 
         def run() -> str:
             queues = admin.select_queues(runtime.broker, queue or None)
@@ -287,21 +296,78 @@ class _Dashboard:
         # Every queue at once is its own confirmation, never what a missing field means.
         if not (confirm == "purge" and queue) and not (confirm == "purge-all" and not queue):
             return self._back(request, "/dead-letters", "nothing purged: name a queue and tick the box to confirm")
+        return await self._start_job(request, "purge", queue or None)
+
+    # -- bulk jobs (backlane/operations/jobs) -----------------------------------------
+
+    def _actor(self) -> str:
+        """Who acts, for the audit trail: the login's user, when there is a login."""
+        from backlane.operations import audit
+
+        return audit.dashboard_actor(self.settings.user if self.settings.password is not None else "(no login)")
+
+    async def _start_job(self, request: Request, kind: str, queue: str | None) -> Response:
+        """A job of ``kind`` over ``queue``'s letters (None: every queue) handed to the workers;
+        the browser goes at once to its page, never waiting for the job."""
         runtime = self.app.runtime
 
-        def run() -> str:
-            queues = admin.select_queues(runtime.broker, queue or None)
-            url = runtime.settings.broker.url.get_secret_value()
-            # Every queue: those not declared yet have nothing to purge (as the page lists them).
-            every = not queue
-            broker = runtime.settings.broker
-            counts = admin.purge(
-                url, queues, missing_ok=every, timeout=broker.command_timeout, heartbeat=broker.heartbeat_seconds
-            )
-            return "; ".join(f"purged {count} from {name}.XQ" for name, count in counts.items()) or "nothing to purge"
+        def start() -> int:
+            queues = admin.select_queues(runtime.broker, queue)
+            return jobs.start(runtime, self._actor(), kind, {"queue": queues[0] if queue else None}, detach=True)
 
         try:
-            said = await run_in_threadpool(run)
+            job_id = await run_in_threadpool(start)
+        except Problem as problem:
+            return self._back(request, "/dead-letters", f"not done: {problem.line}")
+        where = queue or "every queue"
+        return self._back(request, f"/jobs/{job_id}", f"job {job_id}: {kind} of {where} handed to the workers")
+
+    def _job_view(self, job_id: int) -> job_store.JobView:
+        runtime = self.app.runtime
+        return job_store.view(job_store.get_job(runtime.database, job_id), runtime.clock.now())
+
+    async def jobs(self, request: Request) -> Response:
+        runtime = self.app.runtime
+
+        def read() -> list[job_store.JobView]:
+            now = runtime.clock.now()
+            return [job_store.view(job, now) for job in job_store.list_jobs(runtime.database, 100)]
+
+        return self._page(request, "jobs.html", {"jobs": await run_in_threadpool(read), "title": "jobs"})
+
+    async def job(self, request: Request) -> Response:
+        try:
+            shown = await run_in_threadpool(self._job_view, request.path_params["job_id"])
+        except Problem:
+            return self._page(request, "missing.html", {"what": "no such job", "title": "not found"}, 404)
+        active = shown.status in job_store.RUNNABLE
+        refresh = self.settings.refresh_seconds
+        context = {"job": shown, "title": f"job {shown.id}", "active": active and refresh > 0}
+        if active and refresh:
+            context["refresh_seconds"] = min(refresh, 1.0)  # a job's page follows it closely
+        return self._page(request, "job.html", context)
+
+    async def job_progress(self, request: Request) -> Response:
+        """The job as JSON (status, done, total, percent, rate, report), for scripts and pages."""
+        try:
+            shown = await run_in_threadpool(self._job_view, request.path_params["job_id"])
+        except Problem:
+            return JSONResponse({"error": "no such job"}, 404)
+        return JSONResponse({**shown.as_json(), "progress": shown.progress_line})
+
+    async def job_stop(self, request: Request) -> Response:
+        job_id = request.path_params["job_id"]
+        try:
+            said = await run_in_threadpool(jobs.stop, self.app.runtime, self._actor(), job_id)
         except Problem as problem:
             said = f"not done: {problem.line}"
-        return self._back(request, "/dead-letters", said)
+        return self._back(request, f"/jobs/{job_id}", said)
+
+    async def job_resume(self, request: Request) -> Response:
+        job_id = request.path_params["job_id"]
+        try:
+            await run_in_threadpool(lambda: jobs.resume(self.app.runtime, self._actor(), job_id, detach=True))
+            said = f"job {job_id} resumed: handed to the workers"
+        except Problem as problem:
+            said = f"not done: {problem.line}"
+        return self._back(request, f"/jobs/{job_id}", said)
