@@ -58,9 +58,7 @@ def add_control_commands(command: Command, app: Callable[[argparse.Namespace], A
     )
     settings.add_argument("action", choices=["show", "set", "unset"], help="what to do")
     settings.add_argument("pipeline", help="the pipeline's name")
-    settings.add_argument(
-        "key", nargs="?", help="set/unset: the setting, dotted (max_items, limiters.NAME.calls)"
-    )
+    settings.add_argument("key", nargs="?", help="set/unset: the setting, dotted (max_items, limiters.NAME.calls)")
     settings.add_argument("value", nargs="?", help="set: the value (JSON: 5, 2.5, true, null; else text)")
     settings.add_argument("--json", action="store_true", help="show: print JSON")
     settings.set_defaults(func=run(_settings))
@@ -77,6 +75,10 @@ def add_control_commands(command: Command, app: Callable[[argparse.Namespace], A
     cancel.add_argument("ids", nargs="*", help="item ids")
     cancel.add_argument("--search", default="", help="instead of ids: items whose searchable column is exactly this")
     cancel.add_argument("--reason", default="", help="why (required): kept on each item")
+    cancel.add_argument(
+        "--job", action="store_true", help="with --search: any number of items, as a bulk job (progress, Ctrl-C stops)"
+    )
+    cancel.add_argument("--detach", action="store_true", help="with --job: hand it to the workers, print its id")
     cancel.set_defaults(func=run(_cancel))
 
     reopen = command("reopen", "make cancelled items due again", "Discover takes them at its next tick.")
@@ -146,8 +148,24 @@ def _settings(app: Any, args: argparse.Namespace) -> str | int:
     return "\n".join(lines)
 
 
-def _cancel(app: Any, args: argparse.Namespace) -> str:
+def _cancel(app: Any, args: argparse.Namespace) -> str | int:
     from backlane.operations import controls
+
+    if args.job:
+        from backlane.operations.jobs.commands import run_here
+
+        job_id = controls.cancel_job(
+            app.registry,
+            app.runtime,
+            audit.cli_actor(),
+            args.pipeline,
+            search=args.search,
+            reason=args.reason,
+            detach=args.detach,
+        )
+        if args.detach:
+            return f"job {job_id}: handed to the workers; follow it with `backlane jobs show {job_id}`"
+        return run_here(app.runtime, job_id)
 
     return controls.cancel(
         app.registry,

@@ -30,6 +30,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     false,
+    func,
     literal,
     not_,
     or_,
@@ -313,6 +314,12 @@ class ItemTable:
         if text.isascii() and text.isdigit() and len(text) < 19:
             matches.append(self.model.id == int(text))
         return or_(*matches) if matches else not_(true())
+
+    def cancellable_count(self, ctx: Context, search: str) -> int:
+        """How many rows matching ``search`` a cancel would settle now."""
+        where = [self.due, self.mine(ctx), self.cancellable, self.matching(search)]
+        with ctx.db.transaction() as session:
+            return int(session.scalar(select(func.count()).select_from(self.model).where(*where)) or 0)
 
     def cancellable_ids(self, ctx: Context, search: str, *, after: Any = None, limit: int = 500) -> list[Any]:
         """Ids of rows matching ``search`` that a cancel would settle, by id, after ``after``:

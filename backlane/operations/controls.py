@@ -342,10 +342,28 @@ def _search_ids(reg: Registered[Any], search: str) -> list[Any]:
     if len(found) > MAX_CANCEL_AT_ONCE:
         raise Problem(
             f"more than {MAX_CANCEL_AT_ONCE} items match {search!r}: cancel them as a bulk job "
-            f"(`backlane jobs start cancel {reg.name} --search ...`)",
+            f"(`backlane cancel {reg.name} --search ... --reason ... --job`)",
             EXIT_USAGE,
         )
     return found
+
+
+def cancel_job(
+    registry: Registry, runtime: Runtime, actor: str, pipeline: str, *, search: str, reason: str, detach: bool
+) -> int:
+    """A bulk job cancelling every item ``search`` selects, however many (see
+    :mod:`backlane.operations.jobs.selection`); its id."""
+    from backlane.operations.jobs import operations
+
+    reg = registered(registry, pipeline)
+    if reg.pipeline.cancel is None or reg.pipeline.table is None:
+        raise Problem(f"pipeline {reg.name}'s items cannot be cancelled", EXIT_USAGE)
+    if not search.strip() or not reason.strip():
+        raise Problem("a cancel job needs --search TEXT and --reason WHY", EXIT_USAGE)
+    require_schema(runtime)
+    why = f"cancelled by {actor}: {reason.strip()[:MAX_REASON]}"
+    params = {"pipeline": reg.name, "search": search.strip()[:200], "why": why}
+    return operations.start(runtime, actor, "cancel", params, detach=detach)
 
 
 def reopen(registry: Registry, runtime: Runtime, actor: str, pipeline: str, ids: Sequence[str]) -> str:

@@ -11,7 +11,7 @@ import pytest
 from backlane.core.discovery import discover
 from backlane.core.health import Health
 from backlane.core.registry import REGISTRY
-from backlane.operations import controls
+from backlane.operations import audit, controls
 from backlane.operations.health import pipeline_rows
 from contracts.orders import OrderCreated
 from devtools.sample import create_orders
@@ -68,3 +68,40 @@ def test_a_pause_older_than_the_warning_is_degraded_never_unhealthy(app: App) ->
     app.clock.advance(hours=25)
     [row] = pipeline_rows(REGISTRY, app.runtime)["orders"]
     assert row.health == Health.DEGRADED and "forgotten?" in row.summary
+
+
+def test_a_cancel_job_over_a_large_selection_stops_halfway_and_resumes_cancelling_each_once(app: App) -> None:
+    from sqlalchemy import func, select, update
+
+    from actors.orders.models import Order
+    from backlane.operations.jobs import get_job, operations, run_job, store
+
+    conversation = "3f2504e0-4f89-11d3-9a0c-0305e82c3301"
+    keep = create_orders(app.db, 3, app.clock.now())  # not selected: another conversation
+    selected = create_orders(app.db, 1500, app.clock.now())
+    with app.db.transaction() as session:
+        session.execute(update(Order).where(Order.id.in_(selected)).values(mt_conversation_id=conversation))
+        session.execute(update(Order).where(Order.id == selected[0]).values(external_order_id="ext-placed"))
+    job_id = controls.cancel_job(
+        REGISTRY, app.runtime, "cli:alice", "orders", search=conversation, reason="batch withdrawn", detach=False
+    )
+
+    def stop_at_half(view: store.JobView) -> None:
+        if view.done >= 1 and not view.stop_requested:  # after the first page
+            operations.stop(app.runtime, "cli:bob", job_id)
+
+    assert run_job(app.runtime, job_id, on_progress=stop_at_half).status == "stopped"
+    half = get_job(app.db, job_id)
+    assert half.total == 1499 and 500 <= half.done < 1499, (half.done, half.total)
+    operations.resume(app.runtime, "cli:bob", job_id, detach=False)
+    assert run_job(app.runtime, job_id).status == "done"
+    job = get_job(app.db, job_id)
+    assert (job.done, job.total) == (1499, 1499), (job.done, job.total)
+    with app.db.transaction() as session:
+        counts = dict(session.execute(select(Order.status, func.count()).group_by(Order.status)).all())
+        reasons = set(session.scalars(select(Order.failure_reason).where(Order.status == "cancelled")))
+    # The one already placed at the API is left as it was; nothing outside the selection is touched.
+    assert counts == {"cancelled": 1499, "pending": 1 + len(keep)}, counts
+    assert reasons == {"cancelled by cli:alice: batch withdrawn"}
+    actions = [e.action for e in reversed(audit.events(app.db).events)]
+    assert actions == ["cancel", "job-stop", "job-end", "job-resume", "job-end"], actions

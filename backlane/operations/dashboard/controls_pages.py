@@ -213,10 +213,27 @@ class _Pages:
         search, reason = _text(form.get("search"), 200), _text(form.get("reason"))
         actor = actor_of(self.dashboard)
 
+        registry, runtime = self.app.registry, self.app.runtime
+        table = registry.get(name).pipeline.table
+
+        def large() -> bool:
+            if ids or not search or table is None:
+                return False
+            return table.cancellable_count(registry.get(name).context(), search) > controls.MAX_CANCEL_AT_ONCE
+
+        if reason and await run_in_threadpool(large):  # any number of items: a bulk job on the workers
+            try:
+                job_id = await run_in_threadpool(
+                    lambda: controls.cancel_job(
+                        registry, runtime, actor, name, search=search, reason=reason, detach=True
+                    )
+                )
+            except Problem as problem:
+                return self.dashboard._back(request, f"/pipelines/{name}", f"not done: {problem.line}")
+            return self.dashboard._back(request, f"/jobs/{job_id}", f"job {job_id}: cancelling every match")
+
         def work() -> str:
-            return controls.cancel(
-                self.app.registry, self.app.runtime, actor, name, ids=ids[:1000], search=search, reason=reason
-            )
+            return controls.cancel(registry, runtime, actor, name, ids=ids[:1000], search=search, reason=reason)
 
         return await self._act(request, f"/pipelines/{name}", work)
 

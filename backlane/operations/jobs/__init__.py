@@ -8,12 +8,14 @@ reported when done, so no command or request has to hold it.
 * :mod:`.actor`: the workers' ``backlane_bulk_job`` actor on the ``operations`` queue;
 * :mod:`.operations`: start, stop, resume with the audit trail (the CLI and the dashboard);
 * :mod:`.commands`: ``backlane jobs ...`` and the dead-letter commands' jobs;
-* :mod:`.letters`: the kinds ``requeue`` and ``purge`` (dead letters).
+* :mod:`.letters`: the kinds ``requeue`` and ``purge`` (dead letters);
+* :mod:`.selection`: the kind ``cancel`` (a pipeline's items a search selects).
 """
 
 from __future__ import annotations
 
 from backlane.operations.jobs import letters as _letters  # noqa: F401  registers requeue and purge
+from backlane.operations.jobs import selection as _selection  # noqa: F401  registers cancel
 from backlane.operations.jobs.actor import ACTOR_NAME, OPERATIONS_QUEUE, declare_job_actor, job_actor
 from backlane.operations.jobs.kinds import JobKind, Progress, kind_of, kinds, register_kind
 from backlane.operations.jobs.runner import Outcome, run_job
