@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -16,6 +17,11 @@ from tests.waiting import wait_until
 #: Both sides of every pause: how often the processes read the controls, and the longest wait
 #: of a paused item before it looks again (so a resume is seen within about that long).
 FAST_CONTROLS = {"BACKLANE_CONTROLS__REFRESH_SECONDS": "0.5", "BACKLANE_CONTROLS__PAUSED_RECHECK_SECONDS": "2"}
+
+
+#: Orders of the pause test: 600 in CI (about a minute here); the issue's 2,000 by hand with
+#: BACKLANE_TEST_PAUSE_ORDERS=2000 (about three minutes on this 2-core machine).
+ORDERS = int(os.environ.get("BACKLANE_TEST_PAUSE_ORDERS", "600"))
 
 
 def _placements(system: System) -> int:
@@ -37,12 +43,12 @@ def test_pausing_orders_mid_run_stops_every_process_within_seconds_and_resume_pl
 ) -> None:
     system.stack.env.update(FAST_CONTROLS)
     system.sim("/_admin/config", {"latency_ms": 5})
-    total = 2000
+    total = ORDERS
     system.create_orders(total)
     system.stack.start_worker(processes=1, threads=8)
     system.stack.start_worker(processes=1, threads=8)
     system.stack.start_clock()  # sends discover_orders when it starts, and every minute
-    wait_until(lambda: _placements(system) >= 150, timeout=90, what="the run under way")
+    wait_until(lambda: _placements(system) >= min(150, ORDERS // 5), timeout=90, what="the run under way")
 
     paused = system.cli("pause", "orders", "--reason", "the order API misbehaves")
     assert paused.returncode == 0, paused.stderr
