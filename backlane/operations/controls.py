@@ -159,10 +159,11 @@ class PauseView:
 
     def line(self) -> str:
         hours = self.age.total_seconds() / 3600
-        age = f"{hours:.1f} h" if hours >= 1 else f"{self.age.total_seconds() / 60:.0f} min"
+        seconds = self.age.total_seconds()
+        age = f"{hours:.1f} h ago" if hours >= 1 else f"{seconds / 60:.0f} min ago" if seconds >= 60 else "just now"
         why = f": {self.pause.reason}" if self.pause.reason else ""
         old = " (older than controls.pause_warn_hours: forgotten?)" if self.old else ""
-        return f"paused by {self.pause.paused_by} {age} ago{why}{old}"
+        return f"paused by {self.pause.paused_by} {age}{why}{old}"
 
 
 def pauses(runtime: Runtime) -> list[PauseView]:
