@@ -278,12 +278,16 @@ def soak(infra: Infra, minutes: float, seed: int, rate: float = 5.0, gap: tuple[
     return outcome
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tests.faults.soak", description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=60.0, help="how long the faults go on (default 60)")
     parser.add_argument("--seed", type=int, default=None, help="replay a run (default: a new one, printed)")
     parser.add_argument("--rate", type=float, default=5.0, help="new orders per second (default 5)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10**9)
     print(f"chaos soak: {args.minutes:g} min, seed {seed} (replay: --seed {seed})", flush=True)
     infra = Infra().start()
