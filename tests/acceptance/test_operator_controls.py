@@ -19,8 +19,7 @@ from tests.waiting import wait_until
 FAST_CONTROLS = {"BACKLANE_CONTROLS__REFRESH_SECONDS": "0.5", "BACKLANE_CONTROLS__PAUSED_RECHECK_SECONDS": "2"}
 
 
-#: Orders of the pause test: 600 in CI (about a minute here); the issue's 2,000 by hand with
-#: BACKLANE_TEST_PAUSE_ORDERS=2000 (about three minutes on this 2-core machine).
+#: Orders of the pause test: 600 in CI; the issue's 2,000 with BACKLANE_TEST_PAUSE_ORDERS=2000.
 ORDERS = int(os.environ.get("BACKLANE_TEST_PAUSE_ORDERS", "600"))
 
 
@@ -41,9 +40,10 @@ def _dead_letters(system: System, queue: str) -> int:
 def test_pausing_orders_mid_run_stops_every_process_within_seconds_and_resume_places_each_once(
     system: System,
 ) -> None:
-    system.stack.env.update(FAST_CONTROLS)
-    system.sim("/_admin/config", {"latency_ms": 5})
     total = ORDERS
+    # One tick claims them all (the default 500 a tick would leave the rest for the next minute's).
+    system.stack.env.update(FAST_CONTROLS, BACKLANE_ORDERS__MAX_ITEMS=str(total))
+    system.sim("/_admin/config", {"latency_ms": 150})  # about 100 placements a second: the pause lands mid-run
     system.create_orders(total)
     system.stack.start_worker(processes=1, threads=8)
     system.stack.start_worker(processes=1, threads=8)
