@@ -77,8 +77,12 @@ def record(
             if keep_days is not None:
                 session.execute(delete(AuditEvent).where(AuditEvent.at < now - timedelta(days=keep_days)))
     except Exception as exc:
-        cause = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        logger.warning("%s %s by %s not recorded in the audit trail: %s", action, target, actor, cause)
+        said = str(getattr(exc, "orig", None) or exc)  # the driver's words, not SQLAlchemy's notes
+        cause = said.splitlines()[0][:200] if said else type(exc).__name__
+        # A database without the schema: the command's own line already says `backlane migrate`.
+        unmigrated = "no such table" in cause or "does not exist" in cause
+        level = logging.DEBUG if unmigrated else logging.WARNING
+        logger.log(level, "%s %s by %s not recorded in the audit trail: %s", action, target, actor, cause)
 
 
 @contextmanager
