@@ -105,6 +105,8 @@ class PgPair:
         #: The host whose server accepts writes now.
         self.primary = "db"
         self._blackholes: list[tuple[str, str]] = []
+        #: Appended to every multi-host URL's query (e.g. ``&keepalives=0`` to measure without them).
+        self.url_extra = ""
 
     # -- addresses --------------------------------------------------------------------
 
@@ -115,7 +117,7 @@ class PgPair:
     def url(self, dbname: str = "postgres") -> str:
         """The multi-host URL every client uses, hosts in their original order (db first)."""
         hosts = ",".join(f"{n.host}:{n.port}" for n in self.nodes.values())
-        return f"postgresql+psycopg://postgres@/{dbname}?host={hosts}&target_session_attrs=read-write"
+        return f"postgresql+psycopg://postgres@/{dbname}?host={hosts}&target_session_attrs=read-write{self.url_extra}"
 
     def node_url(self, host: str, dbname: str = "postgres") -> str:
         """One server's own URL (reading one side of a split brain)."""

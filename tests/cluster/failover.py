@@ -1,10 +1,11 @@
 """PostgreSQL failover under load: a primary and a streaming standby (:mod:`devtools.pg_cluster`),
 every process on one multi-host URL (``target_session_attrs=read-write``), orders in flight.
 
-    python -m tests.cluster failover                  # the three scenarios, writes benchmarks/results/pg-failover.md
+    python -m tests.cluster failover                  # the four scenarios, writes benchmarks/results/pg-failover.md
     python -m tests.cluster failover --only kill --orders 200 --output /tmp/x.md
 
-Scenarios: ``kill`` (primary SIGKILLed, standby promoted), ``switchover`` (planned: clean stop,
+Scenarios: ``kill`` (primary SIGKILLed, standby promoted), ``cut`` (the primary's host off the
+network, its server still running, standby promoted), ``switchover`` (planned: clean stop,
 promotion, old primary rewound as the new standby), ``split`` (the old primary cut off from its
 standby and from worker host w1 but still serving w2 while the standby is promoted: a split
 brain; then fenced, its network cut while it still accepts local connections). Each checks
@@ -120,6 +121,23 @@ def kill_and_promote(infra: FailoverInfra, scale: Scale) -> Outcome:
         return _finish(run, promoted)
 
 
+def host_cut(infra: FailoverInfra, scale: Scale) -> Outcome:
+    """The primary's host drops off the network mid-run (its server still running: a dead NIC, a
+    hung VM); the standby is promoted at once. Every process's connections to it now hang
+    rather than fail: how soon they give up is TCP keepalives and tcp_user_timeout."""
+    pair = infra.pair
+    with fault_run(infra, "primary's host cut off, standby promoted", scale) as run:
+        run.start()
+        run.wait_settled_part(0.25)
+        old = pair.primary
+        infra.cluster.cut(old)
+        pair.promote()
+        promoted = datetime.now(UTC)
+        outcome = _finish(run, promoted)
+        infra.cluster.heal(old)
+        return outcome
+
+
 def switchover(infra: FailoverInfra, scale: Scale) -> Outcome:
     """Planned switchover mid-run: clean stop, promotion, the old primary rewound as the standby."""
     pair = infra.pair
@@ -190,7 +208,12 @@ class Entry:
     func: Callable[[FailoverInfra, Scale], Outcome]
 
 
-SCENARIOS = [Entry("kill", kill_and_promote), Entry("switchover", switchover), Entry("split", split_brain)]
+SCENARIOS = [
+    Entry("kill", kill_and_promote),
+    Entry("cut", host_cut),
+    Entry("switchover", switchover),
+    Entry("split", split_brain),
+]
 BY_NAME = {e.name: e for e in SCENARIOS}
 HEADS = (
     "scenario",
@@ -217,6 +240,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", choices=sorted(BY_NAME))
     parser.add_argument("--orders", type=int, default=FAILOVER.orders)
     parser.add_argument("--synchronous", action="store_true", help="synchronous_commit=on with a synchronous standby")
+    parser.add_argument(
+        "--no-tcp-timeouts",
+        action="store_true",
+        help="keepalives=0&tcp_user_timeout=0 in the URL: backlane's connections as they were before this branch",
+    )
     parser.add_argument("--output", default=None, help="report file (default benchmarks/results/pg-failover.md)")
     args = parser.parse_args(argv)
     scale = Scale(**{**FAILOVER.__dict__, "orders": args.orders})
@@ -225,8 +253,11 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m tests.cluster failover" + "".join(f" --only {n}" for n in args.only or [])
     command += f" --orders {args.orders}" if args.orders != FAILOVER.orders else ""
     command += " --synchronous" if args.synchronous else ""
+    command += " --no-tcp-timeouts" if args.no_tcp_timeouts else ""
     try:
         infra = FailoverInfra(synchronous=args.synchronous)
+        if args.no_tcp_timeouts:
+            infra.pair.url_extra = "&keepalives=0&tcp_user_timeout=0"
     except ClusterUnavailable as exc:
         print(f"failover: {exc}", file=sys.stderr)
         return 2
@@ -258,6 +289,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.synchronous
         else "asynchronous (synchronous_commit=local)"
     )
+    tcp = (
+        " TCP keepalives and tcp_user_timeout off (`&keepalives=0&tcp_user_timeout=0`)." if args.no_tcp_timeouts else ""
+    )
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     output.write_text(
@@ -275,7 +309,7 @@ private bridge: `db` (primary) and `db2` (streaming standby, physical slot) runn
 PostgreSQL 15, `r1` (RabbitMQ), `w1`/`w2` (one worker of 8 threads each, the clock on `w1`), `api`
 (the order API simulator at {scale.latency_ms} ms). Every process connects with
 `postgresql+psycopg://postgres@/DB?host=<db>:5432,<db2>:5432&target_session_attrs=read-write`.
-Replication {mode}.
+Replication {mode}.{tcp}
 {scale.orders} orders and {scale.tracks} due tracks per scenario, lease {scale.lease_seconds} s.
 *settled once* = succeeded on the new primary and created exactly once at the order API.
 
