@@ -90,6 +90,10 @@ class FailoverCluster(Cluster):
         self.pair.attach_standby("db2", fresh=True)
         return self
 
+    def _join_cluster(self) -> None:
+        if self.nodes:  # rabbit_nodes=0: the database pair alone
+            super()._join_cluster()
+
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.pair.nodes["db2"].kill()

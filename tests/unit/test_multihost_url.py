@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import event
@@ -9,6 +11,7 @@ from sqlalchemy import event
 from backlane.db.engine import PG_TCP_ARGS, create_db_engine
 from backlane.errors import redact_url
 from backlane.settings import validate_database_url
+from tests import docs
 
 FORMS = [
     "postgresql://u:pw@/db?host=10.9.0.2:5432,10.9.0.3:5433&target_session_attrs=read-write",
@@ -57,3 +60,21 @@ def test_connections_carry_tcp_keepalives_and_a_user_timeout_unless_the_url_sets
     own = _connect_params("postgresql://u@h/db?keepalives_idle=60&connect_timeout=9", 4)
     assert own["keepalives_idle"] == "60" and own["connect_timeout"] == "9"
     assert own["tcp_user_timeout"] == PG_TCP_ARGS["tcp_user_timeout"]
+
+
+def test_the_failover_docs_url_is_one_backlane_takes_with_every_host() -> None:
+    command = docs.block("docs/scaling.md", "sh", "target_session_attrs=read-write")
+    url = shlex.split(command)[1].split("=", 1)[1]
+    engine = create_db_engine(url, connect_timeout=3)
+    _, kwargs = engine.dialect.create_connect_args(engine.url)
+    assert (kwargs["host"], kwargs["port"]) == ("10.0.0.31,10.0.0.32", "5432,5432")
+    assert kwargs["target_session_attrs"] == "read-write"
+
+
+def test_the_synchronous_commit_the_docs_ask_for_is_what_the_synchronous_failover_run_uses() -> None:
+    conf = docs.block("docs/scaling.md", "ini", "synchronous_standby_names")
+    settings = dict(
+        (key.strip(), value.strip()) for key, _, value in (line.partition("=") for line in conf.splitlines()) if _
+    )
+    assert settings["synchronous_commit"] == "on"
+    assert settings["synchronous_standby_names"].startswith("'ANY 1 (")
