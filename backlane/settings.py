@@ -96,12 +96,13 @@ def _validate_http_url(value: str) -> str:
 
 
 def validate_database_url(value: SecretStr) -> SecretStr:
-    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
+
+    from backlane.db.engine import parse_database_url
 
     expected = "expected sqlite:///path/to/file.db or postgresql://user:password@host:5432/dbname"
     try:
-        backend = make_url(value.get_secret_value()).get_backend_name()
+        backend = parse_database_url(value.get_secret_value()).get_backend_name()
     except (ArgumentError, ValueError):
         raise ValueError(f"not a database URL; {expected}") from None
     if backend not in ("sqlite", "postgresql"):

@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlalchemy
 from sqlalchemy import Connection, Engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,6 +23,56 @@ from sqlalchemy.orm import Session, sessionmaker
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 #: A pooled PostgreSQL connection idle at least this long is pinged before use, seconds.
 PING_AFTER_IDLE_SECONDS = 1.0
+#: libpq TCP settings of every PostgreSQL connection (a key the URL's query names wins): a
+#: connection to a host that died or was cut off (a failed-over primary) errors out within
+#: about 20 s instead of waiting for the kernel's retransmissions (~15 min) or, idle, for ever;
+#: the pool then reconnects and the multi-host URL finds the new primary.
+PG_TCP_ARGS: dict[str, int] = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 3,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 20_000,  # ms: sent data unacknowledged this long ends the connection
+}
+
+
+def _split_host_list(url: URL) -> URL:
+    """``?host=a:5432,b:5432`` (libpq's multi-host form) as SQLAlchemy's ``host=a:5432&host=b:5432``.
+
+    SQLAlchemy passes one ``host`` value holding commas through as one host name and a port of
+    ``,`` (so libpq tried a host called ``a:5432,b:5432``); given as a tuple, it gives psycopg
+    ``host=a,b port=5432,5432``. ``host=a,b&port=5432,5432`` and the repeated ``host=`` form
+    already pass unchanged."""
+    host = url.query.get("host")
+    if isinstance(host, str) and "," in host and "port" not in url.query:
+        return url.update_query_dict({"host": tuple(part.strip() for part in host.split(","))})
+    return url
+
+
+def parse_database_url(url: str) -> URL:
+    """``url`` parsed for backlane's engines: ``postgresql://`` uses psycopg 3, and a multi-host
+    URL in either libpq form (``postgresql://u:p@a:5432,b:5432/db`` or ``...@/db?host=a:5432,b:5432``)
+    keeps every host, with its ``target_session_attrs``."""
+    head, sep, rest = url.partition("://")
+    if sep and head.startswith("postgresql"):
+        netloc, _, tail = rest.partition("/")
+        userinfo, at, hosts = netloc.rpartition("@")
+        if "," in hosts:  # libpq's host list in the authority part, which make_url cannot parse
+            tail, _, query = tail.partition("?")
+            listed = "&".join(f"host={h.strip()}" for h in hosts.split(",") if h.strip())
+            url = f"{head}://{userinfo}{at}/{tail}?{listed}{'&' + query if query else ''}"
+    parsed = _split_host_list(make_url(url))
+    if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3 is the driver we ship
+    return parsed
+
+
+def pg_connect_args(url: URL, connect_timeout: float | None) -> dict[str, Any]:
+    """connect_args of a PostgreSQL engine: connect timeout and TCP keepalives, unless the URL sets them."""
+    args: dict[str, Any] = {k: v for k, v in PG_TCP_ARGS.items() if k not in url.query}
+    if connect_timeout and "connect_timeout" not in url.query:
+        args["connect_timeout"] = max(1, round(connect_timeout))
+    return args
 
 
 def _setup_sqlite(engine: Engine) -> None:
@@ -49,14 +99,12 @@ def create_db_engine(
     # sqlalchemy.create_engine looked up now, not imported: tracing's SQLAlchemy instrumentation
     # wraps it, and so traces every engine made after tracing started.
     create_engine = sqlalchemy.create_engine
-    parsed = make_url(url)
+    parsed = parse_database_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30})
         _setup_sqlite(engine)
         return engine
-    if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
-        parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3 is the driver we ship
-    connect_args = {"connect_timeout": max(1, round(connect_timeout))} if connect_timeout else {}
+    connect_args = pg_connect_args(parsed, connect_timeout) if parsed.get_backend_name() == "postgresql" else {}
     engine = create_engine(parsed, echo=echo, pool_size=pool_size, max_overflow=pool_size, connect_args=connect_args)
     _ping_when_idle(engine)
     return engine

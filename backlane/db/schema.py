@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, inspect, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from backlane.db.engine import parse_database_url, pg_connect_args
 from backlane.problems import (
     EXIT_UNAVAILABLE,
     Problem,
@@ -58,7 +58,7 @@ class SchemaState:
 
 def sqlite_path(url: str) -> Path | None:
     """The file a SQLite URL names (None: not SQLite, or an in-memory database)."""
-    parsed = make_url(url)
+    parsed = parse_database_url(url)
     if parsed.get_backend_name() != "sqlite":
         return None
     database = parsed.database or ""
@@ -95,10 +95,8 @@ def _throwaway_engine(url: str, path: Path | None, connect_timeout: float) -> En
             creator=lambda: sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=connect_timeout),
             poolclass=NullPool,
         )
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    return create_engine(parsed, poolclass=NullPool, connect_args={"connect_timeout": max(1, round(connect_timeout))})
+    parsed = parse_database_url(url)
+    return create_engine(parsed, poolclass=NullPool, connect_args=pg_connect_args(parsed, connect_timeout))
 
 
 def schema_state(url: str, *, connect_timeout: float = 5.0, engine: Engine | None = None) -> SchemaState:

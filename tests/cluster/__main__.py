@@ -4,6 +4,7 @@
     python -m tests.cluster                      # the four faults, 2,000 orders each, writes docs/cluster-faults.md
     python -m tests.cluster --scale ci           # 300 orders each, no report unless --output
     python -m tests.cluster --only node_kill9 --only node_partition
+    python -m tests.cluster failover             # PostgreSQL failover (tests/cluster/failover.py)
 
 Needs root and iproute2 (network namespaces). Exit status 0 when every fault passed, 1 otherwise.
 """
@@ -91,6 +92,11 @@ was final.
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["failover"]:  # PostgreSQL failover: tests/cluster/failover.py
+        from tests.cluster.failover import main as failover
+
+        return failover(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m tests.cluster", description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--scale", choices=["full", "ci"], default="full")
     parser.add_argument("--only", action="append", choices=sorted(BY_NAME), help="run this fault (repeatable)")
