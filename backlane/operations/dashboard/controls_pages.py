@@ -221,7 +221,8 @@ class _Pages:
                 return False
             return table.cancellable_count(registry.get(name).context(), search) > controls.MAX_CANCEL_AT_ONCE
 
-        if reason and await run_in_threadpool(large):  # any number of items: a bulk job on the workers
+        is_large: bool = bool(reason) and await run_in_threadpool(large)
+        if is_large:  # any number of items: a bulk job on the workers
             try:
                 job_id = await run_in_threadpool(
                     lambda: controls.cancel_job(
