@@ -21,12 +21,13 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from sqlalchemy import select
 
+from backlane.core.health import ago
 from backlane.db.models.controls import INBOX_PART, WHOLE_PIPELINE, Pause, SettingOverride
 from backlane.settings import PipelineSettings, SettingsError, describe_validation, env_name
 
@@ -47,12 +48,23 @@ class PauseState:
 
     @property
     def what(self) -> str:
-        """The paused thing in words: ``orders``, ``orders inbox``, ``catalog section stock``."""
-        if self.part == WHOLE_PIPELINE:
-            return self.pipeline
-        if self.part == INBOX_PART:
-            return f"{self.pipeline} inbox"
-        return f"{self.pipeline} {self.part}"
+        """The paused thing in words: ``orders``, ``orders inbox``, ``catalog erp_stock``."""
+        return paused_thing(self.pipeline, self.part)
+
+    def summary(self, age: timedelta, old: bool) -> str:
+        """The one line status, /health and the dashboard show for it, ``age`` after it began."""
+        why = f": {self.reason}" if self.reason else ""
+        forgotten = " (older than controls.pause_warn_hours: forgotten?)" if old else ""
+        return f"paused by {self.paused_by} {ago(age.total_seconds())}{why}{forgotten}"
+
+
+def paused_thing(pipeline: str, part: str) -> str:
+    """A pause's target in words, from the stored ``part``."""
+    if part == WHOLE_PIPELINE:
+        return pipeline
+    if part == INBOX_PART:
+        return f"{pipeline} inbox"
+    return f"{pipeline} {part}"
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from backlane.core.controls import (
     check_key,
     concrete_keys,
     parse_value,
+    paused_thing,
     read_state,
     value_at,
     variable_of,
@@ -81,10 +82,6 @@ def pause_part(reg: Registered[Any], part: str | None, inbox: bool) -> str:
     return part
 
 
-def _what(pipeline: str, part: str) -> str:
-    return PauseState(pipeline, part, datetime.min, "", "").what
-
-
 def pause(
     registry: Registry,
     runtime: Runtime,
@@ -102,7 +99,7 @@ def pause(
     asked = " ".join(x for x in (reg.name, part or "", "inbox" if inbox else "") if x)
     with _audited(runtime, actor, "pause", asked, reason[:MAX_REASON]) as answer:
         stored = pause_part(reg, part, inbox)
-        what = _what(reg.name, stored)
+        what = paused_thing(reg.name, stored)
         with runtime.database.transaction() as session:
             existing = session.get(Pause, (reg.name, stored))
             if existing is not None:
@@ -131,7 +128,7 @@ def resume(
     asked = " ".join(x for x in (reg.name, part or "", "inbox" if inbox else "") if x)
     with _audited(runtime, actor, "resume", asked) as answer:
         stored = pause_part(reg, part, inbox)
-        what = _what(reg.name, stored)
+        what = paused_thing(reg.name, stored)
         with runtime.database.transaction() as session:
             removed = session.execute(delete(Pause).where(Pause.pipeline == reg.name, Pause.part == stored)).rowcount  # type: ignore[attr-defined]
         if removed:
@@ -158,12 +155,7 @@ class PauseView:
     old: bool
 
     def line(self) -> str:
-        hours = self.age.total_seconds() / 3600
-        seconds = self.age.total_seconds()
-        age = f"{hours:.1f} h ago" if hours >= 1 else f"{seconds / 60:.0f} min ago" if seconds >= 60 else "just now"
-        why = f": {self.pause.reason}" if self.pause.reason else ""
-        old = " (older than controls.pause_warn_hours: forgotten?)" if self.old else ""
-        return f"paused by {self.pause.paused_by} {age}{why}{old}"
+        return self.pause.summary(self.age, self.old)
 
 
 def pauses(runtime: Runtime) -> list[PauseView]:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
-from backlane.core.health import SEVERITY, Health, HealthRow, ago, unknown, worst
+from backlane.core.health import SEVERITY, Health, HealthRow, unknown, worst
 from backlane.core.registry import Registry
 from backlane.core.runtime import Runtime
 
@@ -238,20 +238,14 @@ def with_pauses(name: str, rows: list[HealthRow], state: Any, runtime: Runtime |
     def row(row_name: str, pause: Any, base: HealthRow | None = None) -> HealthRow:
         age = max(now - as_utc(pause.paused_at), timedelta(0))
         old = age > warn
-        why = f": {pause.reason}" if pause.reason else ""
-        summary = f"paused by {pause.paused_by} {ago(age.total_seconds())}{why}"
-        if old:
-            summary += " (older than controls.pause_warn_hours: forgotten?)"
-        details = {
-            **(base.details if base else {}),
-            "paused": {"by": pause.paused_by, "at": as_utc(pause.paused_at).isoformat(), "reason": pause.reason},
-        }
+        summary = pause.summary(age, old)
+        paused = {"by": pause.paused_by, "at": as_utc(pause.paused_at).isoformat(), "reason": pause.reason}
         return HealthRow(
             row_name,
             Health.DEGRADED if old else Health.PAUSED,
             summary=summary,
-            columns={**(base.columns if base else {}), "paused": summary} if base else {"paused": summary},
-            details=details,
+            columns={**(base.columns if base else {}), "paused": summary},
+            details={**(base.details if base else {}), "paused": paused},
             trigger_target=base.trigger_target if base else None,
         )
 
