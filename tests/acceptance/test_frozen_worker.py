@@ -88,12 +88,19 @@ def _connections_of(system: System, worker: ManagedProcess) -> set[str]:
     return {c["name"] for c in _management(system, "connections") if (c.get("peer_port"), c.get("port")) in sockets}
 
 
+def _channel_of(consumer: dict[str, Any]) -> dict[str, Any]:
+    """A consumer's channel details, or ``{}``: the management API reports ``[]`` until it has
+    collected the channel's stats (a consumer seconds old), so a poll must not index into it."""
+    details = consumer.get("channel_details")
+    return details if isinstance(details, dict) else {}
+
+
 def _unacked_on(system: System, connections: set[str], queue: str) -> int:
     """Messages of ``queue`` delivered, unacked, to a consumer on one of ``connections``."""
     consuming = {
-        c["channel_details"]["name"]
+        _channel_of(c)["name"]
         for c in _management(system, "consumers")
-        if c["queue"]["name"] == queue and c["channel_details"]["connection_name"] in connections
+        if c["queue"]["name"] == queue and _channel_of(c).get("connection_name") in connections
     }
     return sum(
         ch.get("messages_unacknowledged", 0) for ch in _management(system, "channels") if ch["name"] in consuming
@@ -102,9 +109,9 @@ def _unacked_on(system: System, connections: set[str], queue: str) -> int:
 
 def _consumer_connections(system: System, connections: set[str]) -> set[str]:
     return {
-        c["channel_details"]["connection_name"]
+        _channel_of(c)["connection_name"]
         for c in _management(system, "consumers")
-        if c["channel_details"]["connection_name"] in connections
+        if _channel_of(c).get("connection_name") in connections
     }
 
 
