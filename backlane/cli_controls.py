@@ -40,7 +40,9 @@ def add_control_commands(command: Command, app: Callable[[argparse.Namespace], A
         "  backlane pause PIPELINE --inbox     (what other services publish to it)",
     )
     _target_arguments(pause)
-    pause.add_argument("--reason", default="", help="why: shown with the pause and kept in the audit trail")
+    pause.add_argument(
+        "--reason", default="", type=audit.clean_text, help="why: shown with the pause and kept in the audit trail"
+    )
     pause.set_defaults(func=run(_pause))
 
     resume = command("resume", "resume what `backlane pause` paused", "Items that waited run again within seconds.")
@@ -73,8 +75,13 @@ def add_control_commands(command: Command, app: Callable[[argparse.Namespace], A
     )
     cancel.add_argument("pipeline", help="the pipeline's name")
     cancel.add_argument("ids", nargs="*", help="item ids")
-    cancel.add_argument("--search", default="", help="instead of ids: items whose searchable column is exactly this")
-    cancel.add_argument("--reason", default="", help="why (required): kept on each item")
+    cancel.add_argument(
+        "--search",
+        default="",
+        type=audit.clean_text,
+        help="instead of ids: items whose searchable column is exactly this",
+    )
+    cancel.add_argument("--reason", default="", type=audit.clean_text, help="why (required): kept on each item")
     cancel.add_argument(
         "--job", action="store_true", help="with --search: any number of items, as a bulk job (progress, Ctrl-C stops)"
     )
@@ -93,7 +100,9 @@ def add_control_commands(command: Command, app: Callable[[argparse.Namespace], A
         "the dashboard, with who, when and how it ended; kept BACKLANE_CONTROLS__AUDIT_KEEP_DAYS.",
     )
     trail.add_argument("--limit", type=int, default=50, metavar="N", help="at most N actions (default 50)")
-    trail.add_argument("--search", default="", help="only actions whose user, action or target contains this")
+    trail.add_argument(
+        "--search", default="", type=audit.clean_text, help="only actions whose user, action or target contains this"
+    )
     trail.add_argument("--json", action="store_true", help="print JSON")
     trail.set_defaults(func=run(_audit))
 
@@ -185,9 +194,12 @@ def _reopen(app: Any, args: argparse.Namespace) -> str:
 
 
 def _audit(app: Any, args: argparse.Namespace) -> str:
+    from backlane.errors import EXIT_USAGE, Problem
     from backlane.operations.actions import require_schema
     from backlane.operations.terminal import json_text
 
+    if args.limit < 1:
+        raise Problem("--limit must be 1 or more", EXIT_USAGE)
     require_schema(app.runtime)
     page = audit.events(app.runtime.database, limit=args.limit, search=args.search)
     if args.json:

@@ -166,7 +166,7 @@ def check_key(cls: type[PipelineSettings], key: str) -> None:
     """Refuse a key that is no runtime setting of ``cls``, listing those that are."""
     if not any(fnmatch.fnmatchcase(key, pattern) for pattern in runtime_fields(cls)):
         raise SettingsError(
-            f"{key!r} is not a setting changed at runtime; those are: {', '.join(runtime_fields(cls))} "
+            f"{key[:100]!r} is not a setting changed at runtime; those are: {', '.join(runtime_fields(cls))} "
             "(any other one: its environment variable and a restart)"
         )
 
@@ -175,6 +175,8 @@ def parse_value(text: str) -> Any:
     """A value as typed by an operator: JSON when it is (5, 2.5, true, null), else the text."""
     try:
         return json.loads(text)
+    except RecursionError:
+        raise SettingsError("the value is nested too deeply to be a setting") from None
     except ValueError:
         return text
 
@@ -198,10 +200,10 @@ def _set_path(data: dict[str, Any], path: list[str], value: Any, key: str) -> No
     node: Any = data
     for part in path[:-1]:
         if not isinstance(node, dict) or part not in node:
-            raise SettingsError(f"{key!r}: no {part!r} in this section")
+            raise SettingsError(f"{key[:100]!r}: no {part[:100]!r} in this section")
         node = node[part]
     if not isinstance(node, dict) or path[-1] not in node:
-        raise SettingsError(f"{key!r}: no {path[-1]!r} in this section")
+        raise SettingsError(f"{key[:100]!r}: no {path[-1][:100]!r} in this section")
     node[path[-1]] = value
 
 

@@ -32,17 +32,23 @@ logger = logging.getLogger("backlane.audit")
 MAX_TEXT = 2000
 
 
+def clean_text(text: str) -> str:
+    """Text any database takes: no NUL (PostgreSQL refuses it), no lone surrogate (what Python
+    makes of a command line or a user name that is not UTF-8, which no driver encodes)."""
+    return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+
+
 def cli_actor() -> str:
     """Who runs a command: ``cli:<OS user>`` (the uid when the system names none)."""
     try:
         user = getpass.getuser()
     except Exception:  # no passwd entry and no LOGNAME/USER (a bare container)
         user = f"uid {os.getuid()}"
-    return f"cli:{user}"
+    return clean_text(f"cli:{user}")
 
 
 def dashboard_actor(user: str) -> str:
-    return f"dashboard:{user}"
+    return clean_text(f"dashboard:{user}")
 
 
 def record(
@@ -58,6 +64,7 @@ def record(
     keep_days: float | None = None,
 ) -> None:
     """Write one action; with ``keep_days``, also drop what is older than that (one indexed delete)."""
+    actor, action, target, detail, result = (clean_text(v) for v in (actor, action, target, detail, result))
     path = sqlite_path(db.url)
     if path is not None and not path.exists():
         return  # nothing to write into, and no empty database file to leave behind

@@ -233,10 +233,10 @@ def set_setting(registry: Registry, runtime: Runtime, actor: str, pipeline: str,
     its environment variable would be, together with the other overrides in force."""
     reg = registered(registry, pipeline)
     require_schema(runtime)
-    value = parse_value(text)
     with _audited(runtime, actor, "set", f"{reg.name} {key}", f"{key} = {text[:200]}") as answer:
         base = _base(runtime, reg)
         try:
+            value = parse_value(text)
             check_key(type(base), key)
             current = {k: o.value for k, o in read_state(runtime.database).overrides_of(reg.name).items()}
             apply_overrides(reg.name, base, {**current, key: value})
