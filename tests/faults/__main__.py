@@ -97,17 +97,20 @@ Reproduce with:
 
 Run {datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")} on commit `{commit or "?"}`,
 {platform.platform()}, {os.cpu_count()} CPU(s); scale **{scale.name}**: {scale.orders} orders,
-{scale.tracks} due tracks and the 12 catalog sections per scenario, 2 worker processes
-(3 where stated) with 8 threads each, the `periodiq` clock, the simulator, a private
+{scale.tracks} due tracks, the 12 catalog sections and {scale.batches} staging batches per
+vendor per scenario, 2 worker processes (3 where stated) with 8 threads each, the `periodiq`
+clock, the simulator, a private
 RabbitMQ node and PostgreSQL server. {len(outcomes)} scenario(s) in {seconds / 60:.1f} min:
 **{passed} passed, {len(outcomes) - passed} failed**.
 
-Columns: *items* = orders + due tracks + catalog sections; *settled* = orders
-succeeded and placed exactly once at the order API, tracks gone with both objects,
-sections refreshed after the fault; *failed w/ reason* = row marked failed with its
-reason; *lost* = neither; *twice* = orders the simulator created more than once
-for one request id; *DL w/o failed row* = dead letters no failed row (or malformed
-message injected on purpose) accounts for; *procs lost* = workers or clocks that
+Columns: *items* = orders + due tracks + catalog sections + staging batches; *settled* =
+orders succeeded and placed exactly once at the order API, tracks gone with both objects,
+sections refreshed after the fault, batches completed; *failed w/ reason* = row marked
+failed with its reason; *lost* = neither; *twice* = orders the simulator created more than
+once for one request id (a staging batch is scraped under its own Idempotency-Key, which
+the vendor honours: its repeated calls, answered as replays, are in the notes, and the
+freeze scenarios, where nothing is redelivered, allow none); *DL w/o failed row* = dead
+letters no failed row (or malformed message injected on purpose) accounts for; *procs lost* = workers or clocks that
 exited on their own (the suite restarts, and does not count, the ones it killed or
 stopped itself); *recover s* = seconds from the end of the fault until every item
 was final ("never": not within the settle timeout).

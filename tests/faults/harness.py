@@ -41,10 +41,11 @@ from typing import Any
 
 import httpx
 import pika
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 
 from actors.catalog.models import CatalogSection
 from actors.orders.models import Order
+from actors.staging.models import StagingBatch
 from actors.tracks.models import Track
 from backlane.core.clock import as_utc
 from backlane.db.engine import Database
@@ -71,7 +72,9 @@ SECTIONS = (
 )
 
 #: Queues whose dead letters the accounting reads.
-WORK_QUEUES = ("orders", "orders_inbox", "tracks", "catalog", "discover")
+#: The staging handler's two registrations, each scraping at its own vendor of the simulator.
+VENDORS = {"staging_acme": "acme", "staging_globex": "globex"}
+WORK_QUEUES = ("orders", "orders_inbox", "tracks", "catalog", "discover", *VENDORS)
 
 MGMT_AUTH = ("guest", "guest")
 
@@ -87,12 +90,15 @@ class Scale:
     latency_ms: int
     #: Longest wait for everything to settle after the fault, seconds.
     settle_timeout: float
-    #: Orders' and tracks' lease: a lost message's item is claimed again after it, seconds.
+    #: Orders', tracks' and staging batches' lease: a lost message's item is claimed again after it, seconds.
     lease_seconds: int
+    #: Staging batches per vendor: each scraped once at its vendor (the side effect a frozen
+    #: worker woken after its lease would repeat without the fence).
+    batches: int = 0
 
 
-FULL = Scale("full", orders=2000, tracks=200, latency_ms=60, settle_timeout=420, lease_seconds=60)
-FAST = Scale("fast", orders=200, tracks=20, latency_ms=150, settle_timeout=180, lease_seconds=30)
+FULL = Scale("full", orders=2000, tracks=200, latency_ms=60, settle_timeout=420, lease_seconds=60, batches=150)
+FAST = Scale("fast", orders=200, tracks=20, latency_ms=150, settle_timeout=180, lease_seconds=30, batches=20)
 
 
 def base_env(scale: Scale) -> dict[str, str]:
@@ -119,9 +125,13 @@ def base_env(scale: Scale) -> dict[str, str]:
         "BACKLANE_CATALOG__LIMITERS__CATALOG__CALLS": "100000",
         "BACKLANE_CATALOG__LIMITERS__CATEGORIES__CALLS": "100000",
         "BACKLANE_EXPORTS__ENABLED": "false",
-        "BACKLANE_STAGING_ACME__ENABLED": "false",
-        "BACKLANE_STAGING_GLOBEX__ENABLED": "false",
     }
+    for name in VENDORS:
+        section = f"BACKLANE_{name.upper()}__"
+        env[section + "ENABLED"] = "true" if scale.batches else "false"
+        env[section + "MAX_ITEMS"] = str(max(scale.batches, 1) * 2)
+        env[section + "LEASE_SECONDS"] = str(scale.lease_seconds)
+        env[section + "TICK"] = "* * * * *"
     for section in SECTIONS:
         env[f"BACKLANE_CATALOG__SECTIONS__{section.upper()}__INTERVAL_MINUTES"] = "0.25"
     return env
@@ -251,13 +261,17 @@ class FaultRun:
         #: Pipelines kicked with `backlane trigger` while waiting. kick=False leaves orders and tracks to
         #: the clock alone; the catalog is still kicked: discover starts at most max_concurrent (3)
         #: refreshes, so the 12 sections would need 4 one-minute ticks after every fault otherwise.
-        self.kick_pipelines = ("orders", "tracks", "catalog") if kick else ("catalog",)
+        staging = tuple(VENDORS) if scale.batches else ()
+        self.kick_pipelines = ("orders", "tracks", "catalog", *staging) if kick else ("catalog",)
         slug = "".join(c if c.isalnum() else "-" for c in fault.lower()).strip("-")
         self.workdir = infra.base_dir / "runs" / f"{slug[:40]}-{uuid.uuid4().hex[:6]}"
         self.db_name = f"f_{uuid.uuid4().hex[:12]}"
         self.order_ids: list[int] = []
         self.track_ids: list[int] = []
         self.track_keys: dict[int, tuple[str, str]] = {}
+        self.batch_ids: list[int] = []
+        #: Batches whose vendor was called more than once (set by :meth:`account`).
+        self.vendor_repeats = 0
         #: Message ids and raw-body markers of malformed messages the scenario injected on purpose.
         self.injected_ids: set[str] = set()
         self.injected_markers: set[str] = set()
@@ -296,6 +310,8 @@ class FaultRun:
         self.stack.env["BACKLANE_ORDER_API__BASE_URL"] = self.sim_url
         self.stack.env["BACKLANE_CATALOG__BASE_URL"] = self.sim_url
         self.stack.env["BACKLANE_PRODUCT_API__BASE_URL"] = self.sim_url
+        for name in VENDORS:
+            self.stack.env[f"BACKLANE_{name.upper()}__BASE_URL"] = self.sim_url
         self.expected_exits.add(id(self.simulator))  # stopped by teardown only; checked separately
         self.configure_sim(**self.sim_config)
         result = self.cli("declare-queues")
@@ -304,7 +320,26 @@ class FaultRun:
         self.purge_queues()
         self.order_ids = create_orders(self.db, self.scale.orders, datetime.now(UTC))
         self.seed_tracks(self.scale.tracks)
+        self.seed_batches(self.scale.batches)
         return self
+
+    def seed_batches(self, per_vendor: int) -> None:
+        """``per_vendor`` new pending batches for each vendor (a soak adds some all along)."""
+        now = datetime.now(UTC)
+        rows = [
+            {
+                "processor": name,
+                "payload": {"urls": [f"https://shop.example/{name}/{i}", f"https://shop.example/{name}/{i}/reviews"]},
+                "status": "pending",
+                "created_at": now,
+                "updated_at": now,
+            }
+            for name in VENDORS
+            for i in range(per_vendor)
+        ]
+        if rows:
+            with self.db.transaction() as session:
+                self.batch_ids += list(session.execute(insert(StagingBatch).returning(StagingBatch.id), rows).scalars())
 
     def seed_tracks(self, count: int) -> None:
         now = datetime.now(UTC)
@@ -500,6 +535,11 @@ class FaultRun:
             with self.db.transaction() as session:
                 tracks = {row.id: row.status for row in session.execute(select(Track.id, Track.status))}
                 sections = {row.name: row for row in session.scalars(select(CatalogSection))}
+                batches = session.scalar(
+                    select(func.count())
+                    .select_from(StagingBatch)
+                    .where(StagingBatch.status.in_(("pending", "processing")))
+                )
         except Exception:
             return None
         since = self.fault_cleared_wall or datetime.now(UTC)
@@ -508,6 +548,7 @@ class FaultRun:
             "tracks": sum(1 for tid in self.track_ids if tracks.get(tid) == "deleted")
             + sum(1 for tid in self.track_ids if tid not in tracks and self._objects_left(tid)),
             "sections": sum(1 for name in SECTIONS if not _section_final(sections.get(name), since)),
+            "batches": int(batches or 0),
         }
 
     def wait_settled(self, timeout: float | None = None) -> None:
@@ -573,12 +614,16 @@ class FaultRun:
             out.notes.append(f"the supervisor started {self.restarts} replacement process(es)")
 
         orders = self.order_states()
-        stats = self.sim_stats()["orders"]["by_key"]
+        sim = self.sim_stats()
+        stats = sim["orders"]["by_key"]
+        vendor_calls = {name: sim.get("vendors", {}).get(vendor, {}) for name, vendor in VENDORS.items()}
         with self.db.transaction() as session:
             keys = {row.id: row.request_id for row in session.execute(select(Order.id, Order.request_id))}
             track_rows = session.execute(select(Track.id, Track.status, Track.failure_reason))
             tracks = {row.id: (row.status, row.failure_reason) for row in track_rows}
             sections = {row.name: row for row in session.scalars(select(CatalogSection))}
+            batch_rows = session.execute(select(StagingBatch.id, StagingBatch.status, StagingBatch.reason))
+            batches = {row.id: (row.status, row.reason) for row in batch_rows}
 
         lost_examples: list[str] = []
         for oid, (status, reason) in orders.items():
@@ -620,6 +665,31 @@ class FaultRun:
                 out.lost += 1
                 if len(lost_examples) < 9:
                     lost_examples.append(f"section {name} {row.last_outcome if row else None}")
+        for bid in self.batch_ids:
+            out.items += 1
+            status, reason = batches.get(bid, ("missing", None))
+            if status == "completed":
+                out.settled += 1
+            elif status == "failed" and reason:
+                out.failed_with_reason += 1
+            else:
+                out.lost += 1
+                if len(lost_examples) < 12:
+                    lost_examples.append(f"staging batch {bid} {status}")
+        if self.batch_ids:
+            # A batch is scraped at its vendor under one Idempotency-Key (the batch's), which the
+            # vendor honours: a repeated call (a redelivery after a worker died mid-scrape) is
+            # answered as a replay and scrapes nothing, so the vendor never scrapes a batch
+            # twice. Scenarios where nothing is redelivered (a frozen worker woken after its
+            # lease) also hold the repeated calls to zero: there the fence must keep the woken
+            # worker from calling at all (see the freeze scenarios).
+            scraped = sum(int(calls.get("scraped", 0)) for calls in vendor_calls.values())
+            completed = sum(1 for bid in self.batch_ids if batches.get(bid, ("",))[0] == "completed")
+            self.vendor_repeats = sum(int(calls.get("duplicates", 0)) for calls in vendor_calls.values())
+            out.notes.append(
+                f"{len(self.batch_ids)} staging batches: {completed} completed, {scraped} scraped at their "
+                f"vendors, {self.vendor_repeats} called again and answered as a replay"
+            )
         if lost_examples:
             out.notes.append("not final: " + "; ".join(lost_examples))
 
@@ -627,7 +697,7 @@ class FaultRun:
         unaccounted: dict[str, int] = {}
         sample: dict[str, str] = {}
         for letter in letters:
-            why = self._unaccounted(letter, orders, tracks, sections)
+            why = self._unaccounted(letter, orders, tracks, sections, batches)
             if why is not None:
                 unaccounted[why] = unaccounted.get(why, 0) + 1
                 reason = ((letter["body"].get("options") or {}).get("dead_letter") or {}).get("reason", "")
@@ -647,6 +717,7 @@ class FaultRun:
         orders: dict[int, tuple[str, str | None]],
         tracks: dict[int, tuple[str, str | None]],
         sections: dict[str, Any],
+        batches: dict[int, tuple[str, str | None]],
     ) -> str | None:
         """None when a failed row (or a malformed message injected on purpose) accounts for it."""
         body = letter["body"]
@@ -671,6 +742,10 @@ class FaultRun:
         if actor == "process_catalog" and isinstance(item, dict):
             row = sections.get(item.get("section"))
             return None if row is not None and row.last_outcome == "failed" else "catalog section not failed"
+        staging = str(actor).removeprefix("process_")
+        if staging in VENDORS and isinstance(item, int):
+            status, reason = batches.get(item, ("missing", None))
+            return None if status == "failed" and reason else f"staging batch {status}, not failed"
         return f"{letter['queue']}: {actor} has no item row"
 
 

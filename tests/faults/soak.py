@@ -6,9 +6,11 @@ the suite's list arriving at random, then the suite's accounting plus resource b
 
 The faults: a worker SIGKILLed (its supervisor starts another), a worker frozen (SIGSTOP) for
 a while, RabbitMQ killed and started again, PostgreSQL stopped and started, RabbitMQ's memory
-alarm on for a while, the order API down, the order API answering 429s, malformed messages, a
-second clock for a while. The checks, when the faults stop and everything settled: every
-order settled once at the order API or failed with its reason (none twice), every dead letter
+or disk alarm on for a while, the order API down, the order API answering 429s, malformed
+messages, a second clock for a while. Staging batches arrive all along beside the orders, each
+scraped at its vendor. The checks, when the faults stop and everything settled: every order
+settled once at the order API or failed with its reason (none twice), every staging batch
+completed or failed with its reason (none called twice at its vendor), every dead letter
 accounted for by a failed row or a message injected on purpose, no process lost, and each
 worker process within the bounds below (RSS, file descriptors, threads), the database's and
 RabbitMQ's connection counts too. The seed decides the faults, their moments and lengths: a
@@ -48,7 +50,10 @@ MAX_DB_CONNECTIONS = 60
 #: while its replacement opens its own) plus 10 for the clocks and the commands.
 AMQP_PER_WORKER_EXTRA = 4
 
-SOAK = Scale("soak", orders=200, tracks=20, latency_ms=40, settle_timeout=420, lease_seconds=30)
+SOAK = Scale("soak", orders=200, tracks=20, latency_ms=40, settle_timeout=420, lease_seconds=30, batches=10)
+#: New staging batches per second for each vendor, beside the orders: the vendors' scrape is
+#: the side effect a worker frozen past its lease would repeat without its fence.
+BATCH_RATE = 0.5
 
 
 @dataclass
@@ -106,6 +111,15 @@ class Soak:
             self.run.infra.rabbitmq.ctl("set_vm_memory_high_watermark", "0.4")
         return f"memory alarm {seconds:.0f}s"
 
+    def disk_alarm(self) -> str:
+        seconds = self.rng.uniform(5, 30)
+        self.run.infra.rabbitmq.ctl("set_disk_free_limit", "10000GB")
+        try:
+            self.pause(seconds)
+        finally:
+            self.run.infra.rabbitmq.ctl("set_disk_free_limit", "50MB")
+        return f"disk alarm {seconds:.0f}s"
+
     def api_outage(self) -> str:
         seconds = self.rng.uniform(5, 30)
         self.run.configure_sim(outage=["orders"])
@@ -148,6 +162,7 @@ class Soak:
         "rabbitmq_restart",
         "postgres_restart",
         "memory_alarm",
+        "disk_alarm",
         "api_outage",
         "storm_429",
         "poison",
@@ -164,17 +179,24 @@ class Soak:
             time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
     _owed: float = 0.0
+    _owed_batches: float = 0.0
     _last: float = field(default_factory=time.monotonic)
 
     def tick(self) -> None:
         now = time.monotonic()
         self._owed += (now - self._last) * self.rate
+        self._owed_batches += (now - self._last) * BATCH_RATE
         self._last = now
         count = int(self._owed)
         if count:
             with contextlib.suppress(Exception):  # the database may be the fault: they come later
                 self.run.order_ids += create_orders(self.run.db, count, datetime.now(UTC))
                 self._owed -= count
+        batches = int(self._owed_batches)
+        if batches:
+            with contextlib.suppress(Exception):
+                self.run.seed_batches(batches)
+                self._owed_batches -= batches
         self.run.supervise()
         self.sample()
 
@@ -258,7 +280,10 @@ def soak(infra: Infra, minutes: float, seed: int, rate: float = 5.0, gap: tuple[
         run.stack.stop_all(timeout=30)
         with contextlib.suppress(Exception):
             run.db.dispose()
-    outcome.notes.append(f"{len(run.order_ids)} orders over the run; faults: " + "; ".join(state.faults))
+    outcome.notes.append(
+        f"{len(run.order_ids)} orders and {len(run.batch_ids)} staging batches over the run; faults: "
+        + "; ".join(state.faults)
+    )
     peaks = state.peaks
     outcome.notes.append("peaks: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(peaks.items())))
     outcome.notes.append(
