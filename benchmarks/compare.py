@@ -1,26 +1,34 @@
-"""The same orders work on backlane, plain Dramatiq and Celery 5, side by side, in one command.
+"""The same orders work on backlane, careful and plain Dramatiq and Celery 5, side by side.
 
     python benchmarks/compare.py [N] [--rounds=3] [--processes=2] [--threads=8]
-                                 [--systems=backlane,dramatiq,celery-threads,celery-prefork]
+        [--systems=backlane,careful,dramatiq,backlane-discover,celery-threads,celery-prefork]
 
 One private RabbitMQ node and PostgreSQL server serve every run; each run gets a
 fresh migrated database holding N pending orders and a fresh order API simulator
 (``--order-settle-polls 0``: final at the first GET). The systems run interleaved,
-round after round (backlane, dramatiq, celery-threads, celery-prefork, backlane, ...),
-so they share the machine's conditions; the 1-minute load average is recorded
-before each run.
+round after round, so they share the machine's conditions; the 1-minute load average
+is recorded before each run.
 
-* backlane: ``dramatiq actors scheduler`` (P processes x T threads); one discover tick
-  claims the N orders and publishes N messages; ``process_orders`` does the work;
-  timed from the tick's send to the N-th settled row.
-* dramatiq: ``dramatiq plain_dramatiq`` (same shape), Dramatiq's own RabbitmqBroker and
-  default middleware, one actor ``plain_order`` doing the same SELECT, POST, GET, UPDATE;
-  N messages published by the harness in confirmed batches; timed from the first
-  publish to the N-th settled row.
+Every system but ``backlane-discover`` is fed the same way, so publishing is on the same
+side for all: the harness publishes the N messages (Dramatiq's in confirmed batches of
+2,000 through backlane's broker, Celery's with one producer), its CPU for that is the
+*publisher* column, and the run is timed from the first publish to the N-th settled row.
+
+* backlane: ``dramatiq actors scheduler`` (P processes x T threads); the harness
+  publishes N ``process_orders`` messages (what discover would send); the registered
+  orders pipeline does the work with everything backlane adds per order (guarded
+  writes, outcome lines, metrics, attempts, pause checks).
+* backlane-discover: the same workers, fed by backlane itself: one discover tick
+  claims the N orders and publishes N messages inside a worker (its publishing CPU is
+  in the worker column, the publisher column is 0); timed from the tick's send.
+* careful: ``dramatiq plain_dramatiq``, actor ``careful_order``: the work as a careful
+  engineer writes it on plain Dramatiq: the SELECT and the UPDATE built once at import,
+  each one round trip in autocommit, one engine and one httpx client per process.
+* dramatiq: the same module, actor ``plain_order``: each statement in its own
+  ``connect()`` / ``begin()`` transaction, built per call (what most users write).
 * celery-threads: P ``celery worker --pool=threads --concurrency=T`` instances;
   celery-prefork: one ``celery worker --pool=prefork --concurrency=P*T``; acks late,
-  prefetch multiplier 1, no result backend; the same function; N tasks published by
-  the harness; same timing.
+  prefetch multiplier 1, no result backend; the plain function.
 
 CPU ms per order is /proc utime+stime of each process tree (worker(s), simulator,
 PostgreSQL, RabbitMQ) during the run, divided by N.
@@ -33,36 +41,50 @@ import statistics
 import sys
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import _harness as h
-import drain
 from dramatiq.message import Message
 
 from backlane.db.engine import Database
-from devtools.sample import create_orders
 
-SYSTEMS = ("backlane", "dramatiq", "celery-threads", "celery-prefork")
+SYSTEMS = ("backlane", "careful", "dramatiq", "backlane-discover", "celery-threads", "celery-prefork")
+#: The Dramatiq-shaped systems: (queue, actor) the harness publishes to, and the worker's module.
+DRAMATIQ_SYSTEMS = {
+    "backlane": ("orders", "process_orders", ()),
+    "careful": ("careful_orders", "careful_order", ("plain_dramatiq",)),
+    "dramatiq": ("plain_orders", "plain_order", ("plain_dramatiq",)),
+}
 PUBLISH_BATCH = 2_000
 TIMEOUT = 1800.0
 
 
-def run_plain(infra: h.Infra, system: str, n: int, processes: int, threads: int) -> tuple[float, dict[str, float]]:
-    """N orders through plain Dramatiq or Celery: (orders/s, CPU ms per order by part)."""
-    import scheduler  # backlane's broker publishes the plain Dramatiq messages in confirmed batches
+def run_published(infra: h.Infra, system: str, n: int, processes: int, threads: int) -> tuple[float, dict[str, float]]:
+    """N orders published by the harness to ``system``'s workers: (orders/s, CPU ms per order by part)."""
+    import drain
+
+    import scheduler  # backlane's broker publishes the Dramatiq messages in confirmed batches
+    from devtools.sample import create_orders  # imports actors/, which builds its broker from the env
 
     db_url = infra.database("postgresql", "compare")
     db = Database(db_url)
-    stack = infra.stack(f"{system}", db_url, PLAIN_POOL_SIZE=str(max(10, threads)))
+    stack = infra.stack(
+        f"{system}", db_url, PLAIN_POOL_SIZE=str(max(10, threads)), BACKLANE_ORDERS__STATUS_POLL_SECONDS="0.1"
+    )
     queues = h.Queues(infra.amqp_url)
     workers = []
     with h.stopping(stack):
         h.start_simulator(stack, *drain.SIMULATOR_ARGS)
         simulator = stack.processes[-1]
         ids = create_orders(db, n, datetime.now(UTC))
-        if system == "dramatiq":
-            argv = [sys.executable, "-m", "dramatiq", "plain_dramatiq", "--processes", str(processes)]
-            workers.append(h.spawn(stack, "dramatiq-worker", [*argv, "--threads", str(threads)]))
-            queue, consumers = "plain_orders", processes
+        if system in DRAMATIQ_SYSTEMS:
+            queue, actor, modules = DRAMATIQ_SYSTEMS[system]
+            if system == "backlane":  # the worker as backlane runs it (its CLI's command line)
+                workers.append(stack.start_worker(processes, threads))
+            else:
+                argv = [sys.executable, "-m", "dramatiq", *modules, "--processes", str(processes)]
+                workers.append(h.spawn(stack, f"{system}-worker", [*argv, "--threads", str(threads)]))
+            consumers = processes
         else:
             import plain_celery
 
@@ -90,10 +112,10 @@ def run_plain(infra: h.Infra, system: str, n: int, processes: int, threads: int)
         before = {name: h.cpu_seconds(pid) for name, pid in parts.items()}
         started = time.monotonic()
         publish_cpu = time.process_time()
-        if system == "dramatiq":
+        if system in DRAMATIQ_SYSTEMS:
             for start in range(0, n, PUBLISH_BATCH):
-                batch = [
-                    Message(queue_name=queue, actor_name="plain_order", args=(i,), kwargs={}, options={})
+                batch: list[Message[Any]] = [
+                    Message(queue_name=queue, actor_name=actor, args=(i,), kwargs={}, options={})
                     for i in ids[start : start + PUBLISH_BATCH]
                 ]
                 scheduler.broker.enqueue_many(batch)
@@ -124,19 +146,23 @@ def main() -> None:
     with h.Infra(with_postgres=True) as infra:
         os.environ.update(BACKLANE_BROKER__URL=infra.amqp_url, BACKLANE_WORKER__METRICS_PORT="0")
         os.environ["BACKLANE_DATABASE__URL"] = "sqlite:///" + str(infra.workdir / "unused.db")
+        # Only now: importing the application (drain, devtools.sample: anything that imports
+        # actors/) builds its broker from the environment, which must name this run's node.
+        import drain
+
         for r in range(rounds):
             for system in systems:
                 load = h.load()
                 h.log(f"round {r + 1}/{rounds}: {system}, {n:,} orders (load {load}) ...")
-                if system == "backlane":
+                if system == "backlane-discover":
                     rate, cpu = drain.backlane(infra, "postgresql", n, processes, threads)
-                    cpu["publisher"] = 0.0  # the discover tick publishes, in the worker: counted there
+                    cpu = {"worker": cpu.pop("worker"), **cpu, "publisher": 0.0}  # published in the worker
                 else:
-                    rate, cpu = run_plain(infra, system, n, processes, threads)
+                    rate, cpu = run_published(infra, system, n, processes, threads)
                 h.log(f"  {rate:,.0f} orders/s; CPU ms/order { ({k: round(v, 2) for k, v in cpu.items()}) }")
                 results[system].append((rate, cpu, load))
     rows = []
-    summary: dict[str, tuple[float, float]] = {}
+    summary: dict[str, tuple[float, float, float]] = {}
     for system in systems:
         runs = results[system]
         rates = [r for r, _, _ in runs]
@@ -173,8 +199,8 @@ def main() -> None:
             ],
             rows,
             [
-                "publisher: the harness's CPU publishing the N messages of plain Dramatiq and Celery; backlane's"
-                " discover tick claims and publishes inside the worker, so its worker column already holds it",
+                "publisher: the harness's CPU publishing the N messages (every system but backlane-discover);"
+                " backlane-discover's tick claims and publishes inside the worker, so its worker column holds it",
             ],
         )
     )
@@ -184,13 +210,13 @@ def main() -> None:
         for other in systems:
             if other == "backlane":
                 continue
-            rate, cpu, sending = summary[other]
+            their_rate, their_cpu, their_sending = summary[other]
             ratios.append(
                 [
                     f"backlane / {other}",
-                    f"{ours_rate / rate:.2f}x",
-                    f"{cpu / ours_cpu:.2f}x",
-                    f"{sending / ours_sending:.2f}x",
+                    f"{ours_rate / their_rate:.2f}x",
+                    f"{their_cpu / ours_cpu:.2f}x",
+                    f"{their_sending / ours_sending:.2f}x",
                 ]
             )
         print()
