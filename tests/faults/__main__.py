@@ -107,9 +107,10 @@ Columns: *items* = orders + due tracks + catalog sections + staging batches; *se
 orders succeeded and placed exactly once at the order API, tracks gone with both objects,
 sections refreshed after the fault, batches completed; *failed w/ reason* = row marked
 failed with its reason; *lost* = neither; *twice* = orders the simulator created more than
-once for one request id (a staging batch is scraped under its own Idempotency-Key, which
-the vendor honours: its repeated calls, answered as replays, are in the notes, and the
-freeze scenarios, where nothing is redelivered, allow none); *DL w/o failed row* = dead
+once for one request id, plus staging batches a vendor scraped under a second key (a batch
+is scraped under its own Idempotency-Key, which the vendor honours: its repeated calls,
+answered as replays and scraping nothing, are in the notes; the freeze scenarios allow no
+more of them than the frozen worker had calls in flight when it was stopped); *DL w/o failed row* = dead
 letters no failed row (or malformed message injected on purpose) accounts for; *procs lost* = workers or clocks that
 exited on their own (the suite restarts, and does not count, the ones it killed or
 stopped itself); *recover s* = seconds from the end of the fault until every item
@@ -120,6 +121,19 @@ was final ("never": not within the settle timeout).
 ## Per scenario
 
 {details(outcomes)}
+
+## Fault runs of their own
+
+Faults that need more than one scenario's system are run by their own commands, each with
+its result beside it:
+
+- the one-hour chaos soak, faults at random with the seed printed: `python -m tests.faults.soak`
+  ([soak.md](soak.md), the last hour's report in `benchmarks/results/soak-60min.md`);
+- PostgreSQL failing over (primary killed, host cut off, switchover, split brain) on namespaced
+  hosts: `python -m tests.cluster failover` (`benchmarks/results/pg-failover.md`);
+- RabbitMQ cluster node faults: `scripts/cluster-faults` ([cluster-faults.md](cluster-faults.md));
+- the rolling upgrade, N-1 workers and clock beside a migration and N's:
+  `scripts/test tests/acceptance/test_rolling_upgrade.py` ([upgrades.md](upgrades.md)).
 """
     path.write_text(text)
 

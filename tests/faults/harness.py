@@ -686,6 +686,8 @@ class FaultRun:
             scraped = sum(int(calls.get("scraped", 0)) for calls in vendor_calls.values())
             completed = sum(1 for bid in self.batch_ids if batches.get(bid, ("",))[0] == "completed")
             self.vendor_repeats = sum(int(calls.get("duplicates", 0)) for calls in vendor_calls.values())
+            if scraped > len(self.batch_ids):  # a batch scraped under a second key: a side effect twice
+                out.twice += scraped - len(self.batch_ids)
             out.notes.append(
                 f"{len(self.batch_ids)} staging batches: {completed} completed, {scraped} scraped at their "
                 f"vendors, {self.vendor_repeats} called again and answered as a replay"

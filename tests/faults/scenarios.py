@@ -19,6 +19,14 @@ from datetime import UTC, datetime
 
 from devtools.sample import create_orders
 from tests.faults.harness import FaultRun, Infra, Outcome, Scale, envelope, fault_run, order_created_body
+from tests.faults.stuck_processes import (
+    disk_alarm,
+    group_sigterm,
+    memory_alarm,
+    parent_kill9,
+    worker_freeze_45s,
+    worker_freeze_150s,
+)
 
 
 def worker_sigkill(infra: Infra, scale: Scale) -> Outcome:
@@ -383,6 +391,14 @@ SCENARIOS = [
     Entry("two_clocks_three_workers", two_clocks_three_workers, False),
     Entry("sigterm_mid_run", sigterm_mid_run, False),  # CI: test_operations, test_worker_supervision
     Entry("requeue_fails_again", requeue_fails_again, True),
+    # Issue 27: a process alive but unable to work (CI: test_frozen_worker, test_worker_supervision,
+    # test_broker_blocked_cli hold each fix in seconds).
+    Entry("worker_freeze_45s", worker_freeze_45s, False),
+    Entry("worker_freeze_150s", worker_freeze_150s, False),
+    Entry("parent_kill9", parent_kill9, False),
+    Entry("memory_alarm", memory_alarm, False),
+    Entry("disk_alarm", disk_alarm, False),
+    Entry("group_sigterm", group_sigterm, False),
 ]
 
 BY_NAME = {entry.name: entry for entry in SCENARIOS}
