@@ -2,6 +2,7 @@
 
     python benchmarks/compare.py [N] [--rounds=3] [--processes=2] [--threads=8]
         [--systems=backlane,careful,dramatiq,backlane-discover,celery-threads,celery-prefork]
+        [--profile=DIR]
 
 One private RabbitMQ node and PostgreSQL server serve every run; each run gets a
 fresh migrated database holding N pending orders and a fresh order API simulator
@@ -32,6 +33,10 @@ side for all: the harness publishes the N messages (Dramatiq's in confirmed batc
 
 CPU ms per order is /proc utime+stime of each process tree (worker(s), simulator,
 PostgreSQL, RabbitMQ) during the run, divided by N.
+
+``--profile=DIR``: in the last round, py-spy records the first worker process of each Dramatiq
+system (benchmarks/_profile.py); DIR/<system>-profile.md gives its CPU per order by thread
+and its worker threads' CPU per order by the part of the stack they were in.
 """
 
 from __future__ import annotations
@@ -41,9 +46,11 @@ import statistics
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import _harness as h
+import _profile
 from dramatiq.message import Message
 
 from backlane.db.engine import Database
@@ -59,8 +66,13 @@ PUBLISH_BATCH = 2_000
 TIMEOUT = 1800.0
 
 
-def run_published(infra: h.Infra, system: str, n: int, processes: int, threads: int) -> tuple[float, dict[str, float]]:
-    """N orders published by the harness to ``system``'s workers: (orders/s, CPU ms per order by part)."""
+def run_published(
+    infra: h.Infra, system: str, n: int, processes: int, threads: int, profile: Path | None = None
+) -> tuple[float, dict[str, float]]:
+    """N orders published by the harness to ``system``'s workers: (orders/s, CPU ms per order by part).
+
+    With ``profile`` (a directory), py-spy records the first worker process of a Dramatiq system
+    and its breakdown is written there (:func:`write_profile`)."""
     import drain
 
     import scheduler  # backlane's broker publishes the Dramatiq messages in confirmed batches
@@ -109,6 +121,12 @@ def run_published(infra: h.Infra, system: str, n: int, processes: int, threads: 
             "database": infra.postgres_pid,
             "rabbitmq": infra.rabbitmq.pid if infra.rabbitmq else None,
         }
+        spy, profiled, threads_before = None, 0, {}
+        if profile is not None and system in DRAMATIQ_SYSTEMS and workers[0].proc is not None:
+            root = workers[0].proc.pid
+            profiled = min(p for p in h.process_tree(root) if p != root)  # the first forked worker
+            spy = _profile.start(profiled, profile / f"{system}.txt")
+            threads_before = _profile.thread_cpu(profiled)
         before = {name: h.cpu_seconds(pid) for name, pid in parts.items()}
         started = time.monotonic()
         publish_cpu = time.process_time()
@@ -126,6 +144,10 @@ def run_published(infra: h.Infra, system: str, n: int, processes: int, threads: 
         publish_cpu = time.process_time() - publish_cpu
         done = h.wait_for(lambda: h.settled(db) >= n, timeout=TIMEOUT, interval=0.1, procs=workers)
         used = {name: (h.cpu_seconds(pid) - before[name]) * 1000 / n for name, pid in parts.items()}
+        if spy is not None and profile is not None:
+            threads_after = _profile.thread_cpu(profiled)
+            _profile.stop(spy)
+            write_profile(profile, system, n / processes, threads_before, threads_after)
     queues.close()
     db.dispose()
     cpu = {
@@ -136,12 +158,45 @@ def run_published(infra: h.Infra, system: str, n: int, processes: int, threads: 
     return n / (done - started), cpu
 
 
+def write_profile(
+    directory: Path, system: str, share: float, before: dict[int, float], after: dict[int, float]
+) -> None:
+    """The profiled worker process's CPU per order by thread role, and its worker threads' CPU
+    per order split by the part of the stack py-spy found them in (µs per order). ``share``: the
+    orders this process settled (the processes take about equal shares)."""
+    raw = directory / f"{system}.txt"
+    by_role = _profile.cpu_by_role(before, after, _profile.thread_roles(raw))
+    roles = [
+        [role, len(cpus), f"{sum(cpus) * 1e6 / share:.0f}"]
+        for role, cpus in sorted(by_role.items(), key=lambda kv: -sum(kv[1]))
+    ]
+    worker_us = sum(by_role.get("worker thread", [])) * 1e6 / share
+    parts = _profile.worker_thread_parts(raw)
+    total = sum(parts.values()) or 1
+    split = [
+        [part, f"{count * 100 / total:.1f} %", f"{worker_us * count / total:.0f}"]
+        for part, count in parts.most_common()
+    ]
+    text = h.table(f"{system}: CPU by thread, one worker process", ["threads", "count", "CPU µs/order"], roles)
+    text += "\n\n" + h.table(
+        f"{system}: the worker threads' {worker_us:.0f} µs/order by part of the stack ({total:,} samples)",
+        ["part (innermost frame)", "share of samples", "µs/order"],
+        split,
+    )
+    (directory / f"{system}-profile.md").write_text(text + "\n")
+    print(text, flush=True)
+
+
 def main() -> None:
     (n,) = h.sizes([10_000])[:1]
     rounds = int(h.option("rounds", "3"))
     processes = int(h.option("processes", str(h.PROCESSES)))
     threads = int(h.option("threads", str(h.THREADS)))
     systems = h.option("systems", ",".join(SYSTEMS)).split(",")
+    profile_dir = h.option("profile", "")
+    profile = Path(profile_dir) if profile_dir else None
+    if profile is not None:
+        profile.mkdir(parents=True, exist_ok=True)
     results: dict[str, list[tuple[float, dict[str, float], str]]] = {s: [] for s in systems}
     with h.Infra(with_postgres=True) as infra:
         os.environ.update(BACKLANE_BROKER__URL=infra.amqp_url, BACKLANE_WORKER__METRICS_PORT="0")
@@ -158,7 +213,8 @@ def main() -> None:
                     rate, cpu = drain.backlane(infra, "postgresql", n, processes, threads)
                     cpu = {"worker": cpu.pop("worker"), **cpu, "publisher": 0.0}  # published in the worker
                 else:
-                    rate, cpu = run_published(infra, system, n, processes, threads)
+                    last = r == rounds - 1
+                    rate, cpu = run_published(infra, system, n, processes, threads, profile if last else None)
                 h.log(f"  {rate:,.0f} orders/s; CPU ms/order { ({k: round(v, 2) for k, v in cpu.items()}) }")
                 results[system].append((rate, cpu, load))
     rows = []

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import _harness as h
+import _profile
 from dramatiq.message import Message
 
 from devtools.infra.ports import free_port
@@ -107,46 +108,6 @@ def publisher() -> Any:
     return build_broker(load_settings())
 
 
-def thread_cpu(pid: int) -> dict[int, float]:
-    """CPU seconds (utime + stime) of each thread of ``pid``, by native thread id."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    used: dict[int, float] = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        used[int(tid)] = (int(fields[11]) + int(fields[12])) / ticks
-    return used
-
-
-#: What a thread is, by the outermost function py-spy saw it run.
-ROLES = (
-    ("ConsumerThread.run", "consumer"),
-    ("WorkerThread.run", "worker thread"),
-    ("_CtypesTimeoutManager", "time limit"),
-    ("BatchingHandler", "outcome log"),
-    ("worker_process", "main"),
-    ("_heartbeat", "heartbeat"),
-)
-
-
-def thread_roles(raw: Path) -> dict[int, str]:
-    """Native thread id -> role, from py-spy's raw (collapsed) output."""
-    roles: dict[int, str] = {}
-    if not raw.exists():
-        return roles
-    for line in raw.read_text().splitlines():
-        head, _, rest = line.partition(";")
-        if not head.startswith("thread (") or not rest:
-            continue
-        tid = int(head.split("(")[1].split(")")[0], 0)
-        role = next((name for key, name in ROLES if key in rest), None)
-        if role is not None and tid not in roles:
-            roles[tid] = role
-    return roles
-
-
 def write_thread_table(
     path: Path,
     variant: str,
@@ -157,9 +118,7 @@ def write_thread_table(
     roles: dict[int, str],
 ) -> None:
     """Worker CPU per message by thread role, one worker process (the profiled one)."""
-    by_role: dict[str, list[float]] = {}
-    for tid, cpu in after.items():
-        by_role.setdefault(roles.get(tid, "other"), []).append(cpu - before.get(tid, 0.0))
+    by_role = _profile.cpu_by_role(before, after, roles)
     # The worker processes share the messages about evenly: per message of this one.
     share = n / processes
     rows = [
@@ -196,12 +155,9 @@ def run(
         children = sorted(p for p in h.process_tree(worker.proc.pid) if p != worker.proc.pid)
         if profile is not None:
             out = profile / f"{variant}.txt"
-            spy_argv = [str(Path(sys.executable).parent / "py-spy"), "record", "--threads", "-r", "200"]
-            spy_argv += ["--format", "raw", "-o", str(out), "-p", str(children[0])]
-            spy = subprocess.Popen(spy_argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(1.0)
+            spy = _profile.start(children[0], out)
         before = h.cpu_seconds(worker.proc.pid)
-        threads_before = thread_cpu(children[0]) if profile is not None else {}
+        threads_before = _profile.thread_cpu(children[0]) if profile is not None else {}
         started = time.monotonic()
         for start in range(0, n, PUBLISH_BATCH):
             batch = [
@@ -212,10 +168,9 @@ def run(
         done = h.wait_for(lambda: queues.state(queue)[0] == 0, timeout=600, interval=0.01, procs=[worker])
         used = h.cpu_seconds(worker.proc.pid) - before
         if spy is not None and profile is not None:
-            threads_after = thread_cpu(children[0])
-            spy.send_signal(2)
-            spy.wait(30)
-            roles = thread_roles(profile / f"{variant}.txt")
+            threads_after = _profile.thread_cpu(children[0])
+            _profile.stop(spy)
+            roles = _profile.thread_roles(profile / f"{variant}.txt")
             table = profile / f"{variant}-threads.md"
             write_thread_table(table, variant, n, processes, threads_before, threads_after, roles)
     queues.close()
