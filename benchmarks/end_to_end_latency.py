@@ -414,6 +414,30 @@ def capacity(infra: h.Infra, s: Settings, n: int) -> float:
     return n / (done - begin)
 
 
+def capacity_inbox(infra: h.Infra, s: Settings, n: int) -> float:
+    """Path A's own capacity: N pending orders, their N OrderCreated published at once in
+    MassTransit's envelope (one confirm each, as above), first publish to the N-th settled row."""
+    from sqlalchemy import select
+
+    from actors.orders.models import Order as Row
+    from devtools.sample import create_orders
+
+    db, stack, worker, queues = started(infra, "e2e_capacity_inbox", s)
+    with h.stopping(stack):
+        create_orders(db, n, datetime.now(UTC))
+        with db.transaction() as session:
+            request_ids = list(session.scalars(select(Row.request_id)))
+        writer = OrderWriter(db, infra.amqp_url)
+        begin = time.monotonic()
+        for request_id in request_ids:
+            writer._publish(request_id)
+        done = h.wait_for(lambda: h.settled(db) >= n, timeout=1800, interval=0.1, procs=[worker])
+        writer.close()
+    queues.close()
+    db.dispose()
+    return n / (done - begin)
+
+
 @dataclass
 class Phase:
     path: str
@@ -576,6 +600,8 @@ def main() -> None:
         h.log(f"capacity: {n:,} orders published at once (load {h.load()}) ...")
         cap = capacity(infra, s, n)
         h.log(f"  C = {cap:,.1f} orders/s")
+        cap_a = capacity_inbox(infra, s, n) if "A" in paths else math.nan
+        h.log(f"  path A's own: {cap_a:,.1f} orders/s ({n:,} OrderCreated published at once)")
         runs: list[tuple[str, float, float, float, bool]] = []
         for load in loads:
             if "A" in paths:
@@ -592,7 +618,7 @@ def main() -> None:
             phases.append(phase)
             settled = [x.settled - x.t0 for x in phase.orders]
             h.log(f"  {len(phase.orders)} orders, t0 -> settled p50/p95/p99 {spread(settled)}")
-    text = report(phases, cap, s, n, duration, tick_seconds, clock_duration)
+    text = report(phases, cap, cap_a, s, n, duration, tick_seconds, clock_duration)
     print(text)
     if output:
         Path(output).write_text(text + "\n")
@@ -600,8 +626,16 @@ def main() -> None:
 
 
 def report(
-    phases: Sequence[Phase], cap: float, s: Settings, n: int, duration: float, tick: float, clock_duration: float
+    phases: Sequence[Phase],
+    cap: float,
+    cap_a: float,
+    s: Settings,
+    n: int,
+    duration: float,
+    tick: float,
+    clock_duration: float,
 ) -> str:
+    loads_a = ", ".join(f"{p.load} of C = {p.target / cap_a:.0%}" for p in phases if p.path == "A")
     headers, rows = breakdown_rows(phases, s.poll)
     return "\n\n".join(
         [
@@ -625,6 +659,9 @@ def report(
                 [
                     f"C: {n:,} pending orders, {n:,} process_orders messages published at once by the harness,"
                     " first publish to the last settled row (compare.py's backlane system)",
+                    f"path A's own capacity: {n:,} pending orders, their {n:,} OrderCreated published at once"
+                    f" (MassTransit's envelope, one confirm each): C_A = {cap_a:,.1f} orders/s; path A's loads"
+                    f" of C_A: {loads_a or 'n/a'}",
                     "A: open-loop arrivals (a harness thread, steady spacing) insert the pending row, then publish"
                     " OrderCreated(RequestId) in MassTransit's envelope to the SharedContracts:OrderCreated exchange"
                     f" (persistent, mandatory, confirmed); t0 = the publish; {duration:g} s per load",
