@@ -12,7 +12,7 @@ in ``orders.XQ``. Then, each in the process an operator would run it in:
 
 - the orders discover tick, :func:`backlane.core.discovery.discover` as discover_cost.py runs
   it, claiming its default ``max_items`` (in a child process, whose peak RSS is the table's);
-- ``backlane status`` (a subprocess: wall time, peak RSS from ``wait4``);
+- ``backlane status`` (a subprocess: wall time, peak RSS from ``wait4``), and with ``--exact``;
 - ``backlane dead-letters list``, by default and with ``--limit 10000``;
 - a running ``backlane dashboard``: the overview, the orders page, its failed filter, a search
   by request id and by external id, and the dead-letters page (request times; the server's
@@ -214,6 +214,8 @@ def one(infra: h.Infra, rows: int, letters: int, opts: dict[str, Any]) -> tuple[
     h.log(f"{rows:,}: backlane status ...")
     median, slowest, peak = repeated([*CLI, "status"], env, repeat, ok=(0, 1, 2, 3, 4, 5, 69))
     add("`backlane status`", median, slowest, peak, "whole command, Python start-up included")
+    median, slowest, peak = repeated([*CLI, "status", "--exact"], env, repeat, ok=(0, 1, 2, 3, 4, 5, 69))
+    add("`backlane status --exact`", median, slowest, peak, "every row counted")
 
     h.log(f"{rows:,}: filling {XQ} with {letters:,} letters ...")
     ids = data.fill_dead_letters(infra.amqp_url, QUEUE, ACTOR, letters)
