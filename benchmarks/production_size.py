@@ -212,6 +212,8 @@ def one(infra: h.Infra, rows: int, letters: int, opts: dict[str, Any]) -> tuple[
     queues.purge(QUEUE)
 
     h.log(f"{rows:,}: backlane status ...")
+    median, slowest, peak = repeated([*CLI, "--help"], env, repeat)
+    add("`backlane --help`", median, slowest, peak, "start-up alone (imports, the app): the floor of every command")
     median, slowest, peak = repeated([*CLI, "status"], env, repeat, ok=(0, 1, 2, 3, 4, 5, 69))
     add("`backlane status`", median, slowest, peak, "whole command, Python start-up included")
     median, slowest, peak = repeated([*CLI, "status", "--exact"], env, repeat, ok=(0, 1, 2, 3, 4, 5, 69))
