@@ -37,8 +37,8 @@ FROM (SELECT CAST(:rows AS bigint) AS rows, CAST(:due AS bigint) AS due, CAST(:f
              CAST(:days AS float8) AS days, CAST(:due_hours AS float8) AS due_hours) AS p,
      generate_series(1, p.rows) AS i,
      LATERAL (SELECT CASE WHEN i <= p.due AND p.due_hours IS NOT NULL
-                          THEN now() - (i * interval '1 hour' * p.due_hours / p.due)
-                          ELSE now() - (i * interval '1 day' * p.days / p.rows) END AS created) AS c
+                          THEN now() - (i * p.due_hours / p.due) * interval '1 hour'
+                          ELSE now() - (i * p.days / p.rows) * interval '1 day' END AS created) AS c
 """
 
 
