@@ -143,8 +143,9 @@ def _status(args: argparse.Namespace) -> int:
     if args.watch is not None and args.watch <= 0:
         raise Problem("--watch takes a number of seconds above 0, e.g. --watch 2", EXIT_USAGE)
     app = _app(args)
+    limit = None if args.exact else app.runtime.settings.dashboard.exact_count_limit
     while True:
-        status = collect_status(app.registry, app.runtime)
+        status = collect_status(app.registry, app.runtime, count_limit=limit)
         if args.json:
             say(json_text(status, indent=2), flush=True)
         elif args.watch:
@@ -412,10 +413,16 @@ def build_parser(registry: Registry | None = None, names: list[str] | None = Non
         "pipelines, queue depths, breakers and freshness on one screen",
         "Every pipeline: items due, in flight, done and failed (database), its queue's depths\n"
         "(RabbitMQ management API) and its health. A value that cannot be read shows as '?'\n"
-        "(null in JSON), never as 0. Exit status 1 when RabbitMQ, its management API or the\n"
-        "database cannot be read, or the database is not migrated.",
+        "(null in JSON), never as 0. On PostgreSQL a count past BACKLANE_DASHBOARD__EXACT_COUNT_LIMIT\n"
+        "(100,000) is the planner's estimate, marked ≈ (named under items.estimated in JSON),\n"
+        "so status costs the same over ten million rows as over a thousand; --exact counts every\n"
+        "row. Exit status 1 when RabbitMQ, its management API or the database cannot be read,\n"
+        "or the database is not migrated.",
     )
     status.add_argument("--json", action="store_true", help="print JSON for scripts")
+    status.add_argument(
+        "--exact", action="store_true", help="count every row, however many (a scan of each large state)"
+    )
     status.add_argument(
         "--watch",
         type=float,

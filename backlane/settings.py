@@ -365,7 +365,8 @@ class DashboardSettings(Section):
     #: Open pages refresh themselves this often, seconds (0: never).
     refresh_seconds: float = Field(default=5.0, ge=0, le=3600)
     #: Counts of rows are exact up to this many; above it (PostgreSQL) the planner's estimate is
-    #: shown, marked ≈, so a page over millions of rows stays fast. `backlane status` always counts.
+    #: shown, marked ≈, so a page over millions of rows stays fast. `backlane status` bounds its
+    #: counts by the same limit (`backlane status --exact` counts every row).
     exact_count_limit: int = Field(default=100_000, ge=1)
     #: Rows per page of a pipeline's items.
     page_size: int = Field(default=50, ge=1, le=1000)

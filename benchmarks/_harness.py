@@ -61,6 +61,10 @@ class Infra:
 
     with_postgres: bool = True
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="backlane-bench-", dir="/tmp")))
+    #: Where PostgreSQL keeps its data when it is to outlive the run (its databases reused by the
+    #: next run given the same directory); by default it lives in ``workdir`` and goes with it.
+    #: The server itself is always stopped on exit.
+    postgres_dir: Path | None = None
     rabbitmq: RabbitMQNode | None = None
     postgres: PostgresNode | None = None
 
@@ -69,7 +73,10 @@ class Infra:
         self.rabbitmq = RabbitMQNode(self.workdir / "rabbitmq")
         self.rabbitmq.start()
         if self.with_postgres:
-            self.postgres = PostgresNode(self.workdir / "pg")
+            if self.postgres_dir is not None:
+                self.postgres_dir.mkdir(parents=True, exist_ok=True)
+                self.postgres_dir.chmod(0o755)
+            self.postgres = PostgresNode(self.postgres_dir or self.workdir / "pg")
             self.postgres.start()
         return self
 
@@ -89,6 +96,11 @@ class Infra:
     def postgres_pid(self) -> int | None:
         proc = getattr(self.postgres, "_proc", None)
         return proc.pid if proc is not None else None
+
+    def has_database(self, name: str) -> bool:
+        """Whether PostgreSQL already holds database ``name`` (a kept ``postgres_dir``)."""
+        assert self.postgres is not None
+        return self.postgres.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'").strip() == "1"
 
     def database(self, kind: str, name: str) -> str:
         """A fresh, migrated database: ``kind`` is "postgresql" or "sqlite"."""

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import _harness as h
 import pika
+from _orders_data import fill_dead_letters
 
 from backlane.db.engine import Database
 from backlane.operations.jobs import get_job, list_jobs
@@ -41,29 +42,6 @@ from backlane.operations.jobs.store import request_stop
 
 QUEUE = "orders_inbox"
 XQ = f"{QUEUE}.XQ"
-
-
-def fill(amqp_url: str, count: int) -> None:
-    """``count`` annotated dead letters, as backlane.messaging.deadletter writes them."""
-    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
-    channel = connection.channel()
-    for n in range(count):
-        message_id = uuid.uuid4().hex
-        envelope = {
-            "queue_name": QUEUE,
-            "actor_name": "receive_order_created",
-            "args": [{"version": 1, "order_id": n + 1}],
-            "kwargs": {},
-            "options": {"dead_letter": {"queue": QUEUE, "kind": "unknown_item", "reason": "order does not exist"}},
-            "message_id": message_id,
-            "message_timestamp": int(time.time() * 1000),
-        }
-        props = pika.BasicProperties(delivery_mode=2, message_id=message_id)
-        channel.basic_publish("", XQ, json.dumps(envelope).encode(), props)
-    queues = h.Queues(amqp_url)
-    h.wait_for(lambda: queues.state(XQ)[0] == count, timeout=300)
-    queues.close()
-    connection.close()
 
 
 class Sampled:
@@ -151,7 +129,7 @@ def one(infra: h.Infra, kind: str, count: int) -> list[object]:
     queues = h.Queues(infra.amqp_url)
     queues.purge(QUEUE, XQ)
     h.log(f"{count:,}: filling {XQ}")
-    fill(infra.amqp_url, count)
+    fill_dead_letters(infra.amqp_url, QUEUE, "receive_order_created", count)
     db = Database(url)
 
     h.log(f"{count:,}: first run, stopped at half")

@@ -3,7 +3,7 @@
     python benchmarks/dashboard_pages.py [ROWS ...] [--due=5000] [--failed=10000] [--repeat=9]
 
 For each table size (default 1,000,000 rows) a fresh database is bulk-loaded with
-``INSERT ... SELECT generate_series``: ``--due`` pending orders, ``--failed`` failed ones
+``INSERT ... SELECT generate_series`` (benchmarks/_orders_data.py): ``--due`` pending orders, ``--failed`` failed ones
 with a reason, the rest succeeded with an external id; then ``VACUUM ANALYZE``. The
 dashboard runs as its own process (what an operator runs) beside a private RabbitMQ node,
 and each page is fetched over HTTP ``--repeat`` times after one warm-up; the table gives
@@ -19,36 +19,7 @@ import time
 
 import _harness as h
 import httpx
-from sqlalchemy import text
-
-from backlane.db.engine import Database
-
-LOAD_SQL = """
-INSERT INTO orders (request_id, customer, payload, status, external_order_id, failure_reason,
-                    lease_until, created_at, updated_at, settled_at)
-SELECT 'bench-' || i,
-       'customer-' || (i % 97),
-       '{"items": [{"sku": "SKU-1", "quantity": 1}]}'::json,
-       CASE WHEN i <= :due THEN 'pending' WHEN i <= :due + :failed THEN 'failed' ELSE 'succeeded' END,
-       CASE WHEN i <= :due + :failed THEN NULL ELSE 'ext-' || i END,
-       CASE WHEN i > :due AND i <= :due + :failed THEN 'POST /orders answered 422: an order needs items' END,
-       NULL,
-       now() - (i * interval '90 days' / :rows),
-       now(),
-       CASE WHEN i <= :due THEN NULL ELSE now() END
-FROM generate_series(1, :rows) AS i
-"""
-
-
-def load(url: str, rows: int, due: int, failed: int) -> float:
-    db = Database(url)
-    started = time.monotonic()
-    with db.transaction() as session:
-        session.execute(text(LOAD_SQL), {"rows": rows, "due": due, "failed": failed})
-    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("VACUUM ANALYZE orders"))
-    db.dispose()
-    return time.monotonic() - started
+from _orders_data import load_orders
 
 
 def pages(rows: int, due: int, failed: int) -> list[tuple[str, str]]:
@@ -89,7 +60,7 @@ def main() -> None:
         for size in sizes:
             url = infra.database("postgresql", f"dashboard_{size}")
             h.log(f"loading {size:,} orders ({due:,} due, {failed:,} failed) ...")
-            h.log(f"  loaded in {load(url, size, due, failed):.1f} s")
+            h.log(f"  loaded in {load_orders(url, size, due=due, failed=failed, days=90):.1f} s")
             stack = infra.stack(f"dashboard-{size}", url)
             try:
                 _, base = stack.start_dashboard()

@@ -3,9 +3,9 @@
     python benchmarks/discover_cost.py [ROWS ...] [--due=5000] [--batch=1000] [--repeat=9]
 
 For each table size (default 100,000 and 1,000,000 rows) a fresh database is
-bulk-loaded with ``INSERT ... SELECT generate_series``: ``--due`` pending orders
-(created over the last 48 hours, so both the recent and the older claim run)
-and the rest settled over the last 90 days. Then the real tick,
+bulk-loaded with ``INSERT ... SELECT generate_series`` (benchmarks/_orders_data.py):
+``--due`` pending orders (created over the last 48 hours, so both the recent and the
+older claim run) and the rest settled over the last 90 days. Then the real tick,
 :func:`backlane.core.discovery.discover`, runs in this process ``--repeat`` times:
 claim ``--batch`` orders with a lease (``FOR UPDATE SKIP LOCKED``) and publish
 one message each with publisher confirms. Between repetitions the leases are
@@ -20,41 +20,12 @@ import statistics
 import time
 
 import _harness as h
+from _orders_data import load_orders
 from pydantic import SecretStr
 from sqlalchemy import text
 
 from backlane.core.clock import SystemClock
-from backlane.db.engine import Database
 from backlane.settings import Settings
-
-LOAD_SQL = """
-INSERT INTO orders (request_id, customer, payload, status, external_order_id, failure_reason,
-                    lease_until, created_at, updated_at, settled_at)
-SELECT 'bench-' || i,
-       'customer-' || (i % 97),
-       '{"items": [{"sku": "SKU-1", "quantity": 1}]}'::json,
-       CASE WHEN i <= :due THEN 'pending' ELSE 'succeeded' END,
-       CASE WHEN i <= :due THEN NULL ELSE 'ext-' || i END,
-       NULL,
-       NULL,
-       CASE WHEN i <= :due THEN now() - (i * interval '48 hours' / :due)
-            ELSE now() - (i * interval '90 days' / :rows) END,
-       now(),
-       CASE WHEN i <= :due THEN NULL ELSE now() END
-FROM generate_series(1, :rows) AS i
-"""
-
-
-def load(url: str, rows: int, due: int) -> float:
-    """Fill the table; returns the seconds it took."""
-    db = Database(url)
-    started = time.monotonic()
-    with db.transaction() as session:
-        session.execute(text(LOAD_SQL), {"rows": rows, "due": due})
-    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("VACUUM ANALYZE orders"))
-    db.dispose()
-    return time.monotonic() - started
 
 
 def ticks(url: str, batch: int, repeat: int, queues: h.Queues) -> tuple[list[float], list[float]]:
@@ -74,18 +45,22 @@ def ticks(url: str, batch: int, repeat: int, queues: h.Queues) -> tuple[list[flo
     registered = REGISTRY.get("orders")
     pipeline = registered.pipeline
     runtime.configs["orders"] = runtime.config(pipeline).model_copy(update={"max_items": batch})
+    # Only due orders are ever leased here: clearing them through ix_orders_due, not a scan.
+    clear = text(
+        "UPDATE orders SET lease_until = NULL WHERE status IN ('pending', 'placed') AND lease_until IS NOT NULL"
+    )
     durations: list[float] = []
     claims: list[float] = []
     for i in range(repeat + 1):
         with runtime.database.transaction() as session:
-            session.execute(text("UPDATE orders SET lease_until = NULL WHERE lease_until IS NOT NULL"))
+            session.execute(clear)
         queues.purge("orders")
         started = time.perf_counter()
         result = discover(registered)
         elapsed = time.perf_counter() - started
         assert result.enqueued == batch, f"the tick enqueued {result.enqueued}, expected {batch}"
         with runtime.database.transaction() as session:
-            session.execute(text("UPDATE orders SET lease_until = NULL WHERE lease_until IS NOT NULL"))
+            session.execute(clear)
         started = time.perf_counter()
         claimed = pipeline.fetch(registered.context(), batch)
         claim_elapsed = time.perf_counter() - started
@@ -114,7 +89,7 @@ def main() -> None:
         for size in sizes:
             url = infra.database("postgresql", f"discover_{size}")
             h.log(f"loading {size:,} rows ({due:,} due) ...")
-            seconds = load(url, size, due)
+            seconds = load_orders(url, size, due=due, days=90, due_hours=48)
             h.log(f"  loaded in {seconds:.1f} s; {repeat} ticks of {batch} ...")
             durations, claims = ticks(url, batch, repeat, queues)
             median = statistics.median(durations)

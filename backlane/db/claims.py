@@ -138,7 +138,7 @@ ESTIMATED = "estimated"
 def bounded_counts(cap: int) -> Iterator[None]:
     """Within this block, :func:`status_counts` counts exactly up to ``cap`` rows and estimates
     above it (PostgreSQL; SQLite always counts), naming the estimated counts under ``estimated``.
-    ``backlane status`` counts exactly; the dashboard bounds its counts."""
+    The dashboard and ``backlane status`` bound their counts; ``backlane status --exact`` does not."""
     token = _count_cap.set(cap)
     try:
         yield

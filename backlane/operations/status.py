@@ -16,6 +16,7 @@ created.
 
 from __future__ import annotations
 
+import contextlib
 import textwrap
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from dramatiq.common import dq_name, xq_name
 from backlane.core.health import HealthRow
 from backlane.core.registry import Registry
 from backlane.core.runtime import Runtime
+from backlane.db.claims import ESTIMATED, bounded_counts
 from backlane.errors import named_cause as _one_line
 from backlane.operations.health import (
     DISABLED,
@@ -86,10 +88,13 @@ def collect_status(
     queue_reader: Callable[[Settings], tuple[dict[str, QueueDepth] | None, dict[str, Any]]] = read_queues,
     database_probe: Callable[[Runtime], dict[str, Any]] | None = None,
     only: str | None = None,
+    count_limit: int | None = None,
 ) -> dict[str, Any]:
     """Everything ``backlane status`` shows (``only``: that pipeline's row alone). The probes read
     RabbitMQ and check the database; the dashboard passes cached ones, so many open pages
-    do not load either."""
+    do not load either. With ``count_limit`` the item counts are bounded
+    (:func:`~backlane.db.claims.bounded_counts`: PostgreSQL's estimate above it, named under
+    ``estimated``); without it every row is counted."""
     settings = runtime.settings
     timeout = settings.broker.command_timeout
     errors: list[str] = []
@@ -126,7 +131,8 @@ def collect_status(
         }
         if readable:
             try:
-                row["items"] = hooks.stats(ctx) if hooks.stats else {}
+                with bounded_counts(count_limit) if count_limit is not None else contextlib.nullcontext():
+                    row["items"] = hooks.stats(ctx) if hooks.stats else {}
                 row["health_rows"] = list(hooks.health(ctx)) if hooks.health and config.enabled else []
                 if config.enabled:
                     row["health_rows"] = with_pauses(registered.name, row["health_rows"], pauses, runtime)
@@ -175,9 +181,21 @@ _HEADER = (
 )
 
 
+def estimate(value: int) -> str:
+    """An estimated count, short enough for its column: ``≈9.0M``, ``≈120k``, ``≈950``."""
+    for size, unit in ((1_000_000_000, "G"), (1_000_000, "M"), (1_000, "k")):
+        if value >= size:
+            shown = f"{value / size:.1f}" if value < 10 * size else f"{value / size:.0f}"
+            return f"≈{shown}{unit}"
+    return f"≈{value}"
+
+
 def _row(name: str, on: str, items: dict[str, Any] | None, depth: dict[str, Any], health: str) -> str:
     def item(key: str) -> Any:
-        return None if items is None else items.get(key, "")
+        if items is None:
+            return None
+        value = items.get(key, "")
+        return estimate(value) if key in items.get(ESTIMATED, ()) else value
 
     return (
         f"{name[:14]:<15}{on:<3}{_cell(item('due'), 6)}{_cell(item('in_flight'), 7)}"
