@@ -307,9 +307,7 @@ def main() -> None:
             f"orders: {opts['due']:,} pending (created over 48 h), a tenth failed with a reason (unless --failed),"
             f" the rest succeeded, over {opts['days']:g} days; dead letters: one per hundred orders, in {XQ}",
             "load (INSERT ... SELECT generate_series, then VACUUM ANALYZE): " + "; ".join(loads),
-            "command: `.venv/bin/python benchmarks/production_size.py "
-            + " ".join(sys.argv[1:])
-            + "`",
+            "command: `.venv/bin/python benchmarks/production_size.py " + " ".join(sys.argv[1:]) + "`",
         ],
     )
     print(result)
