@@ -32,6 +32,7 @@ from sqlalchemy import func, select  # noqa: E402
 from backlane.db.engine import Database  # noqa: E402
 from backlane.db.migrate import upgrade  # noqa: E402
 from devtools.infra.postgres import PostgresNode  # noqa: E402
+from devtools.infra.process import descendants  # noqa: E402
 from devtools.infra.rabbitmq import RabbitMQNode  # noqa: E402
 from devtools.stack import ManagedProcess, Stack  # noqa: E402
 
@@ -224,20 +225,7 @@ def rss_bytes(pid: int) -> int:
 
 def process_tree(pid: int) -> list[int]:
     """``pid`` and all its descendants (a dramatiq worker forks its worker processes)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            children.setdefault(ppid, []).append(int(entry))
-    tree, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        tree.append(current)
-        todo.extend(children.get(current, []))
-    return tree
+    return descendants(pid)
 
 
 def process_parts(worker: Any, simulator: Any, infra: Infra, database_kind: str) -> dict[str, int | None]:

@@ -107,3 +107,19 @@ def fill_dead_letters(amqp_url: str, queue: str, actor: str, count: int, *, firs
     queues.close()
     connection.close()
     return ids
+
+
+def drain_message_ids(amqp_url: str, queue: str) -> list[str]:
+    """Consume everything ``queue`` holds (until it is quiet for 2 s): the message id of each,
+    in the order they came, so a benchmark can check each requeued letter arrived exactly once."""
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    channel = connection.channel()
+    channel.basic_qos(prefetch_count=2000)
+    ids = []
+    for method, _props, body in channel.consume(queue, auto_ack=True, inactivity_timeout=2):
+        if method is None:
+            break
+        ids.append(json.loads(body)["message_id"])
+    channel.cancel()
+    connection.close()
+    return ids

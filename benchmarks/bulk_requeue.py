@@ -20,7 +20,6 @@ apart with tracemalloc. Nothing consumes ``orders_inbox`` meanwhile (no worker r
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -32,8 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import _harness as h
-import pika
-from _orders_data import fill_dead_letters
+from _orders_data import drain_message_ids, fill_dead_letters
 
 from backlane.db.engine import Database
 from backlane.operations.jobs import get_job, list_jobs
@@ -85,20 +83,6 @@ def follow(db: Database, job_id: int, command: Sampled, first_done: int, stop_at
     if start_at is None or start_done is None or end <= start_at:
         return float("nan")
     return (job.done - start_done) / (end - start_at)
-
-
-def drain(amqp_url: str) -> list[str]:
-    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
-    channel = connection.channel()
-    channel.basic_qos(prefetch_count=2000)
-    ids = []
-    for method, _props, body in channel.consume(QUEUE, auto_ack=True, inactivity_timeout=2):
-        if method is None:
-            break
-        ids.append(json.loads(body)["message_id"])
-    channel.cancel()
-    connection.close()
-    return ids
 
 
 def hash_set_cost(count: int) -> float:
@@ -156,7 +140,7 @@ def one(infra: h.Infra, kind: str, count: int) -> list[object]:
     code, _out, err, second_wall = second.wait()
     assert code == 0, err
     finished = get_job(db, job_id)
-    ids = drain(infra.amqp_url)
+    ids = drain_message_ids(infra.amqp_url, QUEUE)
     left = queues.state(XQ)[0]
     queues.close()
     once = len(ids) == count and len(set(ids)) == count

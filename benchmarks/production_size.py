@@ -44,7 +44,6 @@ from typing import Any
 import _harness as h
 import _orders_data as data
 import httpx
-import pika
 from sqlalchemy import create_engine, text
 
 QUEUE = "orders"
@@ -124,20 +123,6 @@ def discover_child() -> None:
     queues.close()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"batch": batch, "ticks": durations, "claims": claims, "peak": peak}))
-
-
-def drain_ids(amqp_url: str, queue: str) -> list[str]:
-    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
-    channel = connection.channel()
-    channel.basic_qos(prefetch_count=2000)
-    ids = []
-    for method, _props, body in channel.consume(queue, auto_ack=True, inactivity_timeout=2):
-        if method is None:
-            break
-        ids.append(json.loads(body)["message_id"])
-    channel.cancel()
-    connection.close()
-    return ids
 
 
 def fetch(client: httpx.Client, url: str, repeat: int) -> tuple[float, float, float]:
@@ -251,7 +236,7 @@ def one(infra: h.Infra, rows: int, letters: int, opts: dict[str, Any]) -> tuple[
     elapsed, peak, _ = measured([*CLI, "dead-letters", "requeue", "--all", "--queue", QUEUE], env)
     on_queue = queues.state(QUEUE)[0]
     left = queues.state(XQ)[0]
-    got = drain_ids(infra.amqp_url, QUEUE)
+    got = data.drain_message_ids(infra.amqp_url, QUEUE)
     once = len(got) == letters and set(got) == set(ids)
     assert once and left == 0, (len(got), len(set(got)), left)
     add(

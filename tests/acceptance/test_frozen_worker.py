@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from devtools.infra.process import live_group_members
 from devtools.stack import ManagedProcess
 from tests.acceptance.conftest import System
 from tests.waiting import wait_until
@@ -30,20 +31,6 @@ ORDERS = 8
 #: The order API's latency while both workers hold orders: longer than two heartbeats, so a
 #: live worker whose consumers did not answer heartbeats during an item would be dropped too.
 SLOW_MS = 5000
-
-
-def _group(pid: int) -> list[int]:
-    """The processes of ``pid``'s process group (the dramatiq parent and its children)."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except (FileNotFoundError, ProcessLookupError, IndexError):
-                continue
-            if int(fields[2]) == pid and fields[0] != "Z":  # field 5 of stat: the process group
-                members.append(int(entry.name))
-    return members
 
 
 def _sockets(pids: list[int]) -> set[tuple[int, int]]:
@@ -84,7 +71,7 @@ def _management(system: System, path: str) -> Any:
 def _connections_of(system: System, worker: ManagedProcess) -> set[str]:
     """Names of the AMQP connections ``worker``'s processes hold now."""
     assert worker.proc is not None
-    sockets = _sockets(_group(worker.proc.pid))
+    sockets = _sockets(live_group_members(worker.proc.pid))
     return {c["name"] for c in _management(system, "connections") if (c.get("peer_port"), c.get("port")) in sockets}
 
 

@@ -11,34 +11,13 @@ from __future__ import annotations
 import os
 import signal
 import time
-from pathlib import Path
 
 import pytest
 
+from devtools.infra.process import alive, children_of
 from devtools.stack import ManagedProcess
 from tests.acceptance.conftest import System
 from tests.waiting import wait_until
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except (FileNotFoundError, ProcessLookupError, IndexError):
-                continue
-            if int(fields[1]) == pid and fields[0] != "Z":
-                found.append(int(entry.name))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state != "Z"
 
 
 def _booted(worker: ManagedProcess, processes: int) -> bool:
@@ -54,14 +33,14 @@ def test_parent_killed_then_group_sigterm_lose_nothing_and_hold_nothing(system: 
     worker = system.stack.start_worker(processes=2, threads=4)
     wait_until(lambda: _booted(worker, 2), timeout=60, what="both worker processes booted")
     assert worker.proc is not None
-    children = _children(worker.proc.pid)
+    children = children_of(worker.proc.pid)
     assert len(children) == 2, children
     assert system.cli("trigger", "orders").returncode == 0
     wait_until(lambda: system.sim("/_admin/stats")["orders"]["created"] >= 2, timeout=60, what="orders in flight")
 
     os.kill(worker.proc.pid, signal.SIGKILL)  # the main PID only, as an OOM kill or a supervisor would
     worker.proc.wait(10)
-    wait_until(lambda: not any(_alive(c) for c in children), timeout=10, what="the children gone with their parent")
+    wait_until(lambda: not any(alive(c) for c in children), timeout=10, what="the children gone with their parent")
     assert system.settled() < 40, "the parent must be killed mid-run"
 
     # What the dead children held is back in the queue at once: the next worker takes it now,

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
+from devtools.infra.process import children_of
 from devtools.sample import create_orders
 from tests.faults.harness import FaultRun, Infra, Outcome, Scale, envelope
 
@@ -222,17 +223,7 @@ class Soak:
 
 def _children(pid: int | None) -> list[int]:
     """The worker's processes: the dramatiq parent and its children."""
-    if pid is None:
-        return []
-    found = [pid]
-    with contextlib.suppress(OSError):
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                with contextlib.suppress(OSError):
-                    fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-                    if int(fields[1]) == pid:
-                        found.append(int(entry))
-    return found
+    return [] if pid is None else [pid, *children_of(pid)]
 
 
 def _usage(pid: int) -> dict[str, float]:

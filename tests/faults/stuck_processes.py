@@ -15,10 +15,10 @@ import os
 import signal
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 
+from devtools.infra.process import live_group_members
 from devtools.sample import create_orders
 from devtools.stack import ManagedProcess
 from tests.faults.harness import FaultRun, Infra, Outcome, Scale, fault_run
@@ -40,21 +40,6 @@ def _lease_env(seconds: int) -> dict[str, str]:
     return env
 
 
-def _group(pgid: int) -> list[int]:
-    """Live members of process group ``pgid`` (a dramatiq parent and its forked children)."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError, IndexError):
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(entry.name))
-    return members
-
-
 def _pid(proc: ManagedProcess) -> int:
     if proc.proc is None:
         raise RuntimeError(f"{proc.name} has no process")
@@ -65,10 +50,32 @@ def _wait_booted(run: FaultRun, timeout: float = 60) -> None:
     """Until every worker has its children (a freeze or kill of a worker still booting proves nothing)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if all(len(_group(_pid(w))) >= 2 for w in run.workers()):
+        if all(len(live_group_members(_pid(w))) >= 2 for w in run.workers()):
             return
         run.sleep(0.5)
     run.problems.append("a worker did not fork its children within 60 s")
+
+
+def _log_size(proc: ManagedProcess) -> int:
+    try:
+        return proc.log_path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _wait_log_quiet(run: FaultRun, proc: ManagedProcess, quiet: float, timeout: float) -> None:
+    """Until ``proc``'s log has not grown for ``quiet`` seconds: a woken worker writes a line for
+    each item it held (an outcome, a fence, a lost connection), so a quiet log means it is done."""
+    deadline = time.monotonic() + timeout
+    size, since = _log_size(proc), time.monotonic()
+    while time.monotonic() < deadline:
+        run.sleep(0.5)
+        now = _log_size(proc)
+        if now != size:
+            size, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+    run.problems.append(f"{proc.name} was still writing its log {timeout:.0f} s after the freeze ended")
 
 
 def _worker_freeze(infra: Infra, scale: Scale, seconds: float) -> Outcome:
@@ -100,8 +107,8 @@ def _worker_freeze(infra: Infra, scale: Scale, seconds: float) -> Outcome:
         run.clear_fault()
         run.wait_settled()
         # The woken worker runs what it held, its leases long gone: the fence and the guarded
-        # writes must make all of it do nothing. Give it the time to try before the accounting.
-        run.sleep(10)
+        # writes must make all of it do nothing. It has tried all of it once its log is quiet.
+        _wait_log_quiet(run, frozen, quiet=3.0, timeout=60.0)
         outcome = run.account()
         log = frozen.log_tail(200_000)
         fenced = log.count("was claimed again while this worker was stuck")
@@ -142,13 +149,13 @@ def parent_kill9(infra: Infra, scale: Scale) -> Outcome:
         run.wait_settled_part(0.2)
         victim = run.workers()[0]
         pgid = _pid(victim)
-        children = [pid for pid in _group(pgid) if pid != pgid]
+        children = [pid for pid in live_group_members(pgid) if pid != pgid]
         run.expected_exits.add(id(victim))
         os.kill(pgid, signal.SIGKILL)
         killed_at = time.monotonic()
-        while _group(pgid) and time.monotonic() - killed_at < 30:
+        while live_group_members(pgid) and time.monotonic() - killed_at < 30:
             time.sleep(0.2)
-        left = _group(pgid)
+        left = live_group_members(pgid)
         gone_after = time.monotonic() - killed_at
         if left:
             run.problems.append(f"{len(left)} child process(es) of the killed parent still alive after 30 s")

@@ -376,3 +376,30 @@ def test_a_letter_too_large_for_rabbitmq_is_said_so_and_kept_as_its_head(app: Ap
     result = cli(app, "requeue", "--all", "--queue", ORDER_CREATED_QUEUE)
     assert "hold only the head of their body" in result.stdout, result.stdout
     assert depth(app, XQ) == 1 and depth(app, ORDER_CREATED_QUEUE) == 0
+
+
+@pytest.mark.parametrize("max_prefetch", [3, 65_535])
+def test_letters_are_read_in_order_unacked_past_the_prefetch_limit_and_stay(
+    app: App, monkeypatch: pytest.MonkeyPatch, max_prefetch: int
+) -> None:
+    """The reader streams letters with ``basic.consume`` up to AMQP's prefetch limit and takes
+    the rest with ``basic.get`` (a limit of 3 stands in for 65,535 here): every letter comes once,
+    in queue order, and all are still in .XQ when the command gives them back."""
+    from backlane.operations.dead_letters import connection as letters_connection
+
+    monkeypatch.setattr(letters_connection, "MAX_PREFETCH", max_prefetch)
+    declare(app)
+    for n in range(8):
+        publish(app, XQ, dead_letter(f"order-{n}", {"version": 1, "order_id": n + 1}))
+    wait_until(lambda: depth(app, XQ) == 8, timeout=10, what="8 dead letters")
+
+    with letters_connection.connect(app.rabbitmq.amqp_url, timeout=5) as amqp:
+        channel = amqp.channel()
+        first = [letter.message_id for _tag, letter in letters_connection.each_letter(channel, ORDER_CREATED_QUEUE, 5)]
+        rest = [letter.message_id for _tag, letter in letters_connection.each_letter(channel, ORDER_CREATED_QUEUE, 8)]
+        letters_connection.return_all(channel)
+    assert first == [f"order-{n}" for n in range(5)]
+    assert rest == [f"order-{n}" for n in range(5, 8)], "the second read ends at the queue's end, not its limit"
+    wait_until(lambda: depth(app, XQ) == 8, timeout=10, what="every letter back in .XQ")
+    shown = cli(app, "list", "--queue", ORDER_CREATED_QUEUE, "--json")
+    assert [row["message_id"] for row in json.loads(shown.stdout)] == [f"order-{n}" for n in range(8)]
