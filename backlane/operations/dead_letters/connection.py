@@ -85,11 +85,40 @@ def count_letters(connection: Any, queue: str, missing_ok: bool) -> int | None:
     return count
 
 
+#: AMQP's largest prefetch count (a 16-bit field): the letters one consumer can hold unacked.
+MAX_PREFETCH = 65_535
+#: A consumer of an .XQ that gets nothing for this long takes it as empty, seconds.
+EMPTY_AFTER = 2.0
+
+
 def each_letter(channel: Any, queue: str, limit: int) -> Iterator[tuple[int, DeadLetter]]:
     """At most ``limit`` dead letters of ``queue`` with their delivery tags, unacked (they stay
-    on the broker until acked or returned)."""
-    for _ in range(limit):
-        method, props, raw = channel.basic_get(xq_name(q_name(queue)), auto_ack=False)
+    on the broker until acked or returned).
+
+    Read with ``basic.consume`` and a prefetch of exactly the letters wanted, so RabbitMQ pushes
+    them in one stream instead of one ``basic.get`` round trip each (10,000 letters took 16-23 s
+    that way); past AMQP's prefetch limit the rest is read with ``basic.get``. ``limit`` is the
+    count the caller read from the queue: a letter taken meanwhile by someone else ends the
+    stream after :data:`EMPTY_AFTER` seconds, never with more than the queue holds."""
+    xq = xq_name(q_name(queue))
+    window = min(limit, MAX_PREFETCH)
+    read = 0
+    if window > 1:
+        channel.basic_qos(prefetch_count=window)
+        try:
+            for method, props, raw in channel.consume(xq, auto_ack=False, inactivity_timeout=EMPTY_AFTER):
+                if method is None:
+                    return  # nothing for EMPTY_AFTER: the queue has no more
+                read += 1
+                yield method.delivery_tag, parse(queue, raw, props)
+                if read >= window:
+                    break
+        finally:
+            with contextlib.suppress(pika.exceptions.AMQPError):
+                if channel.is_open:
+                    channel.cancel()  # any letter pushed and not handed out goes back, unread
+    for _ in range(limit - read):
+        method, props, raw = channel.basic_get(xq, auto_ack=False)
         if method is None:
             return
         yield method.delivery_tag, parse(queue, raw, props)
