@@ -102,6 +102,13 @@ def preflight(role: str) -> None:
     startup.check_database(database.url.get_secret_value(), database.connect_timeout, role)
 
 
+def apply_log_levels(settings: Settings) -> None:
+    """backlane's loggers at ``log_level``; httpx's line per request only when asked for
+    (``log_http_requests``): an order's outcome line says how its calls ended."""
+    logging.getLogger("backlane").setLevel(settings.log_level)
+    logging.getLogger("httpx").setLevel(logging.INFO if settings.log_http_requests else logging.WARNING)
+
+
 def build_middleware(settings: Settings) -> list[Middleware]:
     retry = settings.retries
     middleware: list[Middleware] = [
@@ -201,7 +208,7 @@ def setup() -> BacklaneBroker:
             raise
         if _command:
             settings = command_settings(settings)
-        logging.getLogger("backlane").setLevel(settings.log_level)
+        apply_log_levels(settings)
         log_limits.install()
         log_format.apply(settings.log_format)
         log_repeats.install(settings.log_repeat_seconds)

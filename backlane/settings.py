@@ -484,6 +484,11 @@ class Settings(BaseSettings):
     #: an outage is a line per kind per interval, not a traceback per attempt. 0 writes every one.
     #: An item's outcome line is never held back.
     log_repeat_seconds: float = Field(default=60.0, ge=0, le=24 * 3600, allow_inf_nan=False)
+    #: Write httpx's line for every HTTP request ("HTTP Request: POST ... 201 Created"). Off by
+    #: default: an item's outcome line already says how its calls ended, and two lines per order
+    #: are most of a busy worker's log and of its logging CPU (docs/benchmarks.md, section 1).
+    #: Its warnings and errors are written either way; turn it on to follow an API's calls.
+    log_http_requests: bool = False
 
 
 def env_name(location: tuple[str | int, ...]) -> str:

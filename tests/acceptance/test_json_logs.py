@@ -94,6 +94,7 @@ def test_no_secret_in_any_text_line(system: System) -> None:
         assert "hunter2" not in text, "a secret in the log"
     assert worker_log.count('[backlane.outcome] [INFO] {"pipeline":"orders"') >= len(orders), "text as before"
     assert "[DEBUG]" in command_log or " DEBUG " in command_log, "-v wrote its debug lines"
+    assert "HTTP Request" not in worker_log, "httpx's line per request is off by default"
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # the database URL with a password

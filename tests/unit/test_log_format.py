@@ -261,3 +261,18 @@ def test_the_operating_pages_example_is_the_line_an_outcome_gives(json_outcomes:
         k: v for k, v in example.items() if k not in tracing | {"time"}
     }
     assert list(entry) == [k for k in example if k not in tracing], "the same fields in the same order"
+
+
+@pytest.mark.parametrize(("value", "written"), [(None, False), ("false", False), ("true", True)])
+def test_httpx_writes_its_line_per_request_only_when_asked(
+    monkeypatch: pytest.MonkeyPatch, value: str | None, written: bool
+) -> None:
+    from backlane.app import apply_log_levels
+
+    if value is not None:
+        monkeypatch.setenv("BACKLANE_LOG_HTTP_REQUESTS", value)
+    httpx_logger = logging.getLogger("httpx")
+    monkeypatch.setattr(httpx_logger, "level", httpx_logger.level)  # restored after the test
+    apply_log_levels(load_settings())
+    assert httpx_logger.isEnabledFor(logging.INFO) is written
+    assert httpx_logger.isEnabledFor(logging.WARNING), "httpx's warnings are written either way"
