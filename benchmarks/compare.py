@@ -1,7 +1,7 @@
 """The same orders work on backlane, careful and plain Dramatiq and Celery 5, side by side.
 
     python benchmarks/compare.py [N] [--rounds=3] [--processes=2] [--threads=8]
-        [--systems=backlane,careful,dramatiq,backlane-discover,celery-threads,celery-prefork]
+        [--systems=backlane,careful,careful-quiet,dramatiq,backlane-discover,celery-threads,celery-prefork]
         [--profile=DIR]
 
 One private RabbitMQ node and PostgreSQL server serve every run; each run gets a
@@ -25,6 +25,8 @@ side for all: the harness publishes the N messages (Dramatiq's in confirmed batc
 * careful: ``dramatiq plain_dramatiq``, actor ``careful_order``: the work as a careful
   engineer writes it on plain Dramatiq: the SELECT and the UPDATE built once at import,
   each one round trip in autocommit, one engine and one httpx client per process.
+* careful-quiet: careful with httpx's INFO line per request off, as backlane has it by
+  default (BACKLANE_LOG_HTTP_REQUESTS): what the same logging choice is worth there.
 * dramatiq: the same module, actor ``plain_order``: each statement in its own
   ``connect()`` / ``begin()`` transaction, built per call (what most users write).
 * celery-threads: P ``celery worker --pool=threads --concurrency=T`` instances;
@@ -55,11 +57,12 @@ from dramatiq.message import Message
 
 from backlane.db.engine import Database
 
-SYSTEMS = ("backlane", "careful", "dramatiq", "backlane-discover", "celery-threads", "celery-prefork")
+SYSTEMS = ("backlane", "careful", "careful-quiet", "dramatiq", "backlane-discover", "celery-threads", "celery-prefork")
 #: The Dramatiq-shaped systems: (queue, actor) the harness publishes to, and the worker's module.
 DRAMATIQ_SYSTEMS = {
     "backlane": ("orders", "process_orders", ()),
     "careful": ("careful_orders", "careful_order", ("plain_dramatiq",)),
+    "careful-quiet": ("careful_orders", "careful_order", ("plain_dramatiq",)),
     "dramatiq": ("plain_orders", "plain_order", ("plain_dramatiq",)),
 }
 PUBLISH_BATCH = 2_000
@@ -95,7 +98,8 @@ def run_published(
                 workers.append(stack.start_worker(processes, threads))
             else:
                 argv = [sys.executable, "-m", "dramatiq", *modules, "--processes", str(processes)]
-                workers.append(h.spawn(stack, f"{system}-worker", [*argv, "--threads", str(threads)]))
+                quiet = {"PLAIN_HTTPX_LINES": "off"} if system == "careful-quiet" else {}
+                workers.append(h.spawn(stack, f"{system}-worker", [*argv, "--threads", str(threads)], **quiet))
             consumers = processes
         else:
             import plain_celery

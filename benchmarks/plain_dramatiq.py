@@ -23,6 +23,7 @@ Reads the stack's env: BACKLANE_BROKER__URL, BACKLANE_DATABASE__URL, BACKLANE_OR
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from datetime import UTC, datetime
@@ -39,6 +40,9 @@ from actors.orders.models import Order
 ORDERS_QUEUE = "plain_orders"
 NOOP_QUEUE = "plain_noop"
 CAREFUL_QUEUE = "careful_orders"
+
+if os.environ.get("PLAIN_HTTPX_LINES") == "off":  # careful-quiet: backlane's default, httpx's lines off
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 broker = RabbitmqBroker(url=os.environ.get("BACKLANE_BROKER__URL", "amqp://guest:guest@127.0.0.1:5672/%2F"))
 dramatiq.set_broker(broker)
