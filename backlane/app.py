@@ -157,6 +157,7 @@ def build_broker(settings: Settings) -> BacklaneBroker:
         signing_key=signing.key_of(settings),
         max_body_bytes=settings.broker.max_body_bytes,
         heartbeat=settings.broker.heartbeat_seconds,
+        delay_poll_ms=settings.broker.delay_poll_ms,
     )
 
 

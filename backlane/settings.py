@@ -132,6 +132,11 @@ class BrokerSettings(Section):
     #: 1,000 x threads per process, so a backlog of retries (an API down) would sit in worker
     #: memory by the tens of thousands; the rest waits in RabbitMQ. 0 = Dramatiq's default.
     delay_prefetch: int = Field(default=1000, ge=0, le=65535)
+    #: How often a worker's delay-queue consumer looks for delayed messages whose time has
+    #: come, milliseconds (Dramatiq's worker timeout, 1,000 ms, on the delay queues only): a retry
+    #: or an order's status poll runs at most about this late. Each look is a wakeup of an idle
+    #: consumer thread; the other queues' consumers keep Dramatiq's 1,000 ms.
+    delay_poll_ms: int = Field(default=100, ge=10, le=1000)
     #: How long a process that is neither a worker nor the clock (an application publishing
     #: through backlane, the test suite) keeps trying while RabbitMQ is unreachable, seconds.
     #: Workers and the clock wait for ever; `backlane` commands use ``command_timeout``.
@@ -486,8 +491,8 @@ class Settings(BaseSettings):
     log_repeat_seconds: float = Field(default=60.0, ge=0, le=24 * 3600, allow_inf_nan=False)
     #: Write httpx's line for every HTTP request ("HTTP Request: POST ... 201 Created"). Off by
     #: default: an item's outcome line already says how its calls ended, and two lines per order
-    #: are most of a busy worker's log and of its logging CPU (docs/benchmarks.md, section 1).
-    #: Its warnings and errors are written either way; turn it on to follow an API's calls.
+    #: were most of a busy worker's log. Its warnings and errors are written either way; turn it
+    #: on to follow an API's calls.
     log_http_requests: bool = False
 
 

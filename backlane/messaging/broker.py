@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 
 import pendulum
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.common import dq_name, q_name
 from dramatiq.message import Message
 from dramatiq.middleware import Middleware
 
@@ -96,6 +97,7 @@ class BacklaneBroker(RabbitmqBroker):
         signing_key: bytes | None = None,
         max_body_bytes: int = 1024 * 1024,
         heartbeat: int | None = None,
+        delay_poll_ms: int | None = None,
     ) -> None:
         self.signals = Signals(self)  # first: emit_before and emit_after go through it
         super().__init__(url=url, confirm_delivery=True, middleware=middleware)
@@ -115,6 +117,8 @@ class BacklaneBroker(RabbitmqBroker):
         self.signing_key = signing_key
         #: Largest delivery a consumer reads; a larger one is dead-lettered as it came, unread.
         self.max_body_bytes = max_body_bytes
+        #: A delay-queue consumer's look for due messages, milliseconds (None: the worker's timeout).
+        self.delay_poll_ms = delay_poll_ms
         quiet_pika()
         self.add_middleware(boot.ServiceLifecycle())
 
@@ -256,6 +260,10 @@ class BacklaneBroker(RabbitmqBroker):
                 thread_logger.addFilter(QuietConsumerRestarts(self.outage))
         if queue_name == DISCOVER_QUEUE:
             prefetch = min(prefetch, DISCOVER_PREFETCH)
+        if self.delay_poll_ms is not None and queue_name == dq_name(q_name(queue_name)):
+            # The consumer thread moves a delayed message on only when its consumer returns:
+            # Dramatiq's 1 s timeout made every retry and status poll up to a second late.
+            timeout = min(timeout, self.delay_poll_ms)
         parent = super().consume
         return self.with_reconnect(lambda: parent(queue_name, prefetch, timeout), f"consume {queue_name}")
 

@@ -77,6 +77,34 @@ def _heartbeats_by_port(rabbitmq: Any) -> dict[int, int]:
     return {c["peer_port"]: c["timeout"] for c in response.json()}
 
 
+def test_a_delay_queue_consumer_looks_for_due_messages_every_delay_poll_the_others_every_second(
+    rabbitmq: Any,
+) -> None:
+    """Dramatiq's consumer thread moves a delayed message on only when its consumer returns, so
+    the delay queue's consumer comes back empty-handed after ``delay_poll_ms``; a work queue's
+    keeps the worker's timeout (each return is a wakeup of an idle thread)."""
+    import time
+
+    broker = BacklaneBroker(url=rabbitmq.amqp_url, middleware=[], delay_poll_ms=50)
+    consumers = []
+    try:
+        broker.declare_queue("delay_poll_probe", ensure=True)  # with its .DQ
+        waited = {}
+        for queue in ("delay_poll_probe.DQ", "delay_poll_probe"):
+            consumer = broker.consume(queue, prefetch=1, timeout=1000)
+            consumers.append(consumer)
+            next(consumer)  # the first return can come early, as the consumer starts
+            started = time.monotonic()
+            assert next(consumer) is None, f"{queue} is empty"
+            waited[queue] = time.monotonic() - started
+        assert waited["delay_poll_probe.DQ"] < 0.5, waited
+        assert waited["delay_poll_probe"] > 0.9, waited
+    finally:
+        for consumer in consumers:
+            consumer.close()
+        broker.close()
+
+
 def test_every_connection_asks_for_the_heartbeat_a_url_of_its_own_wins(rabbitmq: Any) -> None:
     """BACKLANE_BROKER__HEARTBEAT_SECONDS reaches the broker's publishing and consuming connections
     (RabbitMQ proposes 60 s, and took it from pika before the setting); a URL's ``heartbeat=`` wins."""
