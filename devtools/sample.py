@@ -178,7 +178,7 @@ def png_image(rgb: tuple[int, int, int], seed: int, size: int = 8) -> bytes:
 
 def create_photos(
     db: Database,
-    storage: DirectoryStorage,
+    storage: Storage,
     owner: str,
     count: int,
     now: datetime,

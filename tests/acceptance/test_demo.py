@@ -136,3 +136,31 @@ def test_the_demo_shows_every_pipeline_and_explains_its_failures(shared_broker: 
     ):
         assert expected in output, f"{expected!r} missing from the demo's output:\n{output}"
     assert (tmp_path / ".backlane" / "demo" / "exports" / "products.csv").exists()
+
+
+def test_the_demo_on_s3_seeds_reads_and_deletes_every_object_there(shared_broker: Any, tmp_path: Path) -> None:
+    """``--storage s3``: the photos, tracks and stale objects are seeded on the private S3 server
+    the workers read and delete from (the photos were once seeded in the directory instead, and
+    every one failed with "not in s3://...")."""
+    env = demo_env(
+        BACKLANE_BROKER__URL=shared_broker.amqp_url, BACKLANE_BROKER__MANAGEMENT_URL=shared_broker.management_url
+    )
+    result = subprocess.run(
+        demo("--orders", "10", "--processes", "1", "--timeout", "240", "--storage", "s3"),
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "BACKLANE_STORAGE__KIND=s3" in output
+    for expected in (
+        "product_photos 15 vectorized, 1 failed; delivery_photos 8 vectorized, 0 failed",
+        "photos most similar to product_photos photo",
+        "tracks:  20 deleted tracks removed with their 40 stored objects",
+        "stale objects deleted under search-images/",
+    ):
+        assert expected in output, f"{expected!r} missing from the demo's output:\n{output}"
+    assert "is not in s3://" not in output

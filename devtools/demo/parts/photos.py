@@ -15,8 +15,8 @@ from sqlalchemy import func, select
 
 from actors.photos.models import Photo  # this pipeline's model and query: imported here only
 from actors.photos.similar import most_similar
-from backlane.clients.storage import DirectoryStorage
 from devtools.demo.part import DemoContext, DemoPart, Failure, Outcome, PartResult, SimulatorUse, Wait, next_tick_in
+from devtools.demo.storage import demo_storage
 from devtools.sample import create_photos
 
 #: The simulator standing in for the embeddings API (and the demo's other sources).
@@ -48,7 +48,7 @@ class PhotosPart(DemoPart):
         return {f"BACKLANE_{name.upper()}__BASE_URL": ctx.simulator_url(SIMULATOR) for name in self.pipelines}
 
     def seed(self, ctx: DemoContext) -> str:
-        storage = DirectoryStorage(ctx.storage)
+        storage = demo_storage(ctx.storage)  # the store the workers read: S3 with --storage s3
         for name in self.pipelines:
             create_photos(ctx.db, storage, name, self.photos[name], ctx.now, refused=self.refused[name])
         each = ", ".join(f"{self.total(n)} {n}" for n in self.pipelines)
