@@ -26,7 +26,7 @@ from dramatiq.common import q_name, xq_name
 from backlane.messaging import signing
 from backlane.messaging.publishing import Outgoing
 from backlane.operations.dead_letters.commands import select_queues
-from backlane.operations.dead_letters.connection import connect, count_letters, return_all
+from backlane.operations.dead_letters.connection import EMPTY_AFTER, connect, count_letters, return_all
 from backlane.operations.dead_letters.letter import parse, requeue_outgoing
 from backlane.operations.jobs.kinds import JobKind, Progress, register_kind
 
@@ -35,8 +35,6 @@ if TYPE_CHECKING:
 
 #: Letters published together, their confirms waited on once, before each is acked in .XQ.
 BATCH = 200
-#: A consumer of an .XQ that gets nothing for this long takes it as empty, seconds.
-EMPTY_AFTER = 2.0
 
 
 def _queues(runtime: Runtime, params: Mapping[str, Any]) -> tuple[list[str], bool]:
