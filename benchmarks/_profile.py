@@ -122,6 +122,22 @@ def worker_thread_parts(raw: Path) -> Counter[str]:
     return parts
 
 
+def dumped_roles(pid: int) -> dict[int, str]:
+    """Native thread id -> role, from one ``py-spy dump`` of ``pid``: one stop of the process, at
+    the end of a run, so (unlike :func:`start`'s sampling) it costs the measured threads nothing."""
+    import json
+
+    argv = [spy_binary(), "dump", "--json", "--pid", str(pid)]
+    out = subprocess.run(argv, capture_output=True, check=False, timeout=60).stdout
+    roles: dict[int, str] = {}
+    for thread in json.loads(out or b"[]"):
+        joined = ";".join(str(frame.get("name")) for frame in reversed(thread.get("frames", [])))
+        role = next((name for key, name in ROLES if key in joined), None)
+        if thread.get("os_thread_id") is not None:
+            roles[int(thread["os_thread_id"])] = role or str(thread.get("thread_name") or "other")
+    return roles
+
+
 def cpu_by_role(before: dict[int, float], after: dict[int, float], roles: dict[int, str]) -> dict[str, list[float]]:
     """CPU seconds used between ``before`` and ``after`` by each thread, grouped by role."""
     by_role: dict[str, list[float]] = {}

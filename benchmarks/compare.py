@@ -125,11 +125,14 @@ def run_published(
             "database": infra.postgres_pid,
             "rabbitmq": infra.rabbitmq.pid if infra.rabbitmq else None,
         }
+        by_thread: dict[int, dict[int, float]] = {}
+        if BY_THREAD and system in DRAMATIQ_SYSTEMS and workers[0].proc is not None:
+            by_thread = {pid: _profile.thread_cpu(pid) for pid in h.process_tree(workers[0].proc.pid)}
         spy, profiled, threads_before = None, 0, {}
         if profile is not None and system in DRAMATIQ_SYSTEMS and workers[0].proc is not None:
             root = workers[0].proc.pid
             profiled = min(p for p in h.process_tree(root) if p != root)  # the first forked worker
-            spy = _profile.start(profiled, profile / f"{system}.txt")
+            spy = _profile.start(profiled, profile / f"{system}.txt", rate=int(h.option("profile-rate", "200")))
             threads_before = _profile.thread_cpu(profiled)
         before = {name: h.cpu_seconds(pid) for name, pid in parts.items()}
         started = time.monotonic()
@@ -148,6 +151,8 @@ def run_published(
         publish_cpu = time.process_time() - publish_cpu
         done = h.wait_for(lambda: h.settled(db) >= n, timeout=TIMEOUT, interval=0.1, procs=workers)
         used = {name: (h.cpu_seconds(pid) - before[name]) * 1000 / n for name, pid in parts.items()}
+        if by_thread:
+            THREAD_CPU.setdefault(system, []).append(thread_breakdown(workers[0], by_thread, n))
         if spy is not None and profile is not None:
             threads_after = _profile.thread_cpu(profiled)
             _profile.stop(spy)
@@ -160,6 +165,42 @@ def run_published(
         "publisher": publish_cpu * 1000 / n,
     }
     return n / (done - started), cpu
+
+
+#: ``--by-thread``: each Dramatiq system's worker CPU per order by process and thread role, read
+#: from /proc without a profiler (one ``py-spy dump`` at the end of the run names the threads).
+BY_THREAD = "--by-thread" in sys.argv
+THREAD_CPU: dict[str, list[dict[str, float]]] = {}
+
+
+def thread_breakdown(worker: Any, before: dict[int, dict[int, float]], n: int) -> dict[str, float]:
+    """µs of CPU per order by "process: thread role" across the worker's process tree."""
+    root = worker.proc.pid
+    spent: dict[str, float] = {}
+    for pid, threads_before in before.items():
+        if not Path(f"/proc/{pid}/task").exists():
+            continue
+        after = _profile.thread_cpu(pid)
+        roles = _profile.dumped_roles(pid)
+        kind = "main process" if pid == root else "worker processes"
+        for role, used in _profile.cpu_by_role(threads_before, after, roles).items():
+            key = f"{kind}: {role} ({len(used)})" if pid == root else f"{kind}: {role}"
+            spent[key] = spent.get(key, 0.0) + sum(used) * 1e6 / n
+    return spent
+
+
+def print_thread_cpu() -> None:
+    """The means of :data:`THREAD_CPU` over the rounds, one column per system."""
+    systems = list(THREAD_CPU)
+    keys = sorted({k for runs in THREAD_CPU.values() for run in runs for k in run})
+    rows = []
+    for key in keys:
+        rows.append([key, *(f"{statistics.mean(run.get(key, 0.0) for run in THREAD_CPU[s]):.0f}" for s in systems)])
+    rows.append(["total", *(f"{statistics.mean(sum(run.values()) for run in THREAD_CPU[s]):.0f}" for s in systems)])
+    print()
+    print(
+        h.table("Worker CPU µs per order by process and thread role (no profiler; means)", ["threads", *systems], rows)
+    )
 
 
 def write_profile(
@@ -264,6 +305,8 @@ def main() -> None:
             ],
         )
     )
+    if THREAD_CPU:
+        print_thread_cpu()
     if "backlane" in summary:
         ratios = []
         ours_rate, ours_cpu, ours_sending = summary["backlane"]
