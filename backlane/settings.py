@@ -132,11 +132,12 @@ class BrokerSettings(Section):
     #: 1,000 x threads per process, so a backlog of retries (an API down) would sit in worker
     #: memory by the tens of thousands; the rest waits in RabbitMQ. 0 = Dramatiq's default.
     delay_prefetch: int = Field(default=1000, ge=0, le=65535)
-    #: How often a worker's delay-queue consumer looks for delayed messages whose time has
-    #: come, milliseconds (Dramatiq's worker timeout, 1,000 ms, on the delay queues only): a retry
-    #: or an order's status poll runs at most about this late. Each look is a wakeup of an idle
-    #: consumer thread; the other queues' consumers keep Dramatiq's 1,000 ms.
-    delay_poll_ms: int = Field(default=100, ge=10, le=1000)
+    #: Least time between two looks of a worker's delay-queue consumer for delayed messages whose
+    #: time has come, milliseconds. A consumer holding delayed messages (retries, an order's status
+    #: poll) looks when the earliest is due, but at most once per this; one holding none looks once
+    #: per Dramatiq worker timeout (1,000 ms), as every other queue's consumer does. So a retry
+    #: runs at most about this late, and an idle consumer thread wakes once a second.
+    delay_poll_ms: int = Field(default=20, ge=1, le=1000)
     #: How long a process that is neither a worker nor the clock (an application publishing
     #: through backlane, the test suite) keeps trying while RabbitMQ is unreachable, seconds.
     #: Workers and the clock wait for ever; `backlane` commands use ``command_timeout``.

@@ -38,7 +38,6 @@ from typing import Any, TypeVar
 
 import pendulum
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
-from dramatiq.common import dq_name, q_name
 from dramatiq.message import Message
 from dramatiq.middleware import Middleware
 
@@ -117,7 +116,8 @@ class BacklaneBroker(RabbitmqBroker):
         self.signing_key = signing_key
         #: Largest delivery a consumer reads; a larger one is dead-lettered as it came, unread.
         self.max_body_bytes = max_body_bytes
-        #: A delay-queue consumer's look for due messages, milliseconds (None: the worker's timeout).
+        #: Least time between two looks of a delay-queue consumer for due messages, milliseconds;
+        #: it looks when the earliest message it holds is due (None: pika's fixed timeout).
         self.delay_poll_ms = delay_poll_ms
         quiet_pika()
         self.add_middleware(boot.ServiceLifecycle())
@@ -260,10 +260,6 @@ class BacklaneBroker(RabbitmqBroker):
                 thread_logger.addFilter(QuietConsumerRestarts(self.outage))
         if queue_name == DISCOVER_QUEUE:
             prefetch = min(prefetch, DISCOVER_PREFETCH)
-        if self.delay_poll_ms is not None and queue_name == dq_name(q_name(queue_name)):
-            # The consumer thread moves a delayed message on only when its consumer returns:
-            # Dramatiq's 1 s timeout made every retry and status poll up to a second late.
-            timeout = min(timeout, self.delay_poll_ms)
         parent = super().consume
         return self.with_reconnect(lambda: parent(queue_name, prefetch, timeout), f"consume {queue_name}")
 

@@ -14,9 +14,11 @@ from typing import Any
 
 import pika.exceptions
 from dramatiq.broker import MessageProxy
+from dramatiq.common import dq_name, q_name
 from dramatiq.errors import ConnectionClosed
 
 from backlane.messaging.deadletter import DeadLetteringConsumer
+from backlane.messaging.delay_looks import DueTimes, deliveries
 
 logger = logging.getLogger("backlane.broker")
 
@@ -25,7 +27,20 @@ DELIVERED_BY = "_backlane_consumer"
 
 
 class OutageAwareConsumer(DeadLetteringConsumer):
-    """Reports a lost connection as an outage, and leaves alone the deliveries it cannot settle."""
+    """Reports a lost connection as an outage, and leaves alone the deliveries it cannot settle.
+
+    On a delay queue it comes back empty when the earliest delayed message it handed out is
+    due (:mod:`backlane.messaging.delay_looks`), not after a fixed timeout."""
+
+    def __init__(self, broker: Any, queue_name: str, prefetch: int, timeout: int) -> None:
+        super().__init__(broker, queue_name, prefetch, timeout)
+        self.due: DueTimes | None = None
+        least_gap_ms = getattr(broker, "delay_poll_ms", None)
+        if least_gap_ms is not None and queue_name == dq_name(q_name(queue_name)):
+            # pika's generator made in __init__ never ran (a generator starts at its first
+            # next()), so nothing consumes yet: this one takes its place.
+            self.due = DueTimes(idle_wait=timeout / 1000, least_gap=least_gap_ms / 1000)
+            self.iterator = deliveries(self.connection, self.channel, queue_name, self.due)
 
     def __next__(self) -> Any:
         try:
@@ -37,6 +52,8 @@ class OutageAwareConsumer(DeadLetteringConsumer):
             raise
         if proxy is not None:
             setattr(proxy, DELIVERED_BY, self)
+            if self.due is not None and "eta" in proxy.options:
+                self.due.held(proxy.options["eta"])
         return proxy
 
     def _settleable(self, message: MessageProxy) -> bool:

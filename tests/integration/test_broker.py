@@ -77,30 +77,42 @@ def _heartbeats_by_port(rabbitmq: Any) -> dict[int, int]:
     return {c["peer_port"]: c["timeout"] for c in response.json()}
 
 
-def test_a_delay_queue_consumer_looks_for_due_messages_every_delay_poll_the_others_every_second(
-    rabbitmq: Any,
-) -> None:
-    """Dramatiq's consumer thread moves a delayed message on only when its consumer returns, so
-    the delay queue's consumer comes back empty-handed after ``delay_poll_ms``; a work queue's
-    keeps the worker's timeout (each return is a wakeup of an idle thread)."""
+def test_a_delay_queue_consumer_looks_when_what_it_holds_is_due_and_idles_otherwise(rabbitmq: Any) -> None:
+    """Dramatiq's consumer thread moves a delayed message on only when its consumer returns. A
+    delay queue's consumer returns empty when the earliest message it handed out is due (not
+    sooner than ``delay_poll_ms`` after its last look), and, holding nothing, after the worker's
+    timeout like a work queue's: an idle consumer thread wakes once a second, not ten times."""
     import time
 
-    broker = BacklaneBroker(url=rabbitmq.amqp_url, middleware=[], delay_poll_ms=50)
-    consumers = []
+    import dramatiq
+
+    broker = BacklaneBroker(url=rabbitmq.amqp_url, middleware=[], delay_poll_ms=20)
+    consumer = None
     try:
-        broker.declare_queue("delay_poll_probe", ensure=True)  # with its .DQ
-        waited = {}
-        for queue in ("delay_poll_probe.DQ", "delay_poll_probe"):
-            consumer = broker.consume(queue, prefetch=1, timeout=1000)
-            consumers.append(consumer)
-            next(consumer)  # the first return can come early, as the consumer starts
-            started = time.monotonic()
-            assert next(consumer) is None, f"{queue} is empty"
-            waited[queue] = time.monotonic() - started
-        assert waited["delay_poll_probe.DQ"] < 0.5, waited
-        assert waited["delay_poll_probe"] > 0.9, waited
+        probe = dramatiq.actor(lambda: None, broker=broker, queue_name="delay_look_probe", actor_name="probe")
+        broker.declare_queue("delay_look_probe", ensure=True)  # with its .DQ
+        consumer = broker.consume("delay_look_probe.DQ", prefetch=10, timeout=1000)
+        next(consumer)  # the first return can come early, as the consumer starts
+        started = time.monotonic()
+        assert next(consumer) is None, "the delay queue is empty"
+        assert time.monotonic() - started > 0.9, "holding nothing, it waits the worker's timeout"
+
+        for delay_ms in (400, 200):  # the later one first: the earliest due decides
+            probe.send_with_options(delay=delay_ms)
+        got = [next(consumer), next(consumer)]
+        assert all(g is not None for g in got), got
+        etas = sorted(g.options["eta"] for g in got)
+        assert etas[1] - etas[0] > 150, etas
+        looks = []
+        for _ in range(3):
+            assert next(consumer) is None
+            looks.append(time.monotonic())
+        # Each return is at a message's eta (give or take the machine), then a second later.
+        at = [time.time() - (time.monotonic() - look) for look in looks]
+        assert abs(at[0] - etas[0] / 1000) < 0.15 and abs(at[1] - etas[1] / 1000) < 0.15, (at, etas)
+        assert looks[2] - looks[1] > 0.9, looks
     finally:
-        for consumer in consumers:
+        if consumer is not None:
             consumer.close()
         broker.close()
 

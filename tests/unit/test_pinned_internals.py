@@ -241,6 +241,12 @@ def test_the_private_rabbitmq_consumer_still_has_what_the_dead_lettering_consume
     )
     consume = inspect.getsource(rabbitmq.RabbitmqBroker.consume)
     assert "self.consumer_class(self, queue_name, prefetch, timeout)" in consume, where
+    # A delay queue's consumer replaces the iterator __init__ made: pika's consume() must be a
+    # generator function, which subscribes only at its first next(), never in __init__.
+    looks = _relies("backlane/messaging/consumer.py", "a delay queue's consumer replaces self.iterator")
+    assert "self.iterator = self.channel.consume(" in inspect.getsource(consumer.__init__), looks
+    assert inspect.isgeneratorfunction(blocking_connection.BlockingChannel.consume), looks
+    assert "basic_consume" not in inspect.getsource(consumer.__init__), looks
 
 
 # -- dramatiq: the broker's queues, connections and signals ------------------------------------
