@@ -112,12 +112,12 @@ def part_of(frames: list[str]) -> str:
     return "other (interpreter, threading, stdlib)"
 
 
-def worker_thread_parts(raw: Path) -> Counter[str]:
-    """Samples of the worker threads (the ones running actors) by :func:`part_of`."""
+def worker_thread_parts(raw: Path, role: str = "worker thread") -> Counter[str]:
+    """Samples of the threads of ``role`` (by default the ones running actors) by :func:`part_of`."""
     roles = thread_roles(raw)
     parts: Counter[str] = Counter()
     for tid, frames, count in _samples(raw):
-        if roles.get(tid) == "worker thread":
+        if roles.get(tid) == role:
             parts[part_of(frames)] += count
     return parts
 

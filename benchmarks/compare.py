@@ -228,6 +228,17 @@ def write_profile(
         ["part (innermost frame)", "share of samples", "µs/order"],
         split,
     )
+    consumer_us = sum(by_role.get("consumer", [])) * 1e6 / share
+    consumer_parts = _profile.worker_thread_parts(raw, "consumer")
+    consumer_total = sum(consumer_parts.values()) or 1
+    text += "\n\n" + h.table(
+        f"{system}: the consumer threads' {consumer_us:.0f} µs/order by part of the stack ({consumer_total:,} samples)",
+        ["part (innermost frame)", "share of samples", "µs/order"],
+        [
+            [part, f"{count * 100 / consumer_total:.1f} %", f"{consumer_us * count / consumer_total:.0f}"]
+            for part, count in consumer_parts.most_common()
+        ],
+    )
     (directory / f"{system}-profile.md").write_text(text + "\n")
     print(text, flush=True)
 
