@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import heapq
+import math
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -44,8 +45,10 @@ class DueTimes:
 
     def held(self, eta: Any) -> None:
         """A delivery with ``eta`` (epoch milliseconds, as Dramatiq's option) was handed out;
-        anything that is not a number counts as due now, as Dramatiq treats it."""
-        due = eta / 1000 if isinstance(eta, (int, float)) and not isinstance(eta, bool) else time.time()
+        anything that is not a finite number counts as due now (Dramatiq moves a NaN on at once;
+        kept in the heap, it would never be popped and the consumer would look every least_gap)."""
+        number = isinstance(eta, (int, float)) and not isinstance(eta, bool) and math.isfinite(eta)
+        due = eta / 1000 if number else time.time()
         heapq.heappush(self._etas, due)
 
     def looked(self) -> None:
@@ -63,9 +66,6 @@ class DueTimes:
         until_due = max(0.0, self._etas[0] - time.time())
         until_allowed = self._last_look + self.least_gap - time.monotonic()
         return min(self.idle_wait, max(until_due, until_allowed, 0.0))
-
-    def __len__(self) -> int:
-        return len(self._etas)
 
 
 def deliveries(
