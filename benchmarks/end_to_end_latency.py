@@ -677,8 +677,9 @@ def report(
                     f"BACKLANE_ORDERS__MAX_ITEMS={MAX_ITEMS} (default 500), LEASE_SECONDS={LEASE_SECONDS:g};"
                     " worst arrival lag: how late the arrivals thread ran behind its schedule",
                     "BACKLANE_BROKER__PREFETCH=0 (Dramatiq's 2 x threads per process); Dramatiq's worker timeout"
-                    f" {s.worker_timeout_ms or 1000} ms (dramatiq_worker_timeout): a consumer whose queue is idle"
-                    " looks at its delayed messages that often",
+                    f" {s.worker_timeout_ms or 1000} ms (dramatiq_worker_timeout); a delay queue's consumer looks"
+                    " again when the earliest delayed message it holds is due (backlane/messaging/delay_looks.py,"
+                    " at most every BACKLANE_BROKER__DELAY_POLL_MS), after the worker timeout when it holds none",
                 ],
             ),
             h.table(
