@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -169,8 +170,16 @@ class Stack:
         return proc, url
 
     def stop_all(self, timeout: float = 30) -> None:
-        for proc in reversed(self.processes):
-            proc.stop(timeout)
+        """Stop the workers, clocks and dashboards together, then the simulators they call.
+
+        Together, not one after the other: each takes seconds to drain and exit (a worker's
+        consumers and threads notice the stop within Dramatiq's worker timeout), and the tests
+        and the demo stop a system each time they end."""
+        simulators = [p for p in self.processes if p.name.startswith("simulator")]
+        for group in ([p for p in self.processes if p not in simulators], simulators):
+            with ThreadPoolExecutor(max_workers=max(1, len(group))) as pool:
+                for stopped in [pool.submit(proc.stop, timeout) for proc in group]:
+                    stopped.result()
 
 
 def _wait_http(url: str, proc: ManagedProcess, timeout: float = 20) -> None:

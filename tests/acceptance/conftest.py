@@ -4,6 +4,7 @@ private RabbitMQ node and a real database."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pika
+import pika.exceptions
 import pytest
 from sqlalchemy import select
 
@@ -89,7 +92,20 @@ def system(rabbitmq: Any, database_url: str, tmp_path: Path) -> Iterator[System]
 
 
 def _purge_all(rabbitmq: Any) -> None:
-    auth = ("guest", "guest")
-    queues = httpx.get(f"{rabbitmq.management_url}/api/queues", auth=auth, timeout=10).json()
-    for queue in queues:
-        httpx.delete(f"{rabbitmq.management_url}/api/queues/%2F/{queue['name']}/contents", auth=auth, timeout=10)
+    """Empty every queue on the node: listed by the management API, purged over one AMQP channel
+    (a DELETE of each queue's contents through the API took a second per test for ~50 queues)."""
+    queues = httpx.get(
+        f"{rabbitmq.management_url}/api/queues",
+        params={"columns": "name,exclusive"},
+        auth=("guest", "guest"),
+        timeout=10,
+    ).json()
+    with contextlib.closing(pika.BlockingConnection(pika.URLParameters(rabbitmq.amqp_url))) as connection:
+        channel = connection.channel()
+        for queue in queues:
+            if queue.get("exclusive"):
+                continue  # another connection's own queue: not ours to empty, and refused
+            try:
+                channel.queue_purge(queue["name"])
+            except pika.exceptions.ChannelClosedByBroker:  # deleted since the listing
+                channel = connection.channel()
