@@ -14,6 +14,11 @@ For each N, in one run on one machine:
 * polling, per database: the design backlane replaces, one loop taking a batch
   of pending orders and placing them one by one (POST, GET, UPDATE), timed
   until all N are settled.
+
+Nothing that builds backlane's broker (``actors``, ``devtools.sample``, ``scheduler``) is
+imported before the private RabbitMQ node's URL is in the environment: importing ``actors``
+builds the broker from the environment once per process (this script once sent to the
+default port that way, and failed at its first queue).
 """
 
 from __future__ import annotations
@@ -26,11 +31,8 @@ from datetime import UTC, datetime
 import _harness as h
 from sqlalchemy import select, update
 
-from actors.orders.client import OrderApiClient
-from actors.orders.models import Order, OrderStatus
 from backlane.db.engine import Database
 from backlane.settings import ApiSettings
-from devtools.sample import create_orders
 
 #: Orders the polling loop takes per round, as the order-queue service's batch.
 POLL_BATCH = 500
@@ -43,7 +45,7 @@ def ceiling(infra: h.Infra, n: int, processes: int, threads: int) -> float:
     """No-op messages per second with the same worker settings."""
     import _noop
 
-    stack = infra.stack("ceiling", "sqlite:///" + str(infra.workdir / "unused.db"))
+    stack = infra.stack("ceiling", infra.database("sqlite", "ceiling"))  # the worker checks its database at start
     queues = h.Queues(infra.amqp_url)
     with h.stopping(stack):
         argv = [sys.executable, "-m", "dramatiq", "_noop", "--processes", str(processes), "--threads", str(threads)]
@@ -64,6 +66,7 @@ def backlane(infra: h.Infra, kind: str, n: int, processes: int, threads: int) ->
     and the CPU milliseconds per order each part of the system used."""
     import scheduler  # noqa: F401  (declares the discover actors)
     from backlane.core.registry import REGISTRY
+    from devtools.sample import create_orders
 
     db_url = infra.database(kind, f"drain_{kind}")
     db = Database(db_url)
@@ -94,6 +97,10 @@ def backlane(infra: h.Infra, kind: str, n: int, processes: int, threads: int) ->
 
 def polling(infra: h.Infra, kind: str, n: int) -> float:
     """The replaced design: take a batch of pending orders, place and settle them one by one."""
+    from actors.orders.client import OrderApiClient
+    from actors.orders.models import Order, OrderStatus
+    from devtools.sample import create_orders
+
     db_url = infra.database(kind, f"polling_{kind}")
     db = Database(db_url)
     stack = infra.stack(f"polling-{kind}", db_url)

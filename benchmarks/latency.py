@@ -9,6 +9,11 @@ orders per second: each order makes two calls (POST /orders, then GET
 tick, RabbitMQ, the per-order actor, the simulator and the database, timed from
 the tick's send until the N-th order is settled; the table gives the share of
 the bound reached for each worker shape.
+
+Nothing that builds backlane's broker (``actors``, ``devtools.sample``, ``scheduler``) is
+imported before the private RabbitMQ node's URL is in the environment: importing ``actors``
+builds the broker from the environment once per process (this script once sent to the
+default port that way, and failed at its first queue).
 """
 
 from __future__ import annotations
@@ -20,7 +25,6 @@ from datetime import UTC, datetime
 import _harness as h
 
 from backlane.db.engine import Database
-from devtools.sample import create_orders
 
 #: POST /orders then GET /orders/{id}.
 CALLS_PER_ORDER = 2
@@ -32,6 +36,7 @@ def drain(
     """(orders/s, worker CPU ms per order, peak RSS of each worker process, worker CPU share of one core)."""
     import scheduler  # noqa: F401  (declares the discover actors)
     from backlane.core.registry import REGISTRY
+    from devtools.sample import create_orders
 
     db_url = infra.database(kind, f"latency_{processes}x{threads}")
     db = Database(db_url)
