@@ -204,7 +204,9 @@ class S3Server(S3Target):
         read_only = {
             "Version": "2012-10-17",
             "Statement": [
-                {"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket", "s3:HeadObject"], "Resource": "*"}
+                # s3:List*: AWS checks s3:ListBucket for ListObjects(V2); moto 5.2.6 checks
+                # s3:ListObjects / s3:ListObjectsV2 instead, and denied the reader its listing.
+                {"Effect": "Allow", "Action": ["s3:GetObject", "s3:HeadObject", "s3:List*"], "Resource": "*"}
             ],
         }
         keys = {}
